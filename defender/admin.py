@@ -1,0 +1,67 @@
+"""The Django admin lists every model; secrets are write-only there too (a password input that never refills)."""
+
+from django import forms
+from django.contrib import admin
+
+from defender.models import Actor, Integration, ProxyRule
+
+
+class WriteOnlySecretAdminForm(forms.ModelForm):
+    """Leave the secret blank to keep the stored one; it is never sent back to the browser."""
+
+    secret_field = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields[self.secret_field]
+        field.widget = forms.PasswordInput(render_value=False)
+        field.required = not self.instance.pk and self.secret_field == "client_secret"
+        if self.instance.pk and self.instance.__dict__.get(self.secret_field):
+            field.help_text = "A value is saved. Leave blank to keep it; type a new value to replace it."
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get(self.secret_field) and self.instance.pk:
+            # Blank means "keep": construct_instance skips fields missing from cleaned_data.
+            cleaned.pop(self.secret_field, None)
+        return cleaned
+
+
+class IntegrationAdminForm(WriteOnlySecretAdminForm):
+    secret_field = "client_secret"
+
+    class Meta:
+        model = Integration
+        fields = "__all__"
+
+
+class ProxyRuleAdminForm(WriteOnlySecretAdminForm):
+    secret_field = "password"
+
+    class Meta:
+        model = ProxyRule
+        fields = "__all__"
+
+
+@admin.register(Integration)
+class IntegrationAdmin(admin.ModelAdmin):
+    form = IntegrationAdminForm
+    list_display = ["name", "kind", "location", "api_flavour", "host", "port", "enabled", "last_test_ok", "last_test_at"]
+    list_filter = ["kind", "location", "api_flavour", "enabled"]
+    search_fields = ["name", "host", "tenant_id", "client_id"]
+    list_select_related = ["proxy_rule"]
+    readonly_fields = ["created_by", "updated_by", "created_at", "updated_at", "last_test_at", "last_test_ok", "last_test_summary"]
+
+
+@admin.register(ProxyRule)
+class ProxyRuleAdmin(admin.ModelAdmin):
+    form = ProxyRuleAdminForm
+    list_display = ["name", "proxy_type", "host", "port", "username"]
+    search_fields = ["name", "host"]
+
+
+@admin.register(Actor)
+class ActorAdmin(admin.ModelAdmin):
+    list_display = ["name", "hostname", "alternate_hostname", "ip_address", "operating_system"]
+    search_fields = ["name", "hostname", "alternate_hostname"]
+    list_filter = ["operating_system"]

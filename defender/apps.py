@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DefenderConfig(AppConfig):
+    name = "defender"
+    verbose_name = "Defender ATP integrations"

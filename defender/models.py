@@ -1,0 +1,197 @@
+"""The integration data model: integrations, the proxy rules they may use, and the actors whose alerts they fetch."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+
+from defender import presets, validators
+from defender.fields import EncryptedTextField, has_secret
+from defender.kinds import DEFENDER_ATP, KIND_CHOICES
+from defender.services.connection import ConnectionSettings, ProxySettings
+
+
+class ProxyRule(models.Model):
+    class ProxyType(models.TextChoices):
+        HTTP = "http", "HTTP"
+        HTTPS = "https", "HTTPS"
+        SOCKS5 = "socks5", "SOCKS5"
+
+    name = models.CharField(max_length=100, unique=True)
+    proxy_type = models.CharField("type", max_length=10, choices=ProxyType.choices, default=ProxyType.HTTP)
+    host = models.CharField(max_length=253, validators=[validators.validate_host])
+    port = models.PositiveIntegerField(default=3128, validators=[validators.validate_port])
+    username = models.CharField(max_length=255, blank=True, help_text="Leave empty for a proxy without authentication.")
+    password = EncryptedTextField(help_text="Stored encrypted; never shown again.")
+    ca_certificate = models.TextField(
+        "CA certificate",
+        blank=True,
+        validators=[validators.validate_pem_certificates],
+        help_text="PEM of the proxy's CA, for a TLS-intercepting proxy.",
+    )
+    bypass_hosts = models.TextField(
+        blank=True,
+        help_text="Hosts that do not go through the proxy, one per line or comma-separated; .example.com matches "
+        "every host under example.com.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def has_password(self):
+        return has_secret(self, "password")
+
+    def bypass_list(self):
+        return tuple(entry.strip() for entry in self.bypass_hosts.replace(",", "\n").splitlines() if entry.strip())
+
+    def to_settings(self):
+        return ProxySettings(
+            proxy_type=self.proxy_type,
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            ca_certificate=self.ca_certificate,
+            bypass_hosts=self.bypass_list(),
+        )
+
+
+class Integration(models.Model):
+    class Location(models.TextChoices):
+        LOCAL = "local", "Local"
+        REMOTE = "remote", "Remote"
+
+    class Protocol(models.TextChoices):
+        HTTPS = "https", "HTTPS"
+        HTTP = "http", "HTTP"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField("type", max_length=40, choices=KIND_CHOICES, default=DEFENDER_ATP.key)
+    location = models.CharField(max_length=10, choices=Location.choices, default=Location.LOCAL)
+    api_flavour = models.CharField("API flavour", max_length=10, choices=presets.API_FLAVOURS, default=presets.MDE)
+    host = models.CharField(max_length=253, validators=[validators.validate_host])
+    port = models.PositiveIntegerField(default=443, validators=[validators.validate_port])
+    protocol = models.CharField(max_length=5, choices=Protocol.choices, default=Protocol.HTTPS)
+    client_id = models.CharField("client ID", max_length=36, validators=[validators.validate_guid])
+    client_secret = EncryptedTextField(help_text="Stored encrypted; never shown again.")
+    secret_expires_on = models.DateField("secret expiry date", null=True, blank=True)
+    api_version = models.CharField("API version", max_length=20, blank=True, default="v1.0")
+    auth_url = models.CharField(
+        "Auth URL", max_length=300, default=presets.PUBLIC_LOGIN, validators=[validators.validate_https_url]
+    )
+    tenant_id = models.CharField("tenant ID", max_length=253, validators=[validators.validate_tenant])
+    resource = models.CharField(max_length=300, blank=True)
+    # Advanced options
+    connect_timeout = models.FloatField(default=5.0, validators=[validators.validate_timeout])
+    read_timeout = models.FloatField(default=30.0, validators=[validators.validate_timeout])
+    verify_tls = models.BooleanField("verify TLS", default=True)
+    ca_certificate = models.TextField(
+        "CA certificate", blank=True, validators=[validators.validate_pem_certificates]
+    )
+    max_retries = models.PositiveSmallIntegerField("maximum retries", default=3, validators=[validators.validate_retries])
+    page_size = models.PositiveIntegerField(default=1000, validators=[validators.validate_page_size])
+    lookback_hours = models.PositiveIntegerField("lookback window (hours)", default=24, validators=[validators.validate_lookback])
+    clock_skew_seconds = models.PositiveIntegerField("clock-skew tolerance (seconds)", default=300, validators=[validators.validate_clock_skew])
+    proxy_rule = models.ForeignKey(
+        ProxyRule, null=True, blank=True, on_delete=models.PROTECT, related_name="integrations", verbose_name="proxy"
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_test_ok = models.BooleanField(null=True, blank=True, editable=False)
+    last_test_summary = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("run_test", "Can run an integration's Test")]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def has_client_secret(self):
+        return has_secret(self, "client_secret")
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        if self.api_flavour == presets.SIEM and not self.resource:
+            raise ValidationError({"resource": "The legacy SIEM API needs a resource, e.g. https://graph.windows.net."})
+
+    def to_settings(self):
+        """The plain connection settings the services take (decrypts the secret)."""
+        return ConnectionSettings(
+            flavour=self.api_flavour,
+            host=self.host,
+            port=self.port,
+            protocol=self.protocol,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            tenant_id=self.tenant_id,
+            auth_url=self.auth_url,
+            api_version=self.api_version,
+            resource=self.resource,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            verify_tls=self.verify_tls,
+            ca_certificate=self.ca_certificate,
+            max_retries=self.max_retries,
+            page_size=self.page_size,
+            lookback_hours=self.lookback_hours,
+            clock_skew_seconds=self.clock_skew_seconds,
+            proxy=self.proxy_rule.to_settings() if self.proxy_rule_id else None,
+            name=self.name,
+            integration_id=self.pk,
+        )
+
+
+class Actor(models.Model):
+    class OperatingSystem(models.TextChoices):
+        WINDOWS = "windows", "Windows"
+        LINUX = "linux", "Linux"
+        MACOS = "macos", "macOS"
+
+    name = models.CharField(max_length=100, unique=True)
+    hostname = models.CharField(
+        max_length=253,
+        validators=[validators.validate_hostname_or_fqdn],
+        help_text="As the endpoint knows itself: a short name (ws-fin-07) or an FQDN. Matched case-insensitively.",
+    )
+    alternate_hostname = models.CharField(
+        max_length=253,
+        blank=True,
+        validators=[validators.validate_hostname_or_fqdn],
+        help_text="Another name Defender may know this endpoint by (after a rename, or a different domain).",
+    )
+    ip_address = models.GenericIPAddressField("IP address", null=True, blank=True)
+    operating_system = models.CharField(max_length=10, choices=OperatingSystem.choices, default=OperatingSystem.WINDOWS)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("fetch_alerts", "Can ask integrations for an actor's alerts")]
+        indexes = [
+            models.Index(Lower("hostname"), name="actor_hostname_ci"),
+            models.Index(Lower("alternate_hostname"), name="actor_alt_hostname_ci"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def hostnames(self):
+        """The names to match alerts against: hostname first, then the alternate."""
+        return [name for name in (self.hostname, self.alternate_hostname) if name]

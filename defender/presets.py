@@ -1,0 +1,90 @@
+"""Host presets: where each API flavour lives in each cloud, as data.
+
+Sources: ../shared/reference/defender-api.md section 1 (Microsoft's Defender for Endpoint, legacy SIEM and Graph
+documentation). The form lists the common regions first and the rest under "More".
+"""
+
+from dataclasses import dataclass
+
+MDE = "mde"
+GRAPH = "graph"
+SIEM = "siem"
+
+API_FLAVOURS = [
+    (MDE, "Defender for Endpoint API"),
+    (GRAPH, "Microsoft Graph"),
+    (SIEM, "Legacy SIEM API"),
+]
+
+PUBLIC_LOGIN = "https://login.microsoftonline.com"
+US_GOV_LOGIN = "https://login.microsoftonline.us"
+
+# The application permissions each flavour needs (the token's `roles` claim must hold them).
+REQUIRED_ROLES = {
+    MDE: ("Alert.Read.All", "Machine.Read.All"),
+    GRAPH: ("SecurityAlert.Read.All",),
+    # The SIEM exporter predates app roles in tokens; it only needs the Azure AD Graph resource token.
+    SIEM: (),
+}
+
+# "Current by default": the Defender for Endpoint API is versioned under /api/{version}; Graph under /{version}.
+DEFAULT_API_VERSION = {MDE: "v1.0", GRAPH: "v1.0", SIEM: ""}
+API_VERSIONS = {MDE: ("v1.0", ""), GRAPH: ("v1.0", "beta"), SIEM: ("",)}
+
+
+@dataclass(frozen=True)
+class Preset:
+    flavour: str
+    key: str
+    label: str
+    host: str
+    auth_url: str
+    resource: str
+    common: bool  # shown first; the others sit under "More"
+
+
+PRESETS = [
+    # Defender for Endpoint API: the base host and the geo hosts Microsoft recommends for performance.
+    Preset(MDE, "global", "Global", "api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", True),
+    Preset(MDE, "us", "US", "us.api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", True),
+    Preset(MDE, "eu", "EU", "eu.api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", True),
+    Preset(MDE, "uk", "UK", "uk.api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", True),
+    Preset(MDE, "au", "Australia", "au.api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
+    Preset(MDE, "swa", "Switzerland", "swa.api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
+    Preset(MDE, "ina", "India", "ina.api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
+    Preset(MDE, "legacy-global", "Global (legacy host)", "api.securitycenter.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
+    Preset(MDE, "legacy-us", "US (legacy host)", "api-us.securitycenter.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
+    Preset(MDE, "legacy-eu", "EU (legacy host)", "api-eu.securitycenter.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
+    Preset(MDE, "legacy-uk", "UK (legacy host)", "api-uk.securitycenter.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
+    Preset(MDE, "gcc", "US GCC", "api-gcc.securitycenter.microsoft.us", PUBLIC_LOGIN, "https://api-gcc.securitycenter.microsoft.us", False),
+    Preset(MDE, "gcc-high", "US GCC High", "api-gov.securitycenter.microsoft.us", US_GOV_LOGIN, "https://api-gov.securitycenter.microsoft.us", False),
+    Preset(MDE, "dod", "US DoD", "api-gov.securitycenter.microsoft.us", US_GOV_LOGIN, "https://api-gov.securitycenter.microsoft.us", False),
+    # Microsoft Graph security API and its national clouds.
+    Preset(GRAPH, "global", "Global", "graph.microsoft.com", PUBLIC_LOGIN, "https://graph.microsoft.com", True),
+    Preset(GRAPH, "gcc", "US GCC", "graph.microsoft.com", PUBLIC_LOGIN, "https://graph.microsoft.com", False),
+    Preset(GRAPH, "gcc-high", "US GCC High", "graph.microsoft.us", US_GOV_LOGIN, "https://graph.microsoft.us", False),
+    Preset(GRAPH, "dod", "US DoD", "dod-graph.microsoft.us", US_GOV_LOGIN, "https://dod-graph.microsoft.us", False),
+    # Legacy SIEM alert exporters (deprecated by Microsoft; v1 tokens for the Azure AD Graph resource).
+    Preset(SIEM, "us", "US", "wdatp-alertexporter-us.windows.com", PUBLIC_LOGIN, "https://graph.windows.net", True),
+    Preset(SIEM, "eu", "EU", "wdatp-alertexporter-eu.windows.com", PUBLIC_LOGIN, "https://graph.windows.net", True),
+    Preset(SIEM, "uk", "UK", "wdatp-alertexporter-uk.windows.com", PUBLIC_LOGIN, "https://graph.windows.net", True),
+    Preset(SIEM, "gcc", "US GCC", "wdatp-alertexporter-us.gcc.securitycenter.windows.us", PUBLIC_LOGIN, "https://graph.windows.net", False),
+    Preset(SIEM, "gcc-high", "US GCC High / DoD", "wdatp-alertexporter-us.securitycenter.windows.us", US_GOV_LOGIN, "https://graph.windows.net", False),
+]
+
+DEFAULT_PRESET = {MDE: "global", GRAPH: "global", SIEM: "us"}
+
+
+def presets_for(flavour):
+    return [preset for preset in PRESETS if preset.flavour == flavour]
+
+
+def get_preset(flavour, key):
+    for preset in PRESETS:
+        if preset.flavour == flavour and preset.key == key:
+            return preset
+    raise KeyError(f"no preset {key!r} for {flavour!r}")
+
+
+def default_preset(flavour):
+    return get_preset(flavour, DEFAULT_PRESET[flavour])
