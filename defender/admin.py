@@ -30,27 +30,37 @@ class WriteOnlySecretAdminForm(forms.ModelForm):
 class IntegrationAdminForm(WriteOnlySecretAdminForm):
     secret_field = "client_secret"
 
-    class Meta:
-        model = Integration
-        fields = "__all__"
-
 
 class ProxyRuleAdminForm(WriteOnlySecretAdminForm):
     secret_field = "password"
-
-    class Meta:
-        model = ProxyRule
-        fields = "__all__"
 
 
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
     form = IntegrationAdminForm
-    list_display = ["name", "kind", "location", "api_flavour", "host", "port", "enabled", "last_test_ok", "last_test_at"]
+    list_display = [
+        "name",
+        "kind",
+        "location",
+        "api_flavour",
+        "host",
+        "port",
+        "enabled",
+        "last_test_ok",
+        "last_test_at",
+    ]
     list_filter = ["kind", "location", "api_flavour", "enabled"]
     search_fields = ["name", "host", "tenant_id", "client_id"]
     list_select_related = ["proxy_rule"]
-    readonly_fields = ["created_by", "updated_by", "created_at", "updated_at", "last_test_at", "last_test_ok", "last_test_summary"]
+    readonly_fields = [
+        "created_by",
+        "updated_by",
+        "created_at",
+        "updated_at",
+        "last_test_at",
+        "last_test_ok",
+        "last_test_summary",
+    ]
 
 
 @admin.register(ProxyRule)

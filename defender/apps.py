@@ -1,6 +1,13 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class DefenderConfig(AppConfig):
     name = "defender"
     verbose_name = "Defender ATP integrations"
+
+    def ready(self):
+        from defender.roles import sync_group_permissions
+
+        # After auth has created this app's permissions (post_migrate of every app runs in order).
+        post_migrate.connect(sync_group_permissions, dispatch_uid="defender-sync-group-permissions")

@@ -59,6 +59,4 @@ def rotate(stored, where="a stored secret"):
     try:
         return MARKER + fernet().rotate(stored[len(MARKER) :].encode()).decode()
     except InvalidToken:
-        raise DecryptionError(
-            f"Cannot rotate {where}: none of the keys in FIELD_ENCRYPTION_KEYS opens it."
-        ) from None
+        raise DecryptionError(f"Cannot rotate {where}: none of the keys in FIELD_ENCRYPTION_KEYS opens it.") from None

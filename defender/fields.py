@@ -29,7 +29,9 @@ class EncryptedAttribute:
             instance.refresh_from_db(fields=[self.field.attname])
         value = instance.__dict__.get(self.field.attname, "")
         if isinstance(value, Ciphertext):
-            where = f"{self.field.name} of {instance._meta.verbose_name} {instance.pk} ({getattr(instance, 'name', '')})"
+            where = (
+                f"{self.field.name} of {instance._meta.verbose_name} {instance.pk} ({getattr(instance, 'name', '')})"
+            )
             value = encryption.decrypt(value, where=where)
             instance.__dict__[self.field.attname] = value
         return value

@@ -90,13 +90,17 @@ class Integration(models.Model):
     connect_timeout = models.FloatField(default=5.0, validators=[validators.validate_timeout])
     read_timeout = models.FloatField(default=30.0, validators=[validators.validate_timeout])
     verify_tls = models.BooleanField("verify TLS", default=True)
-    ca_certificate = models.TextField(
-        "CA certificate", blank=True, validators=[validators.validate_pem_certificates]
+    ca_certificate = models.TextField("CA certificate", blank=True, validators=[validators.validate_pem_certificates])
+    max_retries = models.PositiveSmallIntegerField(
+        "maximum retries", default=3, validators=[validators.validate_retries]
     )
-    max_retries = models.PositiveSmallIntegerField("maximum retries", default=3, validators=[validators.validate_retries])
     page_size = models.PositiveIntegerField(default=1000, validators=[validators.validate_page_size])
-    lookback_hours = models.PositiveIntegerField("lookback window (hours)", default=24, validators=[validators.validate_lookback])
-    clock_skew_seconds = models.PositiveIntegerField("clock-skew tolerance (seconds)", default=300, validators=[validators.validate_clock_skew])
+    lookback_hours = models.PositiveIntegerField(
+        "lookback window (hours)", default=24, validators=[validators.validate_lookback]
+    )
+    clock_skew_seconds = models.PositiveIntegerField(
+        "clock-skew tolerance (seconds)", default=300, validators=[validators.validate_clock_skew]
+    )
     proxy_rule = models.ForeignKey(
         ProxyRule, null=True, blank=True, on_delete=models.PROTECT, related_name="integrations", verbose_name="proxy"
     )

@@ -43,6 +43,8 @@ class Preset:
     common: bool  # shown first; the others sit under "More"
 
 
+# One row per preset, kept as a table for reading across.
+# fmt: off
 PRESETS = [
     # Defender for Endpoint API: the base host and the geo hosts Microsoft recommends for performance.
     Preset(MDE, "global", "Global", "api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", True),
@@ -71,6 +73,7 @@ PRESETS = [
     Preset(SIEM, "gcc", "US GCC", "wdatp-alertexporter-us.gcc.securitycenter.windows.us", PUBLIC_LOGIN, "https://graph.windows.net", False),
     Preset(SIEM, "gcc-high", "US GCC High / DoD", "wdatp-alertexporter-us.securitycenter.windows.us", US_GOV_LOGIN, "https://graph.windows.net", False),
 ]
+# fmt: on
 
 DEFAULT_PRESET = {MDE: "global", GRAPH: "global", SIEM: "us"}
 

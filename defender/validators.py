@@ -1,4 +1,7 @@
-"""Validation of what users type into integration, proxy and actor forms. Each error says what is wrong and what fits."""
+"""Validation of what users type into integration, proxy and actor forms.
+
+Each error says what is wrong and what would fit.
+"""
 
 import ipaddress
 import re
@@ -89,7 +92,6 @@ def validate_pem_certificates(value):
 def validate_hostname_or_fqdn(value):
     """An actor's hostname: a short name (ws-fin-07) or an FQDN; no scheme, path or port."""
     validate_host(value)
-
 
 
 @deconstructible

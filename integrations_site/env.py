@@ -25,7 +25,9 @@ def read(name, default=None, environ=None):
         try:
             return path.read_text().strip()
         except OSError as exc:
-            raise ImproperlyConfigured(f"{file_variable} points to {path}, which cannot be read: {exc.strerror}.") from exc
+            raise ImproperlyConfigured(
+                f"{file_variable} points to {path}, which cannot be read: {exc.strerror}."
+            ) from exc
     return environ.get(name, default)
 
 

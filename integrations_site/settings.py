@@ -17,7 +17,9 @@ DEBUG = env.boolean("DEBUG", default=True)
 
 GENERATE_HINTS = {
     "SECRET_KEY": 'python -c "import secrets; print(secrets.token_urlsafe(50))"',
-    "FIELD_ENCRYPTION_KEYS": 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"',
+    "FIELD_ENCRYPTION_KEYS": (
+        'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+    ),
 }
 
 

@@ -33,8 +33,10 @@ class ProxySettings:
             entry = entry.lower().strip().rstrip(".")
             if not entry:
                 continue
-            if entry == "*" or hostname == entry.lstrip("*.") or (
-                entry.startswith((".", "*.")) and hostname.endswith("." + entry.lstrip("*."))
+            if (
+                entry == "*"
+                or hostname == entry.lstrip("*.")
+                or (entry.startswith((".", "*.")) and hostname.endswith("." + entry.lstrip("*.")))
             ):
                 return True
         return False

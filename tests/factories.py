@@ -1,0 +1,43 @@
+"""Valid model instances for tests, overridable field by field."""
+
+from defender.models import Actor, Integration, ProxyRule
+
+TENANT_ID = "72f988bf-0000-4000-8000-00000000aaaa"
+CLIENT_ID = "0b6f1d2e-0000-4000-8000-00000000bbbb"
+# Obviously fake: never a real-looking secret in a fixture.
+CLIENT_SECRET = "test-only-secret-not-real"
+
+
+def make_integration(**fields):
+    values = {
+        "name": "Defender EU",
+        "host": "eu.api.security.microsoft.com",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "tenant_id": TENANT_ID,
+        "auth_url": "https://login.microsoftonline.com",
+        "resource": "https://api.securitycenter.microsoft.com",
+    }
+    values.update(fields)
+    integration = Integration(**values)
+    integration.full_clean()
+    integration.save()
+    return integration
+
+
+def make_proxy_rule(**fields):
+    values = {"name": "Corporate proxy", "host": "proxy.corp.example", "port": 3128}
+    values.update(fields)
+    rule = ProxyRule(**values)
+    rule.full_clean()
+    rule.save()
+    return rule
+
+
+def make_actor(**fields):
+    values = {"name": "Finance workstation", "hostname": "ws-fin-07"}
+    values.update(fields)
+    actor = Actor(**values)
+    actor.full_clean()
+    actor.save()
+    return actor

@@ -1,0 +1,93 @@
+"""Every page needs a signed-in user, and viewers can change nothing.
+
+The URL patterns are walked, not listed, so a page added later is covered without editing this file.
+"""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+# Pages that must stay reachable without signing in.
+PUBLIC = {
+    "login",
+    "logout",
+    "password_reset",
+    "password_reset_done",
+    "password_reset_confirm",
+    "password_reset_complete",
+}
+NON_HTML_PREFIXES = ("api/",)
+SAMPLE_KWARGS = {"pk": 1, "uidb64": "MQ", "token": "set-password", "object_id": "1", "app_label": "defender"}
+
+
+def walk(patterns, prefix=""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            yield prefix + str(pattern.pattern), pattern
+
+
+def concrete_url(route):
+    """Turn a route like 'integrations/<int:pk>/edit/' or a regex into a URL with sample arguments."""
+    import re
+
+    url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(SAMPLE_KWARGS.get(m.group(1), "1")), route)
+    url = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(SAMPLE_KWARGS.get(m.group(1), "1")), url)
+    return "/" + url.lstrip("^").rstrip("$").replace("\\", "")
+
+
+def app_routes():
+    return [(route, pattern) for route, pattern in walk(get_resolver().url_patterns) if pattern.name not in PUBLIC]
+
+
+def required_permissions(pattern):
+    view = getattr(pattern.callback, "view_class", pattern.callback)
+    permissions = getattr(view, "permission_required", None) or getattr(pattern.callback, "permission_required", ())
+    return (permissions,) if isinstance(permissions, str) else tuple(permissions)
+
+
+@pytest.mark.django_db
+def test_every_page_sends_an_anonymous_visitor_to_log_in(client):
+    checked = 0
+    for route, _pattern in app_routes():
+        url = concrete_url(route)
+        response = client.get(url)
+        if route.startswith(NON_HTML_PREFIXES):
+            assert response.status_code in (401, 403), url
+        else:
+            assert response.status_code == 302, f"{url} answered {response.status_code}"
+            assert "login" in response["Location"], f"{url} redirected to {response['Location']}"
+        checked += 1
+    assert checked > 10
+
+
+@pytest.mark.django_db
+def test_every_defender_page_declares_a_permission():
+    for route, pattern in app_routes():
+        if pattern.callback.__module__.startswith("defender") and pattern.name != "home":
+            assert required_permissions(pattern), f"{route} has no permission_required"
+
+
+@pytest.mark.django_db
+def test_a_viewer_is_refused_every_change_page(viewer_client):
+    change_routes = [
+        (route, pattern)
+        for route, pattern in app_routes()
+        if any(not permission.split(".")[-1].startswith("view_") for permission in required_permissions(pattern))
+    ]
+    for route, _pattern in change_routes:
+        url = concrete_url(route)
+        assert viewer_client.get(url).status_code == 403, url
+        assert viewer_client.post(url).status_code == 403, url
+
+
+@pytest.mark.django_db
+def test_a_viewer_can_read_the_lists(viewer_client):
+    for url in ["/settings/integrations/", "/settings/proxy-rules/", "/actors/"]:
+        assert viewer_client.get(url).status_code == 200, url
+
+
+@pytest.mark.django_db
+def test_a_viewer_cannot_use_the_django_admin(viewer_client):
+    response = viewer_client.get("/admin/defender/integration/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

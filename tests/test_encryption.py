@@ -1,0 +1,128 @@
+import io
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from defender.encryption import DecryptionError
+from defender.models import Integration, ProxyRule
+from tests.factories import CLIENT_SECRET, make_integration, make_proxy_rule
+
+pytestmark = pytest.mark.django_db
+
+
+def raw_column(table, column, pk):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk])
+        return cursor.fetchone()[0]
+
+
+def test_client_secret_round_trips_through_the_database():
+    integration = make_integration()
+    assert Integration.objects.get(pk=integration.pk).client_secret == CLIENT_SECRET
+
+
+def test_raw_database_column_holds_ciphertext_not_the_secret():
+    integration = make_integration()
+    rule = make_proxy_rule(username="svc-proxy", password="proxy-pass-for-test")
+    stored_secret = raw_column("defender_integration", "client_secret", integration.pk)
+    stored_password = raw_column("defender_proxyrule", "password", rule.pk)
+    assert CLIENT_SECRET not in stored_secret
+    assert stored_secret.startswith("fernet:v1:")
+    assert "proxy-pass-for-test" not in stored_password
+    assert ProxyRule.objects.get(pk=rule.pk).password == "proxy-pass-for-test"
+
+
+def test_saving_without_touching_the_secret_keeps_the_same_ciphertext():
+    integration = make_integration()
+    before = raw_column("defender_integration", "client_secret", integration.pk)
+    loaded = Integration.objects.get(pk=integration.pk)
+    loaded.host = "us.api.security.microsoft.com"
+    loaded.save()
+    assert raw_column("defender_integration", "client_secret", integration.pk) == before
+
+
+def test_empty_secret_is_stored_empty():
+    rule = make_proxy_rule()
+    assert raw_column("defender_proxyrule", "password", rule.pk) == ""
+    assert ProxyRule.objects.get(pk=rule.pk).password == ""
+
+
+def test_repr_and_forms_never_carry_the_secret():
+    from django.forms.models import model_to_dict
+
+    integration = Integration.objects.get(pk=make_integration().pk)
+    assert CLIENT_SECRET not in repr(integration.__dict__)
+    assert model_to_dict(integration)["client_secret"] == ""
+    assert CLIENT_SECRET not in repr(integration.to_settings())
+
+
+def test_rotation_with_two_keys_then_old_key_removed(settings):
+    old_key = settings.FIELD_ENCRYPTION_KEYS[0]
+    integration = make_integration()
+    rule = make_proxy_rule(username="svc", password="proxy-pass-for-test")
+    new_key = Fernet.generate_key().decode()
+
+    settings.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
+    call_command("rotate_encryption_key", stdout=io.StringIO())
+
+    settings.FIELD_ENCRYPTION_KEYS = [new_key]
+    assert Integration.objects.get(pk=integration.pk).client_secret == CLIENT_SECRET
+    assert ProxyRule.objects.get(pk=rule.pk).password == "proxy-pass-for-test"
+
+
+def test_wrong_key_gives_an_error_naming_the_record(settings):
+    integration = make_integration(name="Defender prod")
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    loaded = Integration.objects.get(pk=integration.pk)
+    with pytest.raises(DecryptionError) as excinfo:
+        loaded.client_secret  # noqa: B018 - reading the attribute is what decrypts
+    message = str(excinfo.value)
+    assert "client_secret" in message and "Defender prod" in message and str(integration.pk) in message
+    assert "FIELD_ENCRYPTION_KEYS" in message
+
+
+def test_rotation_with_a_wrong_key_changes_nothing_and_names_the_record(settings):
+    integration = make_integration(name="Defender prod")
+    before = raw_column("defender_integration", "client_secret", integration.pk)
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(CommandError, match="Defender prod"):
+        call_command("rotate_encryption_key")
+    assert raw_column("defender_integration", "client_secret", integration.pk) == before
+
+
+def test_listing_integrations_does_not_decrypt(settings, admin_client):
+    make_integration(name="Defender prod")
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    response = admin_client.get("/settings/integrations/")
+    assert response.status_code == 200
+    assert b"Defender prod" in response.content
+
+
+def test_django_admin_never_renders_the_secret(client, django_user_model):
+    superuser = django_user_model.objects.create_superuser("root", password="x-for-test-only")
+    client.force_login(superuser)
+    integration = make_integration()
+    rule = make_proxy_rule(username="svc", password="proxy-pass-for-test")
+    for url in [
+        f"/admin/defender/integration/{integration.pk}/change/",
+        f"/admin/defender/proxyrule/{rule.pk}/change/",
+        "/admin/defender/integration/",
+    ]:
+        body = client.get(url).content.decode()
+        assert CLIENT_SECRET not in body and "proxy-pass-for-test" not in body
+        assert "fernet:v1:" not in body
+
+
+def test_django_admin_blank_secret_keeps_the_stored_one(client, django_user_model):
+    superuser = django_user_model.objects.create_superuser("root", password="x-for-test-only")
+    client.force_login(superuser)
+    rule = make_proxy_rule(username="svc", password="proxy-pass-for-test")
+    response = client.post(
+        f"/admin/defender/proxyrule/{rule.pk}/change/",
+        {"name": rule.name, "proxy_type": "http", "host": rule.host, "port": 3128, "username": "svc", "password": ""},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert ProxyRule.objects.get(pk=rule.pk).password == "proxy-pass-for-test"

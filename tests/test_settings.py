@@ -1,0 +1,103 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+from integrations_site import env
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "p" * 10 + "production-secret-key-for-the-check-deploy-test-only-0123456789",
+    "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    "ALLOWED_HOSTS": "director.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://director.example.com",
+}
+
+
+def run_manage(*args, extra_env, tmp_path):
+    # A clean environment: none of the production variables, and not the browser tests' async-unsafe switch.
+    inherited = set(PRODUCTION) | {"DJANGO_ALLOW_ASYNC_UNSAFE"}
+    environment = {key: value for key, value in os.environ.items() if key not in inherited}
+    environment.update({"VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "integrations_site.settings"})
+    environment.update(extra_env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "FIELD_ENCRYPTION_KEYS"])
+def test_production_refuses_to_start_without_keys_and_says_how_to_make_one(missing, tmp_path):
+    settings = {key: value for key, value in PRODUCTION.items() if key != missing}
+    result = run_manage("check", extra_env=settings, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert f"{missing} is not set and DEBUG is off" in result.stderr
+    assert "generated with: python -c" in result.stderr
+    assert not (tmp_path / "dev-secrets.json").exists()
+
+
+def test_check_deploy_with_production_settings_reports_no_warnings(tmp_path):
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", extra_env=PRODUCTION, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_development_defaults_need_no_settings_and_generate_keys_once(tmp_path):
+    first = run_manage("check", extra_env={}, tmp_path=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "generated development keys" in first.stderr
+    second = run_manage("check", extra_env={}, tmp_path=tmp_path)
+    assert "generated development keys" not in second.stderr
+
+
+def test_a_malformed_debug_value_stops_start_up(tmp_path):
+    result = run_manage("check", extra_env={"DEBUG": "ture"}, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "DEBUG must be true or false, not 'ture'" in result.stderr
+
+
+@pytest.mark.parametrize("spelling", ["true", "True", "1", "yes", "on"])
+def test_true_spellings(spelling):
+    assert env.boolean("FLAG", default=False, environ={"FLAG": spelling}) is True
+
+
+@pytest.mark.parametrize("spelling", ["false", "FALSE", "0", "no", "off"])
+def test_false_spellings(spelling):
+    assert env.boolean("FLAG", default=True, environ={"FLAG": spelling}) is False
+
+
+@pytest.mark.parametrize("spelling", ["ture", "y", "enabled", "2"])
+def test_other_boolean_spellings_are_refused(spelling):
+    with pytest.raises(ImproperlyConfigured, match="FLAG must be true or false"):
+        env.boolean("FLAG", default=True, environ={"FLAG": spelling})
+
+
+def test_a_value_can_come_from_a_file(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file\n")
+    assert env.read("SECRET_KEY", environ={"SECRET_KEY_FILE": str(secret_file)}) == "from-a-file"
+
+
+def test_a_missing_file_names_the_variable(tmp_path):
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY_FILE points to"):
+        env.read("SECRET_KEY", environ={"SECRET_KEY_FILE": str(tmp_path / "absent")})
+
+
+def test_value_and_file_together_are_refused(tmp_path):
+    with pytest.raises(ImproperlyConfigured, match="either SECRET_KEY or SECRET_KEY_FILE"):
+        env.read("SECRET_KEY", environ={"SECRET_KEY": "a", "SECRET_KEY_FILE": "b"})
+
+
+def test_production_database_comes_from_database_url(tmp_path):
+    result = run_manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])",
+        extra_env={**PRODUCTION, "DATABASE_URL": "postgres://someone@db.example:5432/director"},
+        tmp_path=tmp_path,
+    )
+    assert "django.db.backends.postgresql" in result.stdout, result.stderr
