@@ -1,8 +1,11 @@
+"""Settings > Integrations."""
+
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.shortcuts import redirect
+from django.urls import path
 from django.views.generic import ListView
 
-from defender.models import Actor, Integration, ProxyRule
+from defender.models import Integration
 
 
 def home(request):
@@ -14,11 +17,7 @@ class IntegrationListView(PermissionRequiredMixin, ListView):
     queryset = Integration.objects.select_related("proxy_rule")
 
 
-class ProxyRuleListView(PermissionRequiredMixin, ListView):
-    permission_required = "defender.view_proxyrule"
-    model = ProxyRule
-
-
-class ActorListView(PermissionRequiredMixin, ListView):
-    permission_required = "defender.view_actor"
-    model = Actor
+urlpatterns = [
+    path("", home, name="home"),
+    path("settings/integrations/", IntegrationListView.as_view(), name="integration-list"),
+]

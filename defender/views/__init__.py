@@ -1,0 +1,1 @@
+"""Views, one module per area of the console. Each module keeps its own URL patterns beside its views."""
