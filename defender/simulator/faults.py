@@ -1,0 +1,133 @@
+"""Fault switches: the failures the real services produce, on demand.
+
+A run starts with the faults given to the Simulator (or the run_simulator flags); `set()` changes them while it runs
+(in-process, or over HTTP at /_simulator/faults) and `clear()` goes back to the run's own settings. Each switch
+applies to API calls by default; `applies_to="token"` or `"all"` aims it at the token endpoints too.
+"""
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+DEFAULTS = {
+    # 429 with Retry-After on every Nth call (counted from the last set/clear) ...
+    "throttle_every": 0,
+    # ... or once more than this many calls arrive within a minute, like the real 100 calls/minute budget.
+    "rate_limit_per_minute": 0,
+    "retry_after": 1,
+    # The next N calls fail with fail_status (500 or 503); a 503 may carry its own Retry-After.
+    "fail_next": 0,
+    "fail_status": 503,
+    "fail_retry_after": 0,
+    # Seconds to wait before answering.
+    "delay": 0.0,
+    # A truncated JSON body on page K of any paged answer (1 is the first page), or on the next N answers.
+    "malformed_page": 0,
+    "malformed_next": 0,
+    # Leave out @odata.nextLink when the client paged with $top, as users report of the real API.
+    "missing_next_link_with_top": False,
+    "applies_to": "api",
+}
+TARGETS = {"api": {"api"}, "token": {"token"}, "all": {"api", "token"}}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do to one call: wait, answer with an error status, or corrupt the body."""
+
+    delay: float = 0.0
+    status: int = 0
+    retry_after: int = 0
+    malformed: bool = False
+
+
+def _validated(changes):
+    unknown = set(changes) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown fault switch: {', '.join(sorted(unknown))}")
+    clean = {}
+    for name, value in changes.items():
+        default = DEFAULTS[name]
+        if isinstance(default, bool):
+            value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, int | float):
+            value = type(default)(value)
+            if value < 0:
+                raise ValueError(f"{name} must not be negative")
+        clean[name] = value
+    if clean.get("fail_status", 503) not in (500, 502, 503, 504):
+        raise ValueError("fail_status must be 500, 502, 503 or 504")
+    if clean.get("applies_to", "api") not in TARGETS:
+        raise ValueError("applies_to must be api, token or all")
+    return clean
+
+
+class Faults:
+    def __init__(self, **run_faults):
+        self._lock = threading.Lock()
+        self._run = {**DEFAULTS, **_validated(run_faults)}
+        self._active = dict(self._run)
+        self._calls = 0
+        self._recent = deque()
+
+    def set(self, **changes):
+        """Change some switches; the others keep their current values."""
+        changes = _validated(changes)
+        with self._lock:
+            self._active.update(changes)
+            self._calls = 0
+            self._recent.clear()
+
+    def clear(self):
+        """Back to the faults the run started with (none, unless given to the Simulator or the command)."""
+        with self._lock:
+            self._active = dict(self._run)
+            self._calls = 0
+            self._recent.clear()
+
+    def snapshot(self):
+        with self._lock:
+            return dict(self._active)
+
+    def __getattr__(self, name):
+        if name in DEFAULTS:
+            return self.snapshot()[name]
+        raise AttributeError(name)
+
+    def decide(self, kind):
+        """The fault for one call of this kind ("api" or "token"); counting happens here, once per call."""
+        with self._lock:
+            active = self._active
+            if kind not in TARGETS[active["applies_to"]]:
+                return Decision()
+            self._calls += 1
+            delay = active["delay"]
+            now = time.monotonic()
+            if active["rate_limit_per_minute"]:
+                while self._recent and now - self._recent[0] >= 60:
+                    self._recent.popleft()
+                if len(self._recent) >= active["rate_limit_per_minute"]:
+                    wait = max(1, math.ceil(60 - (now - self._recent[0])))
+                    return Decision(delay, 429, wait)
+                self._recent.append(now)
+            if active["throttle_every"] and self._calls % active["throttle_every"] == 0:
+                return Decision(delay, 429, max(1, active["retry_after"]))
+            if active["fail_next"]:
+                active["fail_next"] -= 1
+                retry_after = active["fail_retry_after"] if active["fail_status"] == 503 else 0
+                return Decision(delay, active["fail_status"], retry_after)
+            malformed = False
+            if active["malformed_next"]:
+                active["malformed_next"] -= 1
+                malformed = True
+            return Decision(delay, 0, 0, malformed)
+
+    def malformed_page(self, page_number):
+        with self._lock:
+            return bool(page_number) and self._active["malformed_page"] == page_number
+
+    def drop_next_link(self):
+        with self._lock:
+            return self._active["missing_next_link_with_top"]

