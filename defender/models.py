@@ -199,3 +199,92 @@ class Actor(models.Model):
     def hostnames(self):
         """The names to match alerts against: hostname first, then the alternate."""
         return [name for name in (self.hostname, self.alternate_hostname) if name]
+
+
+class Alert(models.Model):
+    """An alert Defender raised on an actor, as last fetched. Sorting, filtering and export read these rows, so they
+    never call Defender again; the next Get alerts updates a row in place when Defender changed the alert."""
+
+    class Severity(models.TextChoices):
+        HIGH = "High", "High"
+        MEDIUM = "Medium", "Medium"
+        LOW = "Low", "Low"
+        INFORMATIONAL = "Informational", "Informational"
+        UNSPECIFIED = "Unspecified", "Unspecified"
+
+    class Status(models.TextChoices):
+        NEW = "New", "New"
+        IN_PROGRESS = "InProgress", "In progress"
+        RESOLVED = "Resolved", "Resolved"
+        UNKNOWN = "Unknown", "Unknown"
+
+    # Sorting by severity means by rank: alphabetically, High would sit between Informational and Low.
+    SEVERITY_RANKS = {
+        Severity.HIGH: 4,
+        Severity.MEDIUM: 3,
+        Severity.LOW: 2,
+        Severity.INFORMATIONAL: 1,
+        Severity.UNSPECIFIED: 0,
+    }
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="alerts")
+    actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="alerts")
+    alert_id = models.CharField("alert ID", max_length=200)
+    title = models.CharField(max_length=500)
+    severity = models.CharField(max_length=20, choices=Severity.choices, default=Severity.UNSPECIFIED)
+    severity_rank = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNKNOWN)
+    category = models.CharField(max_length=100, blank=True)
+    detection_source = models.CharField(max_length=100, blank=True)
+    created = models.DateTimeField(null=True, blank=True)
+    first_event = models.DateTimeField(null=True, blank=True)
+    last_event = models.DateTimeField(null=True, blank=True)
+    machine_name = models.CharField(max_length=253, blank=True, help_text="The machine as Defender reports it.")
+    matched_name = models.CharField(max_length=253, blank=True, help_text="The actor's name that matched it.")
+    mitre_techniques = models.JSONField("MITRE techniques", default=list, blank=True)
+    portal_url = models.URLField("Defender portal URL", max_length=2000, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    first_seen_at = models.DateTimeField(editable=False)
+    updated_at = models.DateTimeField(editable=False)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["integration", "alert_id"], name="alert_unique_per_integration")]
+        indexes = [
+            models.Index(fields=["actor", "-created"], name="alert_actor_created"),
+            models.Index(fields=["actor", "severity_rank"], name="alert_actor_severity"),
+            models.Index(fields=["actor", "status"], name="alert_actor_status"),
+        ]
+
+    def __str__(self):
+        return f"{self.title} ({self.alert_id})"
+
+    def matched_by(self, actor):
+        """Which of the actor's names matched this alert: "hostname", "alternate hostname", or "" if neither now."""
+        matched = self.matched_name.lower()
+        if matched and matched == actor.hostname.lower():
+            return "hostname"
+        if matched and matched == actor.alternate_hostname.lower():
+            return "alternate hostname"
+        return ""
+
+
+class AlertFetch(models.Model):
+    """The last time an integration was asked for an actor's alerts: when, for which window, and how it went."""
+
+    actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="alert_fetches")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="alert_fetches")
+    asked_at = models.DateTimeField()
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+    tried_names = models.JSONField(default=list, blank=True)
+    ok = models.BooleanField()
+    message = models.TextField(blank=True, help_text="What Defender answered, or the error and what to do about it.")
+    alert_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["integration__name"]
+        constraints = [models.UniqueConstraint(fields=["actor", "integration"], name="alert_fetch_one_per_integration")]
+
+    def __str__(self):
+        return f"{self.integration} asked for {self.actor} at {self.asked_at:%Y-%m-%d %H:%M}"
