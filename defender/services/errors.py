@@ -1,0 +1,120 @@
+"""The one error type the services raise: a message a person can act on, never a secret.
+
+Views, commands and the remote-node agent show ``str(error)`` as it is. Messages are built from our own words plus
+values we chose to name (host, port, status, AADSTS code); text from a remote server only enters after ``redact``.
+"""
+
+from defender import presets
+
+
+class DefenderError(Exception):
+    """A failure talking to Entra ID or Defender, explained for the person who pressed the button."""
+
+    def __init__(self, message, advice="", code=None):
+        super().__init__(message)
+        self.message = message
+        self.advice = advice
+        self.code = code
+
+    def __str__(self):
+        return f"{self.message} {self.advice}".strip() if self.advice else self.message
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.message!r}, advice={self.advice!r}, code={self.code!r})"
+
+
+class ConnectionFailed(DefenderError):
+    """DNS, TCP, timeouts: the request never got an HTTP answer."""
+
+
+class ProxyFailed(ConnectionFailed):
+    """The proxy refused, failed, or rejected its credentials."""
+
+
+class TlsFailed(ConnectionFailed):
+    """The TLS handshake or the certificate check failed."""
+
+
+class TokenFailed(DefenderError):
+    """Entra ID did not issue a token; ``code`` is the AADSTS number when there is one."""
+
+
+class ApiFailed(DefenderError):
+    """The API answered with an error status; ``code`` is the HTTP status."""
+
+
+class PermissionMissing(ApiFailed):
+    """The token lacks an application permission (a missing role, or a 403 from the API)."""
+
+
+class NotFound(ApiFailed):
+    """404: the API has no such resource (for machines: no recently seen machine matched)."""
+
+
+class Throttled(ApiFailed):
+    """429 or 503 beyond what we are willing to wait; ``retry_at`` says when to try again."""
+
+    def __init__(self, message, advice="", code=None, retry_at=None):
+        super().__init__(message, advice, code)
+        self.retry_at = retry_at
+
+
+class BadResponse(ApiFailed):
+    """The answer was not what the API documents (malformed JSON, unexpected shape, a foreign next link)."""
+
+
+# Advice for the AADSTS codes a client-credentials flow meets; see the reference sheet, section 4.
+AADSTS_ADVICE = {
+    7000215: "The client secret is wrong: paste the secret's Value, not its ID (Secret ID).",
+    7000222: "The client secret has expired: create a new one under Certificates & secrets and update it here.",
+    7000218: "No client secret was sent: enter the client secret.",
+    700016: "The application was not found in the tenant: check the client ID and the tenant ID.",
+    90002: "The tenant was not found: check the tenant ID, the cloud and the Auth URL.",
+    900023: "The tenant ID is not valid: enter the directory (tenant) ID GUID or a verified domain.",
+    90019: "No tenant was given: enter the tenant ID.",
+    50059: "No tenant was given: enter the tenant ID.",
+    500011: "The API is not in this tenant: Defender is not provisioned there, or the resource is wrong.",
+    70011: "The scope is not valid for this API: check the resource in Advanced options.",
+    1002012: "The scope is not valid for this API: check the resource in Advanced options.",
+    650052: "The tenant has not enabled the service this app needs: make sure Defender is provisioned.",
+    700027: "The client credential was rejected: check the client secret.",
+    7000112: "The application is disabled in the tenant: ask an administrator to enable it.",
+    50034: "The account was not found: this integration needs an app registration, not a user.",
+    53003: "A conditional access policy blocked the sign-in: exempt this app or the site's address.",
+}
+
+
+def aadsts_advice(codes):
+    """The advice for the first known code, else a pointer to Microsoft's error page for the first code."""
+    for code in codes:
+        if code in AADSTS_ADVICE:
+            return code, AADSTS_ADVICE[code]
+    if codes:
+        return codes[0], f"See https://login.microsoftonline.com/error?code={codes[0]} for what it means."
+    return None, ""
+
+
+# Where each flavour's application permissions are granted in the Azure portal.
+PERMISSION_API = {
+    presets.MDE: "APIs my organization uses > WindowsDefenderATP",
+    presets.GRAPH: "Microsoft APIs > Microsoft Graph",
+}
+
+
+def permission_advice(flavour, roles=None):
+    """Where to grant the application permissions this flavour needs (or just ``roles``)."""
+    roles = roles or presets.REQUIRED_ROLES[flavour]
+    if flavour not in PERMISSION_API or not roles:
+        return "Check that this app is the one registered for the SIEM connector in the Defender portal."
+    return (
+        f"Grant {' and '.join(roles)} in the Azure portal > App registrations > this app > API permissions > "
+        f"Add a permission > {PERMISSION_API[flavour]} > Application permissions, then Grant admin consent."
+    )
+
+
+def redact(text, *secrets):
+    """Replace every secret (client secret, proxy password, token) found in text with '***'."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
