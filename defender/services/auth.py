@@ -1,0 +1,367 @@
+"""Tokens from Entra ID (client credentials) for the three API flavours, reused until they are near expiry.
+
+One credential object per credential set lives in a module-level cache; its key holds the authority, tenant, client
+ID, a hash of the secret, the proxy and the TLS trust, so a corrected secret or a new CA takes effect at once (a new
+msal app, whose HTTP cache does not replay the previous 400), while an unchanged integration reuses its token.
+"""
+
+import base64
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import msal
+from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+
+from defender import presets
+from defender.services.client import Transport
+from defender.services.errors import BadResponse, TokenFailed, aadsts_advice, redact
+
+logger = logging.getLogger(__name__)
+
+# msal treats a token with less than five minutes left as expired; the v1 (SIEM) path uses the same margin.
+REFRESH_MARGIN = 300
+
+# Resources documented for the Defender for Endpoint API (reference sheet section 1). The regional API hosts all
+# take the global resource; the US government clouds have their own.
+MDE_GLOBAL_RESOURCE = "https://api.securitycenter.microsoft.com"
+MDE_RESOURCES = {
+    MDE_GLOBAL_RESOURCE,
+    "https://api.securitycenter.windows.com",
+    "https://securitycenter.onmicrosoft.com/windowsatpservice",
+    "https://api.security.microsoft.com",
+    "https://api-gcc.securitycenter.microsoft.us",
+    "https://api-gov.securitycenter.microsoft.us",
+}
+GRAPH_GLOBAL_RESOURCE = "https://graph.microsoft.com"
+GRAPH_RESOURCES = {GRAPH_GLOBAL_RESOURCE, "https://graph.microsoft.us", "https://dod-graph.microsoft.us"}
+SIEM_RESOURCE = "https://graph.windows.net"
+
+
+def authority_url(settings):
+    """https://host/{tenant} from the Auth URL and tenant ID.
+
+    The Auth URL may be a bare authority (https://login.microsoftonline.com) or a full token URL copied from the
+    portal (…/{tenant}/oauth2/v2.0/token or …/oauth2/token); only scheme and host (and port) are kept.
+    """
+    parts = urlsplit(settings.auth_url.strip())
+    return f"{parts.scheme}://{parts.netloc}/{settings.tenant_id.strip()}"
+
+
+def _sign_in_host(settings):
+    return urlsplit(settings.auth_url.strip()).netloc
+
+
+def resource_for(settings):
+    """The resource (audience) the token is for, per flavour and cloud."""
+    resource = settings.resource.strip().rstrip("/")
+    if resource.endswith("/.default"):
+        resource = resource[: -len("/.default")]
+    host = settings.host.lower()
+    if settings.flavour == presets.MDE:
+        if resource in MDE_RESOURCES:
+            return resource
+        if host.endswith(".microsoft.us"):
+            return (
+                "https://api-gcc.securitycenter.microsoft.us"
+                if host.startswith("api-gcc.")
+                else ("https://api-gov.securitycenter.microsoft.us")
+            )
+        return MDE_GLOBAL_RESOURCE
+    if settings.flavour == presets.GRAPH:
+        if resource in GRAPH_RESOURCES:
+            return resource
+        if f"https://{host}" in GRAPH_RESOURCES:
+            return f"https://{host}"
+        return GRAPH_GLOBAL_RESOURCE
+    return resource or SIEM_RESOURCE
+
+
+def scope_for(settings):
+    """The v2 scope: the resource plus /.default (client credentials take only /.default scopes)."""
+    return f"{resource_for(settings)}/.default"
+
+
+def token_claims(access_token):
+    """The JWT payload, decoded without verifying the signature: for reporting (roles, audience), never for trust."""
+    try:
+        payload = access_token.split(".")[1]
+        payload += "=" * (-len(payload) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+@dataclass(frozen=True)
+class Token:
+    access_token: str = field(repr=False)
+    expires_at: datetime
+    audience: str  # the scope (v2) or resource (v1) it was asked for
+    from_cache: bool
+
+    @property
+    def claims(self):
+        return token_claims(self.access_token)
+
+    @property
+    def roles(self):
+        roles = self.claims.get("roles") or []
+        return tuple(roles) if isinstance(roles, list) else ()
+
+
+def _credential_key(settings, transport):
+    secret_hash = hashlib.sha256(settings.client_secret.encode()).hexdigest()
+    proxy = settings.proxy
+    proxy_key = None
+    if proxy is not None:
+        password_hash = hashlib.sha256(proxy.password.encode()).hexdigest()
+        proxy_key = (proxy.url(with_credentials=False), proxy.username, password_hash, proxy.bypass_hosts)
+    return (
+        settings.flavour,
+        authority_url(settings).lower(),
+        settings.client_id.strip().lower(),
+        secret_hash,
+        resource_for(settings),
+        proxy_key,
+        transport.verify,
+        transport.timeout,
+    )
+
+
+class _MsalHttp:
+    """The seam msal talks through; remembers the last discovery error body, since msal turns it into a bare
+    ValueError and we branch on its error_codes."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.discovery_error = None
+
+    def get(self, url, params=None, headers=None, **kwargs):
+        response = self.transport.get(url, params=params, headers=headers)
+        if response.status_code >= 400:
+            self.discovery_error = _json_or_empty(response.content)
+        return response
+
+    def post(self, url, params=None, data=None, headers=None, **kwargs):
+        return self.transport.post(url, params=params, data=data, headers=headers)
+
+    def close(self):
+        self.transport.close()
+
+
+def _json_or_empty(content):
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+class _MsalCredential:
+    """An msal ConfidentialClientApplication for one credential set (MDE and Graph: v2 endpoint, /.default scope)."""
+
+    def __init__(self, settings, transport):
+        self.settings = settings
+        self.http = _MsalHttp(transport)
+        self.scope = scope_for(settings)
+        self.lock = threading.Lock()
+        self.app = None
+
+    def _build_app(self):
+        authority = authority_url(self.settings)
+        host = (urlsplit(authority).hostname or "").lower()
+        try:
+            return msal.ConfidentialClientApplication(
+                self.settings.client_id.strip(),
+                client_credential=self.settings.client_secret,
+                authority=authority,
+                http_client=self.http,
+                # msal asks login.microsoftonline.com whether an unknown host is a genuine authority. An Auth URL
+                # typed by an administrator (a private endpoint, the simulator) is trusted as given; msal still
+                # requires HTTPS and the tenant's OpenID configuration, and known Microsoft hosts skip the check.
+                instance_discovery=None if host in WELL_KNOWN_AUTHORITY_HOSTS else False,
+                # A private HTTP cache per app: a 400 replayed for 60 s only ever replays this credential set.
+                http_cache={},
+            )
+        except ValueError:
+            raise self._discovery_failure(authority) from None
+
+    def _discovery_failure(self, authority):
+        body = self.http.discovery_error
+        host = urlsplit(authority).netloc
+        if body is None:
+            return TokenFailed(
+                f"The Auth URL {self.settings.auth_url} is not a usable authority.",
+                "Enter an https:// sign-in URL such as https://login.microsoftonline.com.",
+            )
+        code, advice = aadsts_advice(body.get("error_codes") or [90002])
+        error = body.get("error") or "no OpenID configuration"
+        return TokenFailed(
+            f"Entra ID at {host} does not know the tenant {self.settings.tenant_id} (AADSTS{code}, {error}).",
+            advice,
+            code=code,
+        )
+
+    def acquire(self):
+        with self.lock:
+            if self.app is None:
+                self.app = self._build_app()
+            app = self.app
+        try:
+            result = app.acquire_token_for_client(scopes=[self.scope])
+        except msal.exceptions.MsalServiceError as exc:
+            raise TokenFailed(
+                f"Entra ID at {_sign_in_host(self.settings)} failed while issuing the token ({exc.args[0]}).",
+                "The sign-in service had a problem; try again later.",
+            ) from None
+        except ValueError:
+            raise BadResponse(
+                f"Entra ID at {_sign_in_host(self.settings)} answered the token request with "
+                "something that is not JSON.",
+                "Check the Auth URL: it must be the Entra ID sign-in host, not the API host.",
+            ) from None
+        if "access_token" not in result:
+            raise token_failure(self.settings, result)
+        expires_at = datetime.now(UTC) + timedelta(seconds=int(result.get("expires_in", 0)))
+        return Token(result["access_token"], expires_at, self.scope, result.get("token_source") == "cache")
+
+    def drop(self):
+        """Forget the cached access tokens (after a 401, or before a Test that must see current permissions)."""
+        with self.lock:
+            app = self.app
+        if app is None:
+            return
+        cache = app.token_cache
+        for entry in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+            cache.remove_at(entry)
+
+
+class _V1Credential:
+    """The legacy SIEM API takes only v1 tokens for https://graph.windows.net.
+
+    msal speaks the v2 endpoint only (scopes, not resources), so this is a plain client-credentials POST to
+    {authority}/oauth2/token, as Microsoft's SIEM documentation shows, through the same Transport as every other
+    call. The token is cached here with msal's refresh margin.
+    """
+
+    def __init__(self, settings, transport):
+        self.settings = settings
+        self.transport = transport
+        self.resource = resource_for(settings)
+        self.lock = threading.Lock()
+        self.token = None
+
+    def acquire(self):
+        with self.lock:
+            if self.token and (self.token.expires_at - datetime.now(UTC)).total_seconds() > REFRESH_MARGIN:
+                return Token(self.token.access_token, self.token.expires_at, self.resource, True)
+            url = f"{authority_url(self.settings)}/oauth2/token"
+            response = self.transport.post(
+                url,
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": self.settings.client_id.strip(),
+                    "client_secret": self.settings.client_secret,
+                    "resource": self.resource,
+                },
+                headers={"Accept": "application/json"},
+            )
+            result = _json_or_empty(response.content)
+            if response.status_code >= 500 and not result:
+                raise TokenFailed(
+                    f"Entra ID at {_sign_in_host(self.settings)} failed with HTTP {response.status_code} "
+                    "while issuing the token.",
+                    "The sign-in service had a problem; try again later.",
+                )
+            if "access_token" not in result:
+                raise token_failure(self.settings, result)
+            # The v1 endpoint sends expires_in as a string.
+            expires_at = datetime.now(UTC) + timedelta(seconds=int(result.get("expires_in") or 3599))
+            self.token = Token(result["access_token"], expires_at, self.resource, False)
+            return self.token
+
+    def drop(self):
+        with self.lock:
+            self.token = None
+
+
+def token_failure(settings, result):
+    """A TokenFailed from an Entra error body: advice chosen by error_codes, never by the description text."""
+    codes = [code for code in result.get("error_codes") or [] if isinstance(code, int)]
+    code, advice = aadsts_advice(codes)
+    error = result.get("error") or "no token in the answer"
+    label = f"AADSTS{code}, {error}" if code else error
+    host = _sign_in_host(settings)
+    if not advice:
+        description = redact(str(result.get("error_description") or ""), settings.client_secret)
+        advice = description.split("\r\n")[0].split(" Trace ID")[0][:300]
+    return TokenFailed(f"Entra ID at {host} refused to issue a token ({label}).", advice, code=code)
+
+
+_credentials_lock = threading.Lock()
+_credentials = OrderedDict()
+MAX_CREDENTIALS = 256
+
+
+def _credential_for(settings):
+    transport = Transport(settings)
+    key = _credential_key(settings, transport)
+    with _credentials_lock:
+        credential = _credentials.get(key)
+        if credential is None:
+            kind = _V1Credential if settings.flavour == presets.SIEM else _MsalCredential
+            credential = _credentials[key] = kind(settings, transport)
+        _credentials.move_to_end(key)
+        while len(_credentials) > MAX_CREDENTIALS:
+            _credentials.popitem(last=False)
+        return credential
+
+
+def acquire_token(settings, fresh=False):
+    """A token for this integration's API, from the cache while it has more than five minutes left.
+
+    fresh=True drops the cached token first: the Test uses it so that a permission granted a minute ago shows.
+    """
+    credential = _credential_for(settings)
+    if fresh:
+        credential.drop()
+    started = time.monotonic()
+    token = credential.acquire()
+    if not token.from_cache:
+        logger.info(
+            "Got a token for %s (client %s) in %.0f ms",
+            token.audience,
+            settings.client_id,
+            (time.monotonic() - started) * 1000,
+        )
+    return token
+
+
+def drop_token(settings):
+    _credential_for(settings).drop()
+
+
+def forget_credentials():
+    """Forget every cached app and token (after an encryption key rotation, or to start from a clean slate)."""
+    with _credentials_lock:
+        _credentials.clear()
+
+
+class TokenSource:
+    """What client.ApiClient asks for bearer tokens."""
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def token(self):
+        return acquire_token(self.settings).access_token
+
+    def drop(self):
+        drop_token(self.settings)
