@@ -296,6 +296,9 @@ class Simulator:
         return "api", lambda: defender_error(request, 404, "NotFound", f"The requested resource {path} was not found.")
 
     def with_faults(self, request, kind, route):
+        if kind == "api":
+            with self._lock:
+                self._api_calls += 1
         decision = self.faults.decide(kind)
         if decision.delay:
             time.sleep(decision.delay)
@@ -355,8 +358,6 @@ class Simulator:
         return claims
 
     def api(self, request, route):
-        with self._lock:
-            self._api_calls += 1
         try:
             claims = self.authenticate(request)
         except InvalidToken as exc:
@@ -379,8 +380,6 @@ class Simulator:
         return self._defender.handle(request, route, claims)
 
     def graph(self, request, version):
-        with self._lock:
-            self._api_calls += 1
         try:
             claims = self.authenticate(request)
         except InvalidToken as exc:
