@@ -2,6 +2,7 @@
 documents them: real msal and requests over real HTTPS against the session simulator."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import msal
@@ -606,6 +607,16 @@ def test_request_log_records_client_port_and_user_agent_but_no_authorization(cle
     assert defender_token not in text and clean_simulator.app.client_secret not in text
     clean_simulator.reset_counters()
     assert clean_simulator.requests == [] and clean_simulator.token_requests == 0
+
+
+def test_parallel_clients_are_served_and_logged(clean_simulator, defender_token):
+    def fetch(_):
+        return api(clean_simulator, "/api/alerts", defender_token, **{"$top": "50"}).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(fetch, range(48)))
+    assert statuses == [200] * 48
+    assert clean_simulator.api_calls == 48 and len(clean_simulator.requests) == 48
 
 
 def test_the_ca_is_written_to_ca_path_and_is_not_trusted_by_the_system_store(simulator):

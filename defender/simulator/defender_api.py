@@ -68,6 +68,8 @@ class DefenderAPI:
         self.simulator = simulator
         self.data = simulator.data
         self.machines = {machine["id"]: machine for machine in self.data.machines}
+        # Seed alerts never change, so each is rendered once; a 10,000-alert page then costs little more than JSON.
+        self._rendered = {}
 
     def handle(self, request, route, claims):
         """route: the path after /api (or /api/v1.0), split on "/"."""
@@ -132,7 +134,7 @@ class DefenderAPI:
         alert = next((a for a in self.data.alerts if a["id"] == alert_id), None)
         if alert is None:
             return error(request, 404, "ResourceNotFound", f"Alert {alert_id} was not found")
-        return Reply(200, {"@odata.context": self.context(request, "Alerts/$entity"), **self.render(alert, True)})
+        return Reply(200, {"@odata.context": self.context(request, "Alerts/$entity"), **self.rendered(alert, True)})
 
     def alerts(self, request, alerts):
         params = request.params
@@ -151,11 +153,17 @@ class DefenderAPI:
         items, next_link, page_number = page(request, alerts, top, skip, self.simulator.page_size, drop)
         body = {
             "@odata.context": self.context(request, "Alerts"),
-            "value": [self.render(a, bool(expand)) for a in items],
+            "value": [self.rendered(a, bool(expand)) for a in items],
         }
         if next_link:
             body["@odata.nextLink"] = next_link
         return Reply(200, body, page=page_number)
+
+    def rendered(self, alert, with_evidence):
+        key = (alert["id"], with_evidence)
+        if key not in self._rendered:
+            self._rendered[key] = self.render(alert, with_evidence)
+        return self._rendered[key]
 
     @staticmethod
     def render(alert, with_evidence):

@@ -8,6 +8,7 @@ import ssl
 import tempfile
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -87,10 +88,10 @@ class Simulator:
         self._ca = trustme.CA()
         self._server_cert = self._ca.issue_cert("127.0.0.1", "localhost")
         self.ca_pem = self._ca.cert_pem.bytes().decode("ascii")
-        self._own_ca_dir = None
         if ca_path is None:
-            self._own_ca_dir = tempfile.mkdtemp(prefix="defender-simulator-")
-            ca_path = Path(self._own_ca_dir) / "simulator-ca.pem"
+            own_dir = tempfile.mkdtemp(prefix="defender-simulator-")
+            weakref.finalize(self, shutil.rmtree, own_dir, ignore_errors=True)
+            ca_path = Path(own_dir) / "simulator-ca.pem"
         self.ca_path = str(ca_path)
         self._entra = Entra(self)
         self._defender = DefenderAPI(self)
@@ -129,8 +130,6 @@ class Simulator:
         self._server.server_close()
         self._thread.join(timeout=5)
         self._server = self._thread = None
-        if self._own_ca_dir:
-            shutil.rmtree(self._own_ca_dir, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
