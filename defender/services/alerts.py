@@ -139,13 +139,14 @@ def _odata_string(text):
 def _mde_alerts(api, settings, names, window):
     prefix = api_prefix(settings)
     machines = {}  # machine id -> (computerDnsName, matched name), first match wins
+    searched = []
     for name in names:
-        short = name if _is_ip(name) else name.split(".", 1)[0]
-        query = (
-            f"computerDnsName eq {_odata_string(name)}"
-            if _is_ip(name)
-            else (f"startswith(computerDnsName,{_odata_string(short)})")
-        )
+        if _is_ip(name):
+            query, searched_for = f"computerDnsName eq {_odata_string(name)}", name
+        else:
+            short = name.split(".", 1)[0]
+            query, searched_for = f"startswith(computerDnsName,{_odata_string(short)})", f"{short}*"
+        searched.append(searched_for)
         try:
             # startswith on the short name finds the FQDN and the bare name; same_host drops ws-fin-071 for ws-fin-07.
             for machine in api.iter_items(f"{prefix}/machines", {"$filter": query}, settings.page_size):
@@ -155,7 +156,9 @@ def _mde_alerts(api, settings, names, window):
         except NotFound:
             continue  # the machines API answers 404 when no recently seen machine matches
     if not machines:
-        return [], f"No machine named {_either(names)} is known to Defender (searched {_either(names)})."
+        return [], (
+            f"No machine named {_either(names)} is known to Defender (searched computer names {', '.join(searched)})."
+        )
     portal = (
         "https://security.microsoft.us"
         if settings.host.lower().endswith(".microsoft.us")
@@ -194,12 +197,13 @@ def _graph_alerts(api, settings, names, window):
 
 
 def _siem_alerts(api, settings, names, window):
-    params = {"sinceTimeUtc": _odata_time(window.since), "untilTimeUtc": _odata_time(window.until)}
+    # The exporter filters on when it last processed an alert, which is at or after its creation: ask from the
+    # window's start to now, and keep the alerts raised inside the window here.
+    params = {"sinceTimeUtc": _odata_time(window.since)}
     alerts, others, seen = [], 0, set()
     for raw in api.iter_items(api_prefix(settings) + "/alerts", params):
         reported = raw.get("ComputerDnsName") or raw.get("MachineName") or ""
         matched = _matching_name(names, reported) or _matching_name(names, raw.get("MachineName") or "")
-        # sinceTimeUtc filters on when the exporter processed an alert; keep the window about when it was raised.
         created = _time(raw.get("AlertTime"))
         if not matched or (created and not window.since <= created <= window.until):
             others += 1
