@@ -1,0 +1,97 @@
+"""The alerts Defender raised on an actor, from the command line: a table, JSON or CSV."""
+
+import csv
+import json
+from datetime import UTC, datetime
+
+from django.core.management.base import BaseCommand, CommandError
+
+from defender.management.commands.defender_test import integration_named
+from defender.models import Actor
+from defender.services.alerts import alerts_for_actor
+from defender.services.errors import DefenderError
+
+COLUMNS = ("id", "title", "severity", "status", "created", "machine", "mitre_techniques")
+
+
+def alert_row(alert):
+    """The exported fields of an alert, as JSON-ready values."""
+    return {
+        "id": alert.id,
+        "title": alert.title,
+        "severity": alert.severity,
+        "status": alert.status,
+        "created": alert.created.isoformat() if alert.created else None,
+        "machine": alert.machine_name,
+        "mitre_techniques": list(alert.mitre_techniques),
+        "category": alert.category,
+        "detection_source": alert.detection_source,
+        "matched_name": alert.matched_name,
+        "portal_url": alert.portal_url,
+    }
+
+
+def parse_moment(value, option):
+    """An ISO 8601 date or datetime; naive values are UTC, like the API's."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(
+            f"{option} {value!r} is not an ISO 8601 date or time; use e.g. 2024-05-01 or 2024-05-01T13:00:00Z."
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+class Command(BaseCommand):
+    help = "List the Defender alerts of an actor (by actor name or hostname) in a time window."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", help="the integration's name")
+        parser.add_argument("--actor", required=True, help="an actor's name, or a hostname")
+        parser.add_argument("--since", help="start of the window, ISO 8601 (default: the integration's lookback)")
+        parser.add_argument("--until", help="end of the window, ISO 8601 (default: now)")
+        output = parser.add_mutually_exclusive_group()
+        output.add_argument("--json", action="store_true", help="print a JSON list")
+        output.add_argument("--csv", action="store_true", help="print CSV")
+
+    def handle(self, *args, **options):
+        integration = integration_named(options["name"])
+        since = parse_moment(options["since"], "--since")
+        until = parse_moment(options["until"], "--until")
+        if since and until and since > until:
+            raise CommandError("--since is after --until.")
+        actor = Actor.objects.filter(name__iexact=options["actor"]).first()
+        hostnames = actor.hostnames() if actor else [options["actor"]]
+        try:
+            result = alerts_for_actor(integration.to_settings(), hostnames, since, until)
+        except DefenderError as exc:
+            raise CommandError(str(exc)) from None
+        rows = [alert_row(alert) for alert in result.alerts]
+        if options["json"]:
+            self.stdout.write(json.dumps(rows, indent=2))
+        elif options["csv"]:
+            writer = csv.DictWriter(self.stdout, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({**row, "mitre_techniques": " ".join(row["mitre_techniques"])})
+        else:
+            self._print_table(rows)
+        if options["json"] or options["csv"]:
+            self.stderr.write(result.message)
+        else:
+            self.stdout.write(result.message)
+
+    def _print_table(self, rows):
+        if not rows:
+            return
+        headings = ("created", "severity", "status", "machine", "title", "mitre_techniques", "id")
+        cells = [
+            [str(row[column] or "") if column != "mitre_techniques" else " ".join(row[column]) for column in headings]
+            for row in rows
+        ]
+        widths = [max(len(heading), *(len(line[i]) for line in cells)) for i, heading in enumerate(headings)]
+        self.stdout.write("  ".join(heading.ljust(width) for heading, width in zip(headings, widths, strict=True)))
+        for line in cells:
+            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
