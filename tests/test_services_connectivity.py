@@ -1,0 +1,194 @@
+"""The Test, step by step, against the simulator over real sockets, TLS and msal."""
+
+import dataclasses
+import time
+
+import pytest
+
+from defender import presets
+from defender.services import auth
+from defender.services.connectivity import STEP_NAMES, iter_test_steps, run_test
+from tests.fixtures.connection import proxy_for, settings_for
+from tests.fixtures.proxy import AUTH_PASSWORD, AUTH_USER
+
+
+@pytest.fixture(autouse=True)
+def fresh_credentials():
+    auth.forget_credentials()
+    yield
+
+
+def _outcomes(result):
+    return [step.outcome for step in result.steps]
+
+
+def _failed(result):
+    return next(step for step in result.steps if step.outcome == "failed")
+
+
+def test_every_step_passes_against_the_simulator(simulator):
+    result = run_test(settings_for(simulator))
+    assert result.ok, result.steps
+    assert [step.name for step in result.steps] == list(STEP_NAMES)
+    assert _outcomes(result) == ["passed"] * 6
+    messages = {step.name: step.message for step in result.steps}
+    assert "127.0.0.1 is an IP address" in messages["DNS lookup"]
+    assert f"Connected to 127.0.0.1:{simulator.port}" in messages["TCP connection"]
+    assert "is trusted and valid until" in messages["TLS handshake"]
+    assert "issued a token for https://api.securitycenter.microsoft.com/.default" in messages["Token"]
+    assert "Alert.Read.All, Machine.Read.All" in messages["Permissions"]
+    assert messages["API call"] == "GET /api/v1.0/alerts answered 200 with 1 alert."
+    assert result.summary.startswith("All steps passed in")
+
+
+def test_graph_test_checks_the_security_alert_role(simulator):
+    result = run_test(settings_for(simulator, presets.GRAPH))
+    assert result.ok, result.steps
+    assert "SecurityAlert.Read.All" in result.steps[4].message
+
+
+def test_siem_test_skips_the_role_check_and_proves_access_by_the_call(simulator):
+    result = run_test(settings_for(simulator, presets.SIEM))
+    assert result.ok, result.steps
+    assert _outcomes(result) == ["passed", "passed", "passed", "passed", "skipped", "passed"]
+
+
+def test_a_host_name_is_resolved(simulator):
+    result = run_test(settings_for(simulator, host="localhost"))
+    assert "localhost resolves to" in result.steps[0].message
+
+
+def test_an_unresolvable_host_fails_at_dns_and_skips_the_rest(simulator):
+    result = run_test(settings_for(simulator, host="no-such-host.invalid"))
+    assert not result.ok
+    assert _outcomes(result) == ["failed"] + ["skipped"] * 5
+    assert "no-such-host.invalid could not be resolved (DNS)" in result.steps[0].message
+    assert result.summary.startswith("DNS lookup failed: The name no-such-host.invalid")
+
+
+def test_a_closed_port_fails_at_tcp_saying_nothing_listens(simulator, closed_port):
+    result = run_test(settings_for(simulator, port=closed_port))
+    assert _outcomes(result) == ["passed", "failed"] + ["skipped"] * 4
+    assert f"Connection to 127.0.0.1:{closed_port} was refused" in result.steps[1].message
+
+
+def test_a_port_that_never_answers_fails_at_tls_within_the_connect_timeout(simulator, silent_listener):
+    settings = settings_for(simulator, port=silent_listener.port, connect_timeout=1.0, read_timeout=30.0)
+    started = time.monotonic()
+    result = run_test(settings)
+    assert time.monotonic() - started < 5
+    assert _outcomes(result) == ["passed", "passed", "failed"] + ["skipped"] * 3
+    assert "does not complete a TLS handshake" in result.steps[2].message
+
+
+def test_an_untrusted_ca_fails_at_tls_naming_the_issuer_then_passes_once_the_ca_is_set(simulator):
+    failing = run_test(settings_for(simulator, ca_certificate=""))
+    assert _outcomes(failing) == ["passed", "passed", "failed"] + ["skipped"] * 3
+    message = failing.steps[2].message
+    assert message.startswith("The certificate for 127.0.0.1 is signed by an unknown CA (issuer: trustme")
+    assert "set the CA certificate in Advanced options" in message.replace("Set", "set")
+    assert run_test(settings_for(simulator)).ok
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_verification_off_passes_with_a_warning(simulator):
+    result = run_test(settings_for(simulator, ca_certificate="", verify_tls=False))
+    assert result.ok, result.steps
+    assert "certificate verification is OFF" in result.steps[2].message
+
+
+def test_wrong_secret_fails_at_token_step_with_value_not_id_advice(simulator):
+    result = run_test(settings_for(simulator, client_secret=simulator.app.secret_id))
+    assert _outcomes(result) == ["passed"] * 3 + ["failed", "skipped", "skipped"]
+    assert "AADSTS7000215" in result.steps[3].message
+    assert "paste the secret's Value, not its ID" in result.steps[3].message
+
+
+def test_expired_secret_fails_at_token_step(simulator):
+    result = run_test(settings_for(simulator, app=simulator.app_expired_secret))
+    assert "AADSTS7000222" in _failed(result).message and "create a new one" in _failed(result).message
+
+
+def test_unknown_tenant_fails_at_token_step(simulator):
+    result = run_test(settings_for(simulator, tenant_id="nobody.onmicrosoft.com"))
+    assert _failed(result).name == "Token"
+    assert "check the tenant ID, the cloud and the Auth URL" in _failed(result).message
+
+
+def test_unknown_app_fails_at_token_step(simulator):
+    result = run_test(settings_for(simulator, client_id="0b6f1d2e-0000-4000-8000-00000000bbbb"))
+    assert _failed(result).name == "Token"
+    assert "AADSTS700016" in _failed(result).message
+
+
+def test_missing_role_names_machine_read_all_and_where_to_grant_it(simulator):
+    result = run_test(settings_for(simulator, app=simulator.app_without_machine_role))
+    assert _outcomes(result) == ["passed"] * 4 + ["failed", "skipped"]
+    message = result.steps[4].message
+    assert message.startswith("The token lacks Machine.Read.All (it has Alert.Read.All).")
+    assert "Azure portal > App registrations" in message and "WindowsDefenderATP > Application permissions" in message
+    assert "Grant admin consent" in message
+
+
+def test_app_without_any_role_is_told_so(simulator):
+    result = run_test(settings_for(simulator, presets.GRAPH, app=simulator.app_without_roles))
+    assert "lacks SecurityAlert.Read.All (it has no application roles)" in _failed(result).message
+    assert "Microsoft Graph" in _failed(result).message
+
+
+def test_a_failing_api_call_is_reported_at_the_last_step(clean_simulator):
+    clean_simulator.faults.set(fail_next=10, fail_status=500)
+    result = run_test(settings_for(clean_simulator, max_retries=0))
+    assert _outcomes(result) == ["passed"] * 5 + ["failed"]
+    assert "failed with HTTP 500 on /api/v1.0/alerts" in result.steps[5].message
+
+
+def test_traffic_goes_through_the_proxy_for_token_and_api_calls(clean_simulator, proxy):
+    result = run_test(settings_for(clean_simulator, proxy=proxy_for(proxy)))
+    assert result.ok, result.steps
+    assert f"Connected to the proxy 127.0.0.1:{proxy.port}" in result.steps[1].message
+    target = f"127.0.0.1:{clean_simulator.port}"
+    assert proxy.connect_targets and set(proxy.connect_targets) == {target}
+    # Every token and API request the simulator saw came in on one of the proxy's tunnels.
+    seen = [record for record in clean_simulator.requests if record.kind in ("discovery", "token", "api")]
+    assert {record.kind for record in seen} == {"discovery", "token", "api"}
+    assert {record.client_port for record in seen} <= proxy.upstream_ports
+
+
+def test_a_wrong_proxy_password_fails_with_a_proxy_credentials_message(simulator, auth_proxy):
+    result = run_test(settings_for(simulator, proxy=proxy_for(auth_proxy, AUTH_USER, "wrong")))
+    assert _outcomes(result) == ["passed", "failed"] + ["skipped"] * 4
+    assert "rejected its credentials (407 Proxy Authentication Required)" in result.steps[1].message
+    assert "username and password of the proxy rule" in result.steps[1].message
+
+
+def test_the_right_proxy_password_passes(simulator, auth_proxy):
+    assert run_test(settings_for(simulator, proxy=proxy_for(auth_proxy, AUTH_USER, AUTH_PASSWORD))).ok
+
+
+def test_a_bypassed_host_does_not_use_the_proxy(simulator, proxy):
+    result = run_test(settings_for(simulator, proxy=proxy_for(proxy, bypass_hosts=("127.0.0.1",))))
+    assert result.ok
+    assert proxy.connect_targets == []
+
+
+def test_steps_are_yielded_as_they_finish(simulator, closed_port):
+    steps = iter_test_steps(settings_for(simulator, port=closed_port))
+    first = next(steps)
+    assert first.name == "DNS lookup" and first.outcome == "passed"
+    assert next(steps).outcome == "failed"
+    steps.close()
+
+
+def test_a_granted_permission_shows_at_the_next_test(clean_simulator):
+    # The Test asks for a fresh token each time, so it never reports the roles of a token cached an hour ago.
+    settings = settings_for(clean_simulator)
+    run_test(settings)
+    run_test(settings)
+    assert clean_simulator.token_requests == 2
+
+
+def test_step_durations_are_measured(simulator):
+    result = run_test(dataclasses.replace(settings_for(simulator)))
+    assert all(step.duration_ms >= 0 for step in result.steps)
+    assert result.steps[3].duration_ms > 0
