@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 
 from defender.roles import ADMINISTRATORS, VIEWERS
 
-pytest_plugins = ["tests.fixtures.browser"]
+pytest_plugins = ["tests.fixtures.browser", "tests.fixtures.simulator", "tests.fixtures.proxy"]
 
 PASSWORD = "correct horse battery staple"
 
