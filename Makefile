@@ -21,7 +21,7 @@ install: $(BIN)/.installed node_modules/.installed
 demo: install
 	$(MANAGE) migrate --noinput
 	$(MANAGE) ensure_demo_admin
-	$(MANAGE) runserver 127.0.0.1:8000
+	$(MANAGE) run_demo 127.0.0.1:8000
 
 test: install
 	$(BIN)/pytest

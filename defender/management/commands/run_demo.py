@@ -1,0 +1,32 @@
+"""Serve the site with the simulator beside it, seeded with a working integration and three actors.
+
+One process runs both, so Ctrl-C stops both.
+"""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from defender.demo import seed_demo
+from defender.simulator import Simulator
+
+
+class Command(BaseCommand):
+    help = "Start the Defender simulator, seed a demo integration and actors, and serve the site."
+
+    def add_arguments(self, parser):
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000", help="Where the site listens.")
+        parser.add_argument("--simulator-port", type=int, default=8443, help="Port of the simulator on 127.0.0.1.")
+        parser.add_argument("--seed", type=int, default=1, help="Seed of the simulated tenant's data.")
+
+    def handle(self, *args, addrport, simulator_port, seed, **options):
+        ca_path = Path(settings.BASE_DIR) / "var" / "simulator-ca.pem"
+        with Simulator(seed=seed, port=simulator_port, ca_path=ca_path) as simulator:
+            integration = seed_demo(simulator)
+            self.stdout.write(
+                self.style.SUCCESS(f"Simulator on {simulator.base_url}; integration '{integration.name}' points at it.")
+            )
+            self.stdout.write(f"Open http://{addrport}/ , press Test on '{integration.name}', then open an actor.")
+            call_command("runserver", addrport, use_reloader=False)
