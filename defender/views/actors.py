@@ -1,17 +1,137 @@
 """Actors and the alerts Defender raised on them."""
 
 from django.contrib.auth.mixins import PermissionRequiredMixin
-from django.urls import path
-from django.views.generic import ListView
+from django.contrib.messages.views import SuccessMessageMixin
+from django.db.models import Count
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse, reverse_lazy
+from django.utils.text import slugify
+from django.views import View
+from django.views.generic import CreateView, DeleteView, DetailView, UpdateView
+from django_tables2 import RequestConfig, SingleTableView
 
+from defender import alert_store
+from defender.filters import AlertFilter
+from defender.forms.actors import ActorForm, AlertFetchForm
 from defender.models import Actor
+from defender.tables.actors import ActorTable
+from defender.tables.alerts import AlertTable
+
+ALERTS_PER_PAGE = 50
 
 
-class ActorListView(PermissionRequiredMixin, ListView):
+def shown_alerts(request, actor):
+    """The actor's stored alerts as the table shows them (filter and sort from the query string), with the table."""
+    alert_filter = AlertFilter(request.GET, queryset=alert_store.stored_alerts(actor))
+    table = AlertTable(alert_filter.qs, actor=actor)
+    return alert_filter, table
+
+
+def alerts_section(request, actor, fetch_form=None):
+    """What the Alerts section of an actor's page shows; the page and the htmx swap after Get alerts share it."""
+    alert_filter, table = shown_alerts(request, actor)
+    RequestConfig(request, paginate={"per_page": ALERTS_PER_PAGE}).configure(table)
+    if request.user.has_perm("defender.fetch_alerts"):
+        fetch_form = fetch_form or AlertFetchForm()
+    query = request.GET.copy()
+    query.pop("page", None)
+    return {
+        "actor": actor,
+        "fetch_form": fetch_form,
+        "fetches": list(alert_store.last_fetches(actor)),
+        "alert_filter": alert_filter,
+        "table": table,
+        "query": query.urlencode(),
+    }
+
+
+class ActorListView(PermissionRequiredMixin, SingleTableView):
+    permission_required = "defender.view_actor"
+    queryset = Actor.objects.annotate(alert_count=Count("alerts"))
+    table_class = ActorTable
+    template_name = "defender/actors/list.html"
+
+
+class ActorFormMixin(PermissionRequiredMixin, SuccessMessageMixin):
+    model = Actor
+    form_class = ActorForm
+    template_name = "defender/actors/form.html"
+
+    def get_success_url(self):
+        return reverse("defender:actor-detail", args=[self.object.pk])
+
+
+class ActorCreateView(ActorFormMixin, CreateView):
+    permission_required = "defender.add_actor"
+    success_message = "Actor %(name)s added."
+
+
+class ActorUpdateView(ActorFormMixin, UpdateView):
+    permission_required = "defender.change_actor"
+    success_message = "Actor %(name)s saved."
+
+
+class ActorDeleteView(PermissionRequiredMixin, SuccessMessageMixin, DeleteView):
+    permission_required = "defender.delete_actor"
+    queryset = Actor.objects.annotate(alert_count=Count("alerts"))
+    template_name = "defender/actors/confirm_delete.html"
+    success_url = reverse_lazy("defender:actor-list")
+    success_message = "Actor %(name)s deleted, with its stored alerts."
+
+    def get_success_message(self, cleaned_data):
+        return self.success_message % {"name": self.object.name}
+
+
+class ActorDetailView(PermissionRequiredMixin, DetailView):
     permission_required = "defender.view_actor"
     model = Actor
+    template_name = "defender/actors/detail.html"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(**kwargs) | alerts_section(self.request, self.object)
+
+
+class GetAlertsView(PermissionRequiredMixin, View):
+    """Get alerts: ask the chosen integrations, store what they answer, then show the stored rows."""
+
+    permission_required = "defender.fetch_alerts"
+    http_method_names = ["post"]
+
+    def post(self, request, pk):
+        actor = get_object_or_404(Actor, pk=pk)
+        form = AlertFetchForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            alert_store.fetch_alerts(actor, data["integrations"], data["since"], data["until"])
+            if not request.htmx:
+                query = request.GET.urlencode()
+                return redirect(reverse("defender:actor-detail", args=[pk]) + (f"?{query}" if query else ""))
+        context = alerts_section(request, actor, form)
+        template = "defender/actors/_alerts.html" if request.htmx else "defender/actors/detail.html"
+        return render(request, template, context | {"object": actor})
+
+
+class AlertCsvView(PermissionRequiredMixin, View):
+    """Export CSV: the stored alerts the table shows, every page of them, streamed."""
+
+    permission_required = ("defender.view_actor", "defender.view_alert")
+
+    def get(self, request, pk):
+        actor = get_object_or_404(Actor, pk=pk)
+        _, table = shown_alerts(request, actor)
+        RequestConfig(request, paginate=False).configure(table)
+        response = StreamingHttpResponse(alert_store.csv_lines(table.data.data), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="{slugify(actor.name) or "actor"}-alerts.csv"'
+        return response
 
 
 urlpatterns = [
     path("actors/", ActorListView.as_view(), name="actor-list"),
+    path("actors/add/", ActorCreateView.as_view(), name="actor-add"),
+    path("actors/<int:pk>/", ActorDetailView.as_view(), name="actor-detail"),
+    path("actors/<int:pk>/edit/", ActorUpdateView.as_view(), name="actor-edit"),
+    path("actors/<int:pk>/delete/", ActorDeleteView.as_view(), name="actor-delete"),
+    path("actors/<int:pk>/alerts/", GetAlertsView.as_view(), name="actor-get-alerts"),
+    path("actors/<int:pk>/alerts.csv", AlertCsvView.as_view(), name="actor-alerts-csv"),
 ]

@@ -1,0 +1,179 @@
+"""Forms of the Actors area: the actor itself, and the Get alerts form of an actor's page."""
+
+import zoneinfo
+from datetime import UTC, timedelta
+
+from crispy_forms.bootstrap import InlineCheckboxes, InlineRadios
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Column, Div, Field, Layout, Row
+from django import forms
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from defender.models import Actor, Integration
+
+# Defender keeps an endpoint's data for 180 days at most, and the integration's lookback is capped there too.
+OLDEST_WINDOW = timedelta(days=180)
+DEFAULT_CLOCK_SKEW = timedelta(seconds=300)
+
+
+class ActorForm(forms.ModelForm):
+    class Meta:
+        model = Actor
+        fields = ["name", "hostname", "alternate_hostname", "ip_address", "operating_system", "notes"]
+        widgets = {"notes": forms.Textarea(attrs={"rows": 3})}
+
+    def clean(self):
+        cleaned = super().clean()
+        hostname = cleaned.get("hostname") or ""
+        alternate = cleaned.get("alternate_hostname") or ""
+        if hostname and alternate and hostname.lower() == alternate.lower():
+            self.add_error("alternate_hostname", "The alternate hostname is the hostname again: leave it empty.")
+        for field, value in (("hostname", hostname), ("alternate_hostname", alternate)):
+            if value and field not in self.errors:
+                other = self._actor_named(value)
+                if other:
+                    # An alert belongs to one actor: two actors with one name would take each other's alerts.
+                    self.add_error(field, f"The actor {other.name} already has the name {value}.")
+        return cleaned
+
+    def _actor_named(self, name):
+        name = name.lower()
+        actors = Actor.objects.alias(lower_hostname=Lower("hostname"), lower_alternate=Lower("alternate_hostname"))
+        return (
+            actors.filter(Q(lower_hostname=name) | Q(lower_alternate=name))
+            .exclude(pk=self.instance.pk)
+            .only("name")
+            .first()
+        )
+
+
+class DateTimeLocalInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, format="%Y-%m-%dT%H:%M")
+
+
+class AlertFetchForm(forms.Form):
+    """Which integrations to ask and for which window. The window comes out as aware ``since`` and ``until``."""
+
+    WINDOWS = {
+        "1h": ("Last hour", timedelta(hours=1)),
+        "24h": ("Last 24 hours", timedelta(hours=24)),
+        "7d": ("Last 7 days", timedelta(days=7)),
+        "30d": ("Last 30 days", timedelta(days=30)),
+    }
+    CUSTOM = "custom"
+
+    integrations = forms.ModelMultipleChoiceField(
+        queryset=Integration.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one integration to ask."},
+    )
+    window = forms.ChoiceField(
+        label="Time window",
+        choices=[(key, label) for key, (label, _) in WINDOWS.items()] + [(CUSTOM, "Custom range")],
+        initial="24h",
+        widget=forms.RadioSelect,
+    )
+    window_from = forms.DateTimeField(
+        label="From",
+        required=False,
+        widget=DateTimeLocalInput(),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+    )
+    window_until = forms.DateTimeField(
+        label="Until",
+        required=False,
+        widget=DateTimeLocalInput(),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        help_text="Leave empty for now.",
+    )
+    # The browser's IANA time zone, filled in by alerts.js: From and Until are read as the person's local time.
+    time_zone = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        enabled = Integration.objects.filter(enabled=True).only("pk", "name").order_by("name")
+        self.fields["integrations"].queryset = enabled
+        if not self.is_bound:
+            self.fields["integrations"].initial = [integration.pk for integration in enabled]
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True
+        self.helper.layout = Layout(
+            InlineCheckboxes("integrations"),
+            InlineRadios("window"),
+            Div(
+                Row(
+                    Column("window_from", css_class="col-sm-6 col-lg-3"),
+                    Column("window_until", css_class="col-sm-6 col-lg-3"),
+                ),
+                css_class="custom-range",
+            ),
+            Field("time_zone"),
+        )
+
+    def clean_integrations(self):
+        # The choices load only names; asking needs every connection field and the proxy rule.
+        chosen = self.cleaned_data["integrations"]
+        return Integration.objects.filter(pk__in=[i.pk for i in chosen]).select_related("proxy_rule").order_by("name")
+
+    @property
+    def has_integrations(self):
+        return bool(self.fields["integrations"].choices)
+
+    def _zone(self):
+        name = (self.data.get(self.add_prefix("time_zone")) or "").strip()
+        try:
+            return zoneinfo.ZoneInfo(name) if name else timezone.get_current_timezone()
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return timezone.get_current_timezone()
+
+    def _aware(self, moment):
+        # Django made it aware in the server's zone; the person meant their own wall-clock time.
+        return moment.replace(tzinfo=None).replace(tzinfo=self._zone()) if moment else None
+
+    def clean(self):
+        cleaned = super().clean()
+        now = timezone.now()
+        choice = cleaned.get("window")
+        if choice in self.WINDOWS:
+            cleaned["since"], cleaned["until"] = now - self.WINDOWS[choice][1], now
+        elif choice == self.CUSTOM:
+            self._clean_custom(cleaned, now)
+        return cleaned
+
+    def _clean_custom(self, cleaned, now):
+        if "window_from" in self.errors or "window_until" in self.errors:
+            return
+        since = self._aware(cleaned.get("window_from"))
+        until = self._aware(cleaned.get("window_until")) or now
+        skew = self._clock_skew(cleaned.get("integrations"))
+        if since is None:
+            self.add_error("window_from", "Enter when the window starts.")
+            return
+        if since > now + skew:
+            self.add_error("window_from", "The window starts in the future: choose a start before now.")
+        elif since < now - OLDEST_WINDOW:
+            self.add_error("window_from", "The window can start at most 180 days ago: Defender keeps no older data.")
+        if until <= since:
+            self.add_error("window_until", "The window must end after it starts: choose an Until later than From.")
+        elif until > now + skew:
+            minutes = int(skew.total_seconds() // 60)
+            self.add_error(
+                "window_until",
+                f"The window ends in the future: Until may be at most {minutes} minutes after now "
+                "(the clock-skew tolerance). Leave it empty for now.",
+            )
+        if not self.errors:
+            cleaned["since"], cleaned["until"] = since.astimezone(UTC), until.astimezone(UTC)
+
+    @staticmethod
+    def _clock_skew(integrations):
+        """The largest clock-skew tolerance of the chosen integrations: an Until that far ahead is still "now"."""
+        if not integrations:
+            return DEFAULT_CLOCK_SKEW
+        return timedelta(seconds=max(integration.clock_skew_seconds for integration in integrations))

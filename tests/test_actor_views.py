@@ -1,0 +1,537 @@
+"""The Actors pages: the list, Add, Edit, Delete, and an actor's page with its Alerts section."""
+
+import csv
+import io
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+
+from defender import alert_store
+from defender.models import Actor, Alert, AlertFetch, Integration
+from tests.factories import make_actor, make_integration
+from tests.test_alert_store import defender_alert, simulator_integration
+
+SEVERITIES = ["Informational", "Low", "Medium", "High"]
+pytestmark = pytest.mark.django_db
+
+
+def actor_url(actor, name="actor-detail"):
+    return reverse(f"defender:{name}", args=[actor.pk])
+
+
+def store(actor, count, integration=None, **fields):
+    """``count`` stored alerts, one a minute back from 2026-05-01 12:00 UTC, severities in turn."""
+    integration = integration or Integration.objects.first() or make_integration()
+    start = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    alerts = [
+        defender_alert(
+            f"da{integration.pk}-{number:05}",
+            **{
+                "severity": SEVERITIES[number % len(SEVERITIES)],
+                "created": start - timedelta(minutes=number),
+                **fields,
+            },
+        )
+        for number in range(count)
+    ]
+    alert_store.store_alerts(actor, integration, alerts)
+    return integration
+
+
+def csv_rows(response):
+    text = b"".join(response.streaming_content).decode()
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def actor_form(**fields):
+    values = {"name": "Finance workstation", "hostname": "WS-Fin-07", "operating_system": "windows"}
+    values.update(fields)
+    return values
+
+
+# The list, Add, Edit and Delete
+
+
+def test_the_list_shows_each_actor_with_its_stored_alert_count(admin_client):
+    actor = make_actor(alternate_hostname="fin-07-renamed", ip_address="10.0.0.7")
+    store(actor, 3)
+
+    response = admin_client.get(reverse("defender:actor-list"))
+
+    content = response.content.decode()
+    assert f'href="{actor_url(actor)}"' in content
+    for text in ["ws-fin-07", "fin-07-renamed", "10.0.0.7", "Windows", "Add actor"]:
+        assert text in content
+    assert response.context["table"].rows[0].get_cell("alert_count") == 3
+
+
+def test_adding_an_actor_keeps_the_hostname_as_entered_and_opens_its_page(admin_client):
+    response = admin_client.post(reverse("defender:actor-add"), actor_form(alternate_hostname="Fin07.Corp.Contoso.com"))
+
+    actor = Actor.objects.get()
+    assert response.status_code == 302 and response["Location"] == actor_url(actor)
+    assert (actor.hostname, actor.alternate_hostname) == ("WS-Fin-07", "Fin07.Corp.Contoso.com")
+    assert "Actor Finance workstation added." in admin_client.get(response["Location"]).content.decode()
+
+
+def test_a_wrong_hostname_is_shown_next_to_the_field_with_the_input_kept(admin_client):
+    response = admin_client.post(reverse("defender:actor-add"), actor_form(hostname="https://ws-fin-07/"))
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["hostname"] == ["Enter the host name only, without http:// or https://."]
+    content = response.content.decode()
+    assert 'value="https://ws-fin-07/"' in content and "is-invalid" in content
+    assert not Actor.objects.exists()
+
+
+def test_a_hostname_another_actor_has_in_any_case_is_refused(admin_client):
+    make_actor(name="Lobby kiosk", hostname="kiosk-01", alternate_hostname="lobby.corp.contoso.com")
+
+    response = admin_client.post(
+        reverse("defender:actor-add"), actor_form(hostname="KIOSK-01", alternate_hostname="Lobby.Corp.Contoso.com")
+    )
+
+    errors = response.context["form"].errors
+    assert errors["hostname"] == ["The actor Lobby kiosk already has the name KIOSK-01."]
+    assert errors["alternate_hostname"] == ["The actor Lobby kiosk already has the name Lobby.Corp.Contoso.com."]
+
+
+def test_an_alternate_hostname_equal_to_the_hostname_is_refused(admin_client):
+    response = admin_client.post(reverse("defender:actor-add"), actor_form(alternate_hostname="ws-fin-07"))
+    assert response.context["form"].errors["alternate_hostname"] == [
+        "The alternate hostname is the hostname again: leave it empty."
+    ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": "", "hostname": ""},
+        {"hostname": "ws fin 07"},
+        {"hostname": "x" * 300},
+        {"hostname": "ws-fin-07:8080"},
+        {"name": "n" * 500, "hostname": "-bad-"},
+        {"ip_address": "10.0.0.999"},
+        {"ip_address": "not an address"},
+        {"operating_system": "beos"},
+        {"name": "nul\x00byte", "hostname": "ws\x00fin"},
+        {"hostname": "ünïcødé.example"},
+    ],
+)
+def test_nothing_typed_into_the_actor_form_gives_a_server_error(admin_client, fields):
+    response = admin_client.post(reverse("defender:actor-add"), actor_form(**fields))
+    assert response.status_code == 200
+    assert response.context["form"].errors
+
+
+def test_editing_an_actor_saves_it_and_keeps_its_own_hostname_allowed(admin_client):
+    actor = make_actor()
+
+    response = admin_client.post(
+        actor_url(actor, "actor-edit"), actor_form(hostname="ws-fin-07", ip_address="10.1.2.3")
+    )
+
+    assert response.status_code == 302
+    actor.refresh_from_db()
+    assert str(actor.ip_address) == "10.1.2.3"
+
+
+def test_the_delete_page_says_how_many_stored_alerts_go_with_the_actor(admin_client):
+    actor = make_actor()
+    store(actor, 3)
+
+    content = admin_client.get(actor_url(actor, "actor-delete")).content.decode()
+
+    assert "Delete actor Finance workstation?" in content
+    assert "Its <strong>3 stored alerts</strong> will be deleted with it." in content
+
+
+def test_deleting_an_actor_deletes_its_stored_alerts(admin_client):
+    actor = make_actor()
+    integration = store(actor, 3)
+    AlertFetch.objects.create(
+        actor=actor,
+        integration=integration,
+        asked_at=timezone.now(),
+        since=timezone.now(),
+        until=timezone.now(),
+        ok=True,
+    )
+
+    response = admin_client.post(actor_url(actor, "actor-delete"))
+
+    assert response.status_code == 302 and response["Location"] == reverse("defender:actor-list")
+    assert not Actor.objects.exists() and not Alert.objects.exists() and not AlertFetch.objects.exists()
+
+
+# Who may do what
+
+
+def test_a_viewer_sees_the_alerts_but_no_get_alerts_edit_or_delete(viewer_client):
+    actor = make_actor()
+    store(actor, 2)
+
+    content = viewer_client.get(actor_url(actor)).content.decode()
+
+    assert "Suspicious PowerShell command line" in content and "Export CSV" in content
+    for text in ["Get alerts", actor_url(actor, "actor-edit"), actor_url(actor, "actor-delete"), "Add actor"]:
+        assert text not in content
+    assert "Add actor" not in viewer_client.get(reverse("defender:actor-list")).content.decode()
+
+
+def test_a_viewer_is_refused_get_alerts_edit_and_delete(viewer_client):
+    actor = make_actor()
+    integration = make_integration()
+    refused = [
+        viewer_client.post(actor_url(actor, "actor-get-alerts"), {"integrations": [integration.pk], "window": "24h"}),
+        viewer_client.post(actor_url(actor, "actor-edit"), actor_form()),
+        viewer_client.post(actor_url(actor, "actor-delete")),
+        viewer_client.post(reverse("defender:actor-add"), actor_form(name="Another")),
+    ]
+    assert [response.status_code for response in refused] == [403] * 4
+    assert Actor.objects.count() == 1 and not AlertFetch.objects.exists()
+
+
+def test_a_viewer_can_export_the_csv(viewer_client):
+    actor = make_actor()
+    store(actor, 2)
+    assert len(csv_rows(viewer_client.get(actor_url(actor, "actor-alerts-csv")))) == 2
+
+
+# Get alerts
+
+
+def test_the_get_alerts_form_asks_every_enabled_integration_by_default(admin_client):
+    make_integration(name="Defender EU")
+    make_integration(name="Defender US")
+    make_integration(name="Retired", enabled=False)
+
+    form = admin_client.get(actor_url(make_actor())).context["fetch_form"]
+
+    assert [choice[1] for choice in form.fields["integrations"].choices] == ["Defender EU", "Defender US"]
+    assert len(form.fields["integrations"].initial) == 2
+    assert form["window"].value() == "24h"
+
+
+def test_without_an_enabled_integration_the_page_says_where_to_add_one(admin_client):
+    content = admin_client.get(actor_url(make_actor())).content.decode()
+    assert "No enabled integration to ask" in content
+    assert "Get alerts" not in content.split("<h2")[1].split("</form>")[0].replace("Get alerts.", "")
+
+
+def test_get_alerts_stores_the_alerts_and_redirects_back_to_the_actor_page(admin_client, simulator):
+    actor = make_actor(hostname=simulator.actor_hostnames()[0][0])
+    integration = simulator_integration(simulator)
+
+    response = admin_client.post(
+        actor_url(actor, "actor-get-alerts") + "?severity=High", {"integrations": [integration.pk], "window": "30d"}
+    )
+
+    assert response.status_code == 302 and response["Location"] == actor_url(actor) + "?severity=High"
+    fetch = AlertFetch.objects.get(actor=actor)
+    assert fetch.ok and fetch.alert_count == Alert.objects.filter(actor=actor).count() > 0
+    page = admin_client.get(response["Location"])
+    assert all(row.record.severity == "High" for row in page.context["table"].page.object_list)
+    assert fetch.message in page.content.decode()
+
+
+def test_get_alerts_with_htmx_answers_the_alerts_section_only(admin_client, simulator):
+    actor = make_actor(hostname=simulator.actor_hostnames()[0][0])
+    integration = simulator_integration(simulator)
+
+    response = admin_client.post(
+        actor_url(actor, "actor-get-alerts"),
+        {"integrations": [integration.pk], "window": "30d"},
+        headers={"HX-Request": "true"},
+    )
+
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert content.lstrip().startswith('<section id="alerts"') and "<html" not in content
+    assert 'name="integrations"' in content and "Fetching alerts…" in content
+    assert Alert.objects.filter(actor=actor).count() == response.context["table"].paginator.count > 0
+
+
+def test_a_failing_integration_shows_its_error_above_the_alerts_of_the_others(admin_client, simulator):
+    actor = make_actor(hostname=simulator.actor_hostnames()[0][0])
+    working = simulator_integration(simulator, name="Simulator")
+    broken = simulator_integration(simulator, name="Wrong secret", client_secret="not-the-secret")
+
+    response = admin_client.post(
+        actor_url(actor, "actor-get-alerts"), {"integrations": [working.pk, broken.pk], "window": "30d"}, follow=True
+    )
+
+    content = response.content.decode()
+    failed = AlertFetch.objects.get(integration=broken)
+    assert not failed.ok
+    assert escape(failed.message) in content and "alert-danger" in content
+    assert content.index(escape(failed.message)) < content.index('id="alerts-table"')
+    assert response.context["table"].paginator.count == Alert.objects.filter(integration=working).count() > 0
+
+
+def test_an_empty_result_names_the_names_and_the_window_searched(admin_client, simulator):
+    actor = make_actor(hostname="no-such-host", alternate_hostname="no-such-host-2")
+    integration = simulator_integration(simulator)
+
+    response = admin_client.post(
+        actor_url(actor, "actor-get-alerts"), {"integrations": [integration.pk], "window": "1h"}, follow=True
+    )
+
+    fetch = AlertFetch.objects.get()
+    empty = response.content.decode().split('id="alerts-empty"')[1]
+    assert "Simulator found no alerts on no-such-host or no-such-host-2" in empty
+    assert f'between <time datetime="{fetch.since:%Y-%m-%dT%H:%M:%S}' in empty
+    assert f"{fetch.until:%Y-%m-%d %H:%M:%S} UTC</time>." in empty
+
+
+def test_the_page_says_when_each_integration_was_last_asked_and_for_which_window(admin_client):
+    actor = make_actor()
+    integration = make_integration(name="Defender EU")
+    AlertFetch.objects.create(
+        actor=actor,
+        integration=integration,
+        asked_at=datetime(2026, 5, 2, 9, 30, tzinfo=UTC),
+        since=datetime(2026, 5, 1, 9, 25, tzinfo=UTC),
+        until=datetime(2026, 5, 2, 9, 35, tzinfo=UTC),
+        ok=True,
+        message="3 alerts on ws-fin-07.",
+        alert_count=3,
+    )
+
+    content = admin_client.get(actor_url(actor)).content.decode()
+
+    assert '<time datetime="2026-05-02T09:30:00+00:00">2026-05-02 09:30:00 UTC</time>' in content
+    assert 'for <time datetime="2026-05-01T09:25:00+00:00">2026-05-01 09:25:00 UTC</time>' in content
+    assert 'to <time datetime="2026-05-02T09:35:00+00:00">2026-05-02 09:35:00 UTC</time>' in content
+    assert "3 alerts on ws-fin-07." in content
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"integrations": []}, "integrations", "Choose at least one integration to ask."),
+        ({"window_from": ""}, "window_from", "Enter when the window starts."),
+        ({"window_from": "2026-13-45T99:00"}, "window_from", "Enter a valid date/time."),
+        (
+            {"window_from": "PAST-1d", "window_until": "PAST-2d"},
+            "window_until",
+            "The window must end after it starts: choose an Until later than From.",
+        ),
+        ({"window_from": "FUTURE+1d"}, "window_from", "The window starts in the future: choose a start before now."),
+        (
+            {"window_from": "PAST-1d", "window_until": "FUTURE+1h"},
+            "window_until",
+            "The window ends in the future: Until may be at most 5 minutes after now (the clock-skew tolerance). "
+            "Leave it empty for now.",
+        ),
+        (
+            {"window_from": "PAST-200d"},
+            "window_from",
+            "The window can start at most 180 days ago: Defender keeps no older data.",
+        ),
+        ({"window": "forever"}, "window", "Select a valid choice. forever is not one of the available choices."),
+    ],
+)
+def test_a_wrong_window_is_explained_next_to_its_field_and_nothing_is_asked(admin_client, fields, field, message):
+    actor = make_actor()
+    integration = make_integration()
+    now = timezone.now().replace(tzinfo=None)
+    moments = {
+        "FUTURE+1d": now + timedelta(days=1),
+        "FUTURE+1h": now + timedelta(hours=1),
+        "PAST-1d": now - timedelta(days=1),
+        "PAST-2d": now - timedelta(days=2),
+        "PAST-200d": now - timedelta(days=200),
+    }
+    data = {"integrations": [integration.pk], "window": "custom", "window_from": "PAST-1d", "time_zone": "UTC"} | fields
+    data = {key: moments.get(value, value) if key.startswith("window_") else value for key, value in data.items()}
+    data = {
+        key: value.strftime("%Y-%m-%dT%H:%M") if isinstance(value, datetime) else value for key, value in data.items()
+    }
+
+    response = admin_client.post(actor_url(actor, "actor-get-alerts"), data)
+
+    assert response.status_code == 200
+    assert response.context["fetch_form"].errors[field] == [message]
+    assert escape(message) in response.content.decode()
+    assert not AlertFetch.objects.exists()
+
+
+def test_a_custom_range_is_read_in_the_browsers_time_zone(admin_client, monkeypatch):
+    asked = []
+    monkeypatch.setattr(
+        alert_store, "fetch_alerts", lambda actor, integrations, since, until: asked.append((since, until))
+    )
+    actor = make_actor()
+    integration = make_integration()
+    day = (timezone.now() - timedelta(days=10)).date()
+
+    admin_client.post(
+        actor_url(actor, "actor-get-alerts"),
+        {
+            "integrations": [integration.pk],
+            "window": "custom",
+            "window_from": f"{day}T10:00",
+            "window_until": f"{day}T12:30",
+            "time_zone": "Asia/Kolkata",
+        },
+    )
+
+    assert asked == [(datetime.combine(day, time(4, 30), UTC), datetime.combine(day, time(7, 0), UTC))]
+
+
+def test_an_unknown_time_zone_falls_back_to_the_servers(admin_client, monkeypatch):
+    asked = []
+    monkeypatch.setattr(alert_store, "fetch_alerts", lambda actor, integrations, since, until: asked.append(since))
+    integration = make_integration()
+    day = (timezone.now() - timedelta(days=10)).date()
+    data = {
+        "integrations": [integration.pk],
+        "window": "custom",
+        "window_from": f"{day}T10:00",
+        "time_zone": "Mars/Base",
+    }
+
+    admin_client.post(actor_url(make_actor(), "actor-get-alerts"), data)
+
+    assert asked == [datetime.combine(day, time(10, 0), UTC)]
+
+
+def test_get_alerts_only_answers_post(admin_client):
+    assert admin_client.get(actor_url(make_actor(), "actor-get-alerts")).status_code == 405
+
+
+# The alerts table
+
+
+def test_the_table_shows_every_column_of_an_alert(admin_client):
+    actor = make_actor(alternate_hostname="fin-07-renamed")
+    store(actor, 1, severity="High", mitre_techniques=("T1059.001", "T1105"))
+    store(actor, 1, integration=make_integration(name="Defender US"), matched_name="fin-07-renamed")
+
+    content = admin_client.get(actor_url(actor)).content.decode()
+
+    created = '<time datetime="2026-05-01T12:00:00Z" title="2026-05-01T12:00:00Z">2026-05-01 12:00:00 UTC</time>'
+    assert created in content
+    assert '<span class="badge text-bg-danger">High</span>' in content
+    for text in ["Suspicious PowerShell command line", "Execution", "New", "WindowsDefenderAtp", "T1059.001", "T1105"]:
+        assert text in content
+    assert "matched hostname ws-fin-07" in content and "matched alternate hostname fin-07-renamed" in content
+    link = 'href="https://security.microsoft.com/alerts/da1-00000" target="_blank" rel="noopener noreferrer"'
+    assert link in content
+
+
+@pytest.mark.parametrize(
+    ("severity", "badge"),
+    [
+        ("High", "text-bg-danger"),
+        ("Medium", "text-bg-warning"),
+        ("Low", "text-bg-info"),
+        ("Informational", "text-bg-secondary"),
+    ],
+)
+def test_each_severity_has_its_colour(admin_client, severity, badge):
+    actor = make_actor()
+    store(actor, 1, severity=severity)
+    assert f'<span class="badge {badge}">{severity}</span>' in admin_client.get(actor_url(actor)).content.decode()
+
+
+def test_sorting_by_severity_sorts_by_rank_not_by_name(admin_client):
+    actor = make_actor()
+    store(actor, 8)
+
+    descending = admin_client.get(actor_url(actor) + "?sort=-severity").context["table"]
+    ascending = admin_client.get(actor_url(actor) + "?sort=severity").context["table"]
+
+    assert [row.record.severity for row in descending.page.object_list] == ["High"] * 2 + ["Medium"] * 2 + [
+        "Low"
+    ] * 2 + ["Informational"] * 2
+    assert [row.record.severity for row in ascending.page.object_list][::2] == SEVERITIES
+
+
+def test_the_table_shows_fifty_alerts_a_page(admin_client):
+    actor = make_actor()
+    store(actor, 120)
+
+    first = admin_client.get(actor_url(actor)).context["table"]
+    last = admin_client.get(actor_url(actor) + "?page=3").context["table"]
+
+    assert len(first.page.object_list) == 50 and first.paginator.num_pages == 3
+    assert len(last.page.object_list) == 20
+    assert admin_client.get(actor_url(actor) + "?page=abc").status_code == 200
+
+
+def test_severity_and_status_filter_the_table(admin_client):
+    actor = make_actor()
+    integration = store(actor, 8)
+    Alert.objects.filter(integration=integration, severity="High").update(status="Resolved")
+
+    table = admin_client.get(actor_url(actor) + "?severity=High&severity=Low&status=New").context["table"]
+
+    assert {row.record.severity for row in table.page.object_list} == {"Low"}
+    assert admin_client.get(actor_url(actor) + "?severity=Bogus&sort=nothing").status_code == 200
+
+
+def test_the_csv_export_holds_exactly_the_filtered_rows_of_every_page_in_the_table_order(admin_client):
+    actor = make_actor()
+    store(actor, 130)
+    store(make_actor(name="Other", hostname="other-host"), 5, integration=make_integration(name="Defender US"))
+    query = "?severity=High&severity=Medium&sort=-severity&page=2"
+
+    response = admin_client.get(actor_url(actor, "actor-alerts-csv") + query)
+    table = admin_client.get(actor_url(actor) + "?severity=High&severity=Medium&sort=-severity").context["table"]
+
+    assert response["Content-Type"] == "text/csv"
+    assert response["Content-Disposition"] == 'attachment; filename="finance-workstation-alerts.csv"'
+    rows = csv_rows(response)
+    expected = Alert.objects.filter(actor=actor, severity__in=["High", "Medium"])
+    assert len(rows) == expected.count() == 64
+    assert {row["Alert ID"] for row in rows} == set(expected.values_list("alert_id", flat=True))
+    assert [row["Alert ID"] for row in rows[:50]] == [row.record.alert_id for row in table.page.object_list]
+    assert rows[0]["Severity"] == "High" and rows[-1]["Severity"] == "Medium"
+
+
+def test_the_csv_export_neutralises_cells_a_spreadsheet_would_run(admin_client):
+    actor = make_actor()
+    store(actor, 1, title='=HYPERLINK("http://evil.example","x")', category="+cmd", detection_source="@SUM(1)")
+
+    [row] = csv_rows(admin_client.get(actor_url(actor, "actor-alerts-csv")))
+
+    assert row["Title"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert (row["Category"], row["Detection source"]) == ("'+cmd", "'@SUM(1)")
+
+
+def test_the_export_link_carries_the_filter_and_sort_but_not_the_page(admin_client):
+    actor = make_actor()
+    store(actor, 60)
+    content = admin_client.get(actor_url(actor) + "?severity=High&sort=title&page=2").content.decode()
+    assert f'href="{actor_url(actor, "actor-alerts-csv")}?severity=High&amp;sort=title"' in content
+
+
+def test_the_actor_page_with_ten_thousand_alerts_takes_a_fixed_number_of_queries(
+    admin_client, django_assert_max_num_queries
+):
+    actor = make_actor()
+    integrations = [make_integration(name=f"Defender {number}") for number in range(3)]
+    for integration in integrations:
+        store(actor, 10_000 // len(integrations) + 1, integration=integration)
+        AlertFetch.objects.create(
+            actor=actor,
+            integration=integration,
+            asked_at=timezone.now(),
+            since=timezone.now(),
+            until=timezone.now(),
+            ok=True,
+        )
+    assert Alert.objects.count() >= 10_000
+
+    with django_assert_max_num_queries(11):
+        response = admin_client.get(actor_url(actor) + "?sort=-severity")
+
+    assert len(response.context["table"].page.object_list) == 50
+    with django_assert_max_num_queries(8):
+        csv_response = admin_client.get(actor_url(actor, "actor-alerts-csv"))
+        assert len(csv_rows(csv_response)) == Alert.objects.count()
