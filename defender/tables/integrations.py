@@ -1,0 +1,33 @@
+"""The Settings > Integrations table."""
+
+import django_tables2 as tables
+
+from defender.models import Integration
+
+
+class IntegrationTable(tables.Table):
+    name = tables.Column(linkify={"viewname": "defender:integration-detail", "args": [tables.A("pk")]})
+    host = tables.TemplateColumn("{{ record.host }}:{{ record.port }}", verbose_name="Host", order_by=("host", "port"))
+    enabled = tables.BooleanColumn(yesno="Yes,No")
+    proxy_rule = tables.Column(verbose_name="Proxy", default="None")
+    last_test = tables.TemplateColumn(
+        template_name="defender/integrations/_test_badge.html",
+        verbose_name="Last Test",
+        accessor="last_test_at",
+        order_by=("last_test_at",),
+        context_object_name="integration",
+    )
+    actions = tables.TemplateColumn(
+        template_name="defender/integrations/_row_actions.html",
+        context_object_name="integration",
+        verbose_name="",
+        orderable=False,
+        attrs={"td": {"class": "text-end text-nowrap"}},
+    )
+
+    class Meta:
+        model = Integration
+        fields = ("name", "kind", "location", "api_flavour", "host", "enabled", "proxy_rule", "last_test", "actions")
+        attrs = {"class": "table table-hover align-middle"}
+        row_attrs = {"id": lambda record: f"integration-{record.pk}"}
+        empty_text = "No integrations yet: add one with Add Integration."

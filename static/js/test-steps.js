@@ -1,0 +1,84 @@
+// Runs a Test in place and shows each step as soon as the server reports it.
+//
+// Test buttons carry hx-post, so htmx alone would show the steps once the Test is over. The server streams one HTML
+// fragment per step, each ending with FRAGMENT_END; this reader takes over such buttons (data-test-stream) and shows
+// the page up to the last complete fragment as it arrives. Without JavaScript the buttons post a plain form instead.
+(function () {
+  "use strict";
+
+  const FRAGMENT_END = "<!--/fragment-->";
+
+  document.addEventListener("htmx:confirm", function (event) {
+    const button = event.detail.elt;
+    if (!button.matches("[data-test-stream]") || !window.ReadableStream) {
+      return;
+    }
+    event.preventDefault();
+    runTest(button);
+  });
+
+  async function runTest(button) {
+    const target = document.querySelector(button.getAttribute("hx-target"));
+    const indicator = document.querySelector(button.getAttribute("hx-indicator"));
+    const form = button.form || button.closest("form");
+    button.disabled = true;
+    indicator.classList.add("htmx-request");
+    target.replaceChildren();
+    try {
+      const response = await fetch(button.getAttribute("hx-post"), {
+        method: "POST",
+        body: new FormData(form),
+        headers: { "HX-Request": "true", "HX-Current-URL": window.location.href },
+        credentials: "same-origin",
+      });
+      const retarget = response.headers.get("HX-Retarget");
+      if (retarget) {
+        // The form had errors: the server sent the form back with each error next to its field.
+        document.querySelector(retarget).outerHTML = await response.text();
+        return;
+      }
+      if (!response.ok) {
+        target.textContent = "The Test could not be run (" + response.status + " " + response.statusText + ").";
+        return;
+      }
+      await showAsItArrives(response.body, target);
+      applyOutOfBand(target);
+    } catch (error) {
+      target.textContent = "The Test could not be run: " + error.message;
+    } finally {
+      button.disabled = false;
+      indicator.classList.remove("htmx-request");
+    }
+  }
+
+  async function showAsItArrives(body, target) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) {
+        break;
+      }
+      text += decoder.decode(value, { stream: true });
+      const end = text.lastIndexOf(FRAGMENT_END);
+      if (end >= 0) {
+        // The browser closes the elements a later fragment will close.
+        target.innerHTML = text.slice(0, end);
+      }
+    }
+    target.innerHTML = text + decoder.decode();
+  }
+
+  // Elements marked hx-swap-oob (the list's badge) replace the element of the same id elsewhere on the page.
+  function applyOutOfBand(container) {
+    container.querySelectorAll("[hx-swap-oob]").forEach(function (element) {
+      element.removeAttribute("hx-swap-oob");
+      const current = document.getElementById(element.id);
+      element.remove();
+      if (current && current !== element) {
+        current.replaceWith(element);
+      }
+    });
+  }
+})();
