@@ -73,6 +73,14 @@ class Integration(models.Model):
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField("type", max_length=40, choices=KIND_CHOICES, default=DEFENDER_ATP.key)
     location = models.CharField(max_length=10, choices=Location.choices, default=Location.LOCAL)
+    remote_node = models.ForeignKey(
+        "RemoteNode",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="integrations",
+        help_text="The node that runs this integration's Test and alert lookups when it is Remote.",
+    )
     api_flavour = models.CharField("API flavour", max_length=10, choices=presets.API_FLAVOURS, default=presets.MDE)
     host = models.CharField(max_length=253, validators=[validators.validate_host])
     port = models.PositiveIntegerField(default=443, validators=[validators.validate_port])
@@ -288,3 +296,77 @@ class AlertFetch(models.Model):
 
     def __str__(self):
         return f"{self.integration} asked for {self.actor} at {self.asked_at:%Y-%m-%d %H:%M}"
+
+
+class RemoteNode(models.Model):
+    """A node on the far side of a network boundary that runs the jobs of the integrations assigned to it.
+
+    It pulls its work over HTTPS with an access token; the site keeps only the token's SHA-256 (the token is 256
+    random bits, so a fast hash is enough) and never connects to the node.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    token_hint = models.CharField(max_length=12, blank=True, editable=False, help_text="The token's first characters.")
+    token_issued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    poll_interval_seconds = models.PositiveIntegerField(
+        "poll interval (seconds)",
+        default=30,
+        validators=[validators.RangeValidator(5, 600, "Enter a poll interval between 5 and 600 seconds.")],
+        help_text="How long the node's agent waits on each check-in for work.",
+    )
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_seen_address = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    agent_version = models.CharField(max_length=40, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Job(models.Model):
+    """A Test or an alert lookup of a remote integration, waiting for, run by, or answered by its remote node."""
+
+    class Kind(models.TextChoices):
+        TEST = "test", "Test"
+        ALERTS = "alerts", "Get alerts"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    parameters = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    node = models.ForeignKey(RemoteNode, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    deadline = models.DateTimeField(help_text="A job no node claims by then ends as expired.")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "created_at"], name="job_state_created")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} of {self.integration} ({self.state})"
+
+    @property
+    def finished(self):
+        return self.state in (self.State.DONE, self.State.FAILED, self.State.EXPIRED)
