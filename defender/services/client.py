@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import requests
+import socks
 from requests.adapters import HTTPAdapter
 
 from defender import presets
@@ -226,23 +227,17 @@ class Transport:
         """A requests exception as a ConnectionFailed/ProxyFailed/TlsFailed that says what to check."""
         parts = urlsplit(url)
         host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        target = f"{host}:{port}"
+        target = f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
         chain = _causes(exc)
-        proxy = self.settings.proxy if self.proxies_for(url) and self.settings.proxy else None
-        proxy_name = f"{proxy.host}:{proxy.port}" if proxy else ""
-
         verify_error = next((c for c in chain if isinstance(c, ssl.SSLCertVerificationError)), None)
         if verify_error is not None:
             return certificate_failure(host, verify_error.verify_code, verify_error.verify_message)
-        if proxy and (_mentions(chain, "407") or _is_socks_auth_error(chain)):
-            return ProxyFailed(
-                f"The proxy {proxy_name} rejected its credentials (407 Proxy Authentication Required).",
-                "Check the username and password of the proxy rule.",
-                code=407,
-            )
+        proxy = self.settings.proxy if self.settings.proxy and self.proxies_for(url) else None
+        failure = _proxy_failure(exc, chain, proxy, target) if proxy else None
+        if failure is not None:
+            return failure
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            via = f" through the proxy {proxy_name}" if proxy else ""
+            via = f" through the proxy {proxy.host}:{proxy.port}" if proxy else ""
             return ConnectionFailed(
                 f"No answer from {target}{via} within {self.settings.connect_timeout:g} s (connect timeout).",
                 "Check the host, the port and any firewall between this site and the service.",
@@ -261,33 +256,46 @@ class Transport:
                 "(read timeout).",
                 "Try again; raise the read timeout in Advanced options if it persists.",
             )
-        if proxy and isinstance(exc, requests.exceptions.ProxyError | requests.exceptions.ConnectionError):
-            if _mentions(chain, "Tunnel connection failed") or _has(chain, OSError) and _socks_error(chain):
-                return ProxyFailed(
-                    f"The proxy {proxy_name} could not open a tunnel to {target}: {_reason(chain)}.",
-                    "Check that the proxy allows this destination.",
-                )
-            if isinstance(exc, requests.exceptions.ProxyError):
-                return ProxyFailed(
-                    f"Could not reach the proxy {proxy_name}: {_reason(chain)}.",
-                    "Check the proxy rule's host and port.",
-                )
         if isinstance(exc, requests.exceptions.SSLError):
             return TlsFailed(
                 f"The TLS handshake with {target} failed: {_reason(chain)}.",
                 "Check the port and protocol: the server must speak HTTPS there.",
             )
         if _has(chain, socket.gaierror):
-            name = proxy.host if proxy and not _mentions(chain, host) else host
             return ConnectionFailed(
-                f"The name {name} could not be resolved (DNS).", "Check the host name and this site's DNS server."
+                f"The name {host} could not be resolved (DNS).", "Check the host name and this site's DNS server."
             )
         if _has(chain, ConnectionRefusedError):
-            where = f"the proxy {proxy_name}" if isinstance(exc, requests.exceptions.ProxyError) else target
             return ConnectionFailed(
-                f"Connection to {where} was refused: nothing listens on that port.", "Check the host and the port."
+                f"Connection to {target} was refused: nothing listens on that port.", "Check the host and the port."
             )
         return ConnectionFailed(f"Could not talk to {target}: {_reason(chain)}.", "Check the host, port and proxy.")
+
+
+def _proxy_failure(exc, chain, proxy, target):
+    """What went wrong at the proxy (credentials, its refusal to tunnel, or reaching it at all), or None."""
+    name = f"{proxy.host}:{proxy.port}"
+    if _has(chain, socks.SOCKS5AuthError) or _mentions(chain, "407 Proxy Authentication Required"):
+        status = "" if proxy.proxy_type == "socks5" else " (407 Proxy Authentication Required)"
+        return ProxyFailed(
+            f"The proxy {name} rejected its credentials{status}.",
+            "Check the username and password of the proxy rule.",
+            code=407 if status else None,
+        )
+    refusal = next(
+        (c for c in chain if isinstance(c, socks.SOCKS5Error) or str(c).startswith("Tunnel connection failed")), None
+    )
+    if refusal is not None:
+        detail = refusal.msg if isinstance(refusal, socks.ProxyError) else str(refusal).split(": ", 1)[-1]
+        return ProxyFailed(
+            f"The proxy {name} could not open a tunnel to {target} ({detail}).",
+            "Check that the proxy allows this destination and can reach it.",
+        )
+    if isinstance(exc, requests.exceptions.ProxyError) or _has(chain, socks.ProxyConnectionError):
+        return ProxyFailed(
+            f"Could not reach the proxy {name}: {_reason(chain)}.", "Check the proxy rule's host and port."
+        )
+    return None
 
 
 def _causes(exc):
@@ -300,7 +308,7 @@ def _causes(exc):
         seen.add(id(current))
         chain.append(current)
         stack.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
-        for attribute in ("reason", "__cause__", "__context__"):
+        for attribute in ("reason", "socket_err", "__cause__", "__context__"):
             inner = getattr(current, attribute, None)
             if isinstance(inner, BaseException):
                 stack.append(inner)
@@ -315,16 +323,10 @@ def _mentions(chain, text):
     return any(text in str(item) for item in chain)
 
 
-def _socks_error(chain):
-    return any(type(item).__module__ == "socks" for item in chain)
-
-
-def _is_socks_auth_error(chain):
-    return any(type(item).__name__ == "SOCKS5AuthError" for item in chain)
-
-
 def _reason(chain):
     """The innermost plain reason (e.g. 'Connection reset by peer'), without URLs or credentials."""
+    if _has(chain, TimeoutError):
+        return "no answer in time"
     for item in reversed(chain):
         if isinstance(item, OSError) and item.strerror:
             return item.strerror

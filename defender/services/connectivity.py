@@ -171,21 +171,25 @@ class _Probe:
         sock.settimeout(timeout)
         try:
             sock.connect((self.settings.host, self.settings.port))
-        except socks.SOCKS5AuthError:
-            sock.close()
-            raise ProxyFailed(
-                f"The SOCKS proxy {proxy_name} rejected its credentials.",
-                "Check the username and password of the proxy rule.",
-            ) from None
-        except socks.ProxyConnectionError as exc:
-            sock.close()
-            raise ProxyFailed(
-                f"Could not reach the SOCKS proxy {proxy_name}: {_why(exc.socket_err or exc)}.",
-                "Check the proxy rule's host and port.",
-            ) from None
         except socks.ProxyError as exc:
             sock.close()
-            raise ProxyFailed(f"The SOCKS proxy {proxy_name} could not reach {self.target}: {exc.msg}.") from None
+            # PySocks wraps what happened during the negotiation in a GeneralProxyError.
+            inner = exc.socket_err if isinstance(exc, socks.GeneralProxyError) and exc.socket_err else exc
+            if isinstance(inner, socks.SOCKS5AuthError):
+                raise ProxyFailed(
+                    f"The SOCKS proxy {proxy_name} rejected its credentials.",
+                    "Check the username and password of the proxy rule.",
+                ) from None
+            if isinstance(exc, socks.ProxyConnectionError):
+                raise ProxyFailed(
+                    f"Could not reach the SOCKS proxy {proxy_name}: {_why(exc.socket_err or exc)}.",
+                    "Check the proxy rule's host and port.",
+                ) from None
+            detail = inner.msg if isinstance(inner, socks.ProxyError) else _why(inner)
+            raise ProxyFailed(
+                f"The SOCKS proxy {proxy_name} could not open a tunnel to {self.target} ({detail}).",
+                "Check that the proxy allows this destination and can reach it.",
+            ) from None
         except OSError as exc:
             sock.close()
             raise ProxyFailed(f"The SOCKS proxy {proxy_name} failed: {_why(exc)}.") from None

@@ -81,6 +81,8 @@ AADSTS_ADVICE = {
     7000112: "The application is disabled in the tenant: ask an administrator to enable it.",
     50034: "The account was not found: this integration needs an app registration, not a user.",
     53003: "A conditional access policy blocked the sign-in: exempt this app or the site's address.",
+    50196: "Entra ID is throttling sign-ins from this app: try again in a minute.",
+    90033: "Entra ID had a transient error: try again in a minute.",
 }
 
 
