@@ -241,3 +241,27 @@ def test_silent_port_fails_the_tls_handshake_within_the_connect_timeout(simulato
         Transport(settings).get(f"https://127.0.0.1:{silent_listener.port}/")
     assert time.monotonic() - started < 2.5
     assert "does not complete a TLS handshake" in str(failure.value)
+
+
+def test_a_wrong_socks5_password_is_reported_as_wrong_proxy_credentials(simulator, socks_proxy):
+    settings = settings_for(simulator, proxy=proxy_for(socks_proxy, AUTH_USER, "wrong", proxy_type="socks5"))
+    with pytest.raises(ProxyFailed) as failure:
+        auth.acquire_token(settings, fresh=True)
+    assert str(failure.value) == (
+        f"The proxy 127.0.0.1:{socks_proxy.port} rejected its credentials. "
+        "Check the username and password of the proxy rule."
+    )
+
+
+def test_an_unreachable_proxy_is_named(simulator, closed_port):
+    settings = settings_for(simulator, proxy=proxy_for(type("Closed", (), {"host": "127.0.0.1", "port": closed_port})))
+    with pytest.raises(ProxyFailed) as failure:
+        auth.acquire_token(settings, fresh=True)
+    assert f"Could not reach the proxy 127.0.0.1:{closed_port}: Connection refused." in str(failure.value)
+
+
+def test_a_proxy_that_refuses_the_tunnel_says_so(simulator, proxy, closed_port):
+    settings = settings_for(simulator, port=closed_port, proxy=proxy_for(proxy))
+    with pytest.raises(ProxyFailed) as failure:
+        Transport(settings).get(f"https://127.0.0.1:{closed_port}/")
+    assert f"could not open a tunnel to 127.0.0.1:{closed_port} (502 Bad Gateway)" in str(failure.value)

@@ -192,3 +192,25 @@ def test_step_durations_are_measured(simulator):
     result = run_test(dataclasses.replace(settings_for(simulator)))
     assert all(step.duration_ms >= 0 for step in result.steps)
     assert result.steps[3].duration_ms > 0
+
+
+def test_a_socks5_proxy_carries_the_probe_token_and_api_calls(clean_simulator, socks_proxy):
+    settings = settings_for(
+        clean_simulator, proxy=proxy_for(socks_proxy, AUTH_USER, AUTH_PASSWORD, proxy_type="socks5")
+    )
+    result = run_test(settings)
+    assert result.ok, result.steps
+    seen = [record for record in clean_simulator.requests if record.kind in ("token", "api")]
+    assert seen and {record.client_port for record in seen} <= socks_proxy.upstream_ports
+
+
+def test_a_wrong_socks5_password_fails_at_tcp(simulator, socks_proxy):
+    settings = settings_for(simulator, proxy=proxy_for(socks_proxy, AUTH_USER, "wrong", proxy_type="socks5"))
+    result = run_test(settings)
+    assert _outcomes(result) == ["passed", "failed"] + ["skipped"] * 4
+    assert "SOCKS proxy" in result.steps[1].message and "rejected its credentials" in result.steps[1].message
+
+
+def test_a_proxy_that_cannot_reach_the_host_says_so(simulator, proxy, closed_port):
+    result = run_test(settings_for(simulator, port=closed_port, proxy=proxy_for(proxy)))
+    assert f"refused to open a tunnel to 127.0.0.1:{closed_port} (HTTP/1.1 502 Bad Gateway)" in result.steps[1].message
