@@ -74,9 +74,9 @@
   function applyOutOfBand(container) {
     container.querySelectorAll("[hx-swap-oob]").forEach(function (element) {
       element.removeAttribute("hx-swap-oob");
-      const current = document.getElementById(element.id);
       element.remove();
-      if (current && current !== element) {
+      const current = document.getElementById(element.id);
+      if (current) {
         current.replaceWith(element);
       }
     });
