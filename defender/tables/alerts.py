@@ -25,6 +25,9 @@ def utc_time(moment):
     return format_html('<time datetime="{}" title="{}">{} UTC</time>', iso, iso, moment.strftime("%Y-%m-%d %H:%M:%S"))
 
 
+NO_WRAP = {"td": {"class": "text-nowrap"}}
+
+
 class SortedColumn(tables.Column):
     """Sorts by its order_by fields, then newest first: rows that tie keep one order across pages and in the CSV."""
 
@@ -37,7 +40,7 @@ class SortedColumn(tables.Column):
 
 
 class AlertTable(tables.Table):
-    created = SortedColumn(verbose_name="Created", order_by="created")
+    created = SortedColumn(verbose_name="Created", order_by="created", attrs=NO_WRAP)
     # By rank, not by name: alphabetically High would sort between Informational and Low.
     severity = SortedColumn(order_by="severity_rank")
     title = SortedColumn(order_by="title")
@@ -46,8 +49,8 @@ class AlertTable(tables.Table):
     detection_source = SortedColumn(verbose_name="Detection source", order_by="detection_source")
     mitre_techniques = tables.Column(verbose_name="MITRE techniques", orderable=False)
     machine_name = SortedColumn(verbose_name="Machine", order_by="machine_name")
-    integration = SortedColumn(accessor="integration__name", order_by="integration__name")
-    portal_url = tables.Column(verbose_name="Defender portal", orderable=False)
+    integration = SortedColumn(verbose_name="Integration", accessor="integration__name", order_by="integration__name")
+    portal_url = tables.Column(verbose_name="Defender portal", orderable=False, attrs=NO_WRAP)
 
     class Meta:
         model = Alert
@@ -77,11 +80,13 @@ class AlertTable(tables.Table):
     def render_machine_name(self, value, record):
         matched_by = record.matched_by(self.actor)
         how = f"matched {matched_by} {record.matched_name}" if matched_by else f"matched {record.matched_name}"
-        return format_html('{}<br><small class="text-body-secondary">{}</small>', value, how)
+        return format_html(
+            '<span class="text-nowrap">{}</span><br><small class="text-body-secondary">{}</small>', value, how
+        )
 
     def render_portal_url(self, value):
         return format_html(
-            '<a href="{}" target="_blank" rel="noopener noreferrer">Open in Defender'
-            ' <i class="bi bi-box-arrow-up-right" aria-hidden="true"></i></a>',
+            '<a href="{}" target="_blank" rel="noopener noreferrer">Open<span class="visually-hidden"> in Defender'
+            '</span> <i class="bi bi-box-arrow-up-right" aria-hidden="true"></i></a>',
             value,
         )

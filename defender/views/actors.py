@@ -21,16 +21,18 @@ from defender.tables.alerts import AlertTable
 ALERTS_PER_PAGE = 50
 
 
-def shown_alerts(request, actor):
+def shown_alerts(request, actor, exclude=()):
     """The actor's stored alerts as the table shows them (filter and sort from the query string), with the table."""
     alert_filter = AlertFilter(request.GET, queryset=alert_store.stored_alerts(actor))
-    table = AlertTable(alert_filter.qs, actor=actor)
+    table = AlertTable(alert_filter.qs, actor=actor, exclude=exclude)
     return alert_filter, table
 
 
 def alerts_section(request, actor, fetch_form=None):
     """What the Alerts section of an actor's page shows; the page and the htmx swap after Get alerts share it."""
-    alert_filter, table = shown_alerts(request, actor)
+    fetches = list(alert_store.last_fetches(actor))
+    # Alerts only come from integrations that were asked: with one, an Integration column would say the same thing.
+    alert_filter, table = shown_alerts(request, actor, exclude=("integration",) if len(fetches) < 2 else ())
     RequestConfig(request, paginate={"per_page": ALERTS_PER_PAGE}).configure(table)
     if request.user.has_perm("defender.fetch_alerts"):
         fetch_form = fetch_form or AlertFetchForm()
@@ -39,7 +41,7 @@ def alerts_section(request, actor, fetch_form=None):
     return {
         "actor": actor,
         "fetch_form": fetch_form,
-        "fetches": list(alert_store.last_fetches(actor)),
+        "fetches": fetches,
         "alert_filter": alert_filter,
         "table": table,
         "query": query.urlencode(),
