@@ -10,7 +10,7 @@ from django.urls import reverse
 from defender.models import Integration, ProxyRule
 from defender.services import proxy_check
 from tests.factories import make_integration, make_proxy_rule
-from tests.fixtures.proxy import AUTH_PASSWORD, AUTH_USER, auth_proxy, proxy  # noqa: F401
+from tests.fixtures.proxy import AUTH_PASSWORD, AUTH_USER
 
 LIST = reverse("defender:proxyrule-list")
 ADD = reverse("defender:proxyrule-add")
@@ -175,7 +175,7 @@ def test_an_unused_rule_is_deleted_after_confirmation(admin_client):
 # --- the proxy's Test -----------------------------------------------------------------------------------------------
 
 
-def test_the_test_passes_through_a_proxy_that_accepts_its_credentials(admin_client, auth_proxy, tunnel_to_itself):  # noqa: F811
+def test_the_test_passes_through_a_proxy_that_accepts_its_credentials(admin_client, auth_proxy, tunnel_to_itself):
     tunnel_to_itself(auth_proxy)
     rule = make_proxy_rule(host=auth_proxy.host, port=auth_proxy.port, username=AUTH_USER, password=AUTH_PASSWORD)
     html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
@@ -184,7 +184,7 @@ def test_the_test_passes_through_a_proxy_that_accepts_its_credentials(admin_clie
     assert auth_proxy.connect_targets == [f"{auth_proxy.host}:{auth_proxy.port}"]
 
 
-def test_the_test_reports_proxy_credentials_rejected(admin_client, auth_proxy):  # noqa: F811
+def test_the_test_reports_proxy_credentials_rejected(admin_client, auth_proxy):
     rule = make_proxy_rule(host=auth_proxy.host, port=auth_proxy.port, username=AUTH_USER, password="wrong")
     html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
     assert "rejected its credentials (407)" in html
@@ -193,7 +193,7 @@ def test_the_test_reports_proxy_credentials_rejected(admin_client, auth_proxy): 
     assert auth_proxy.rejected == 1
 
 
-def test_the_test_of_an_open_proxy_skips_the_credentials(admin_client, proxy, tunnel_to_itself):  # noqa: F811
+def test_the_test_of_an_open_proxy_skips_the_credentials(admin_client, proxy, tunnel_to_itself):
     tunnel_to_itself(proxy)
     rule = make_proxy_rule(host=proxy.host, port=proxy.port)
     response = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk]), HTTP_HX_REQUEST="true")
@@ -202,7 +202,7 @@ def test_the_test_of_an_open_proxy_skips_the_credentials(admin_client, proxy, tu
     assert "asked for none" in body and "The Test passed." in body
 
 
-def test_the_test_reports_a_tunnel_the_proxy_refuses(admin_client, proxy, closed_port, monkeypatch):  # noqa: F811
+def test_the_test_reports_a_tunnel_the_proxy_refuses(admin_client, proxy, closed_port, monkeypatch):
     monkeypatch.setattr(proxy_check, "PROBE_TARGET", ("127.0.0.1", closed_port))
     rule = make_proxy_rule(host=proxy.host, port=proxy.port)
     html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
