@@ -45,6 +45,16 @@ MAX_TOTAL_WAIT = 60.0
 # The first back-off for a 5xx without Retry-After; doubled on each further attempt.
 FIRST_BACKOFF = 0.5
 
+# Sent on every request so that Microsoft (and a proxy's log) can tell this product's calls, and which side made
+# them: the site, or a remote node (whose agent calls identify_as at start).
+USER_AGENT = "defender-atp-director/1.0 (site)"
+
+
+def identify_as(user_agent):
+    global USER_AGENT
+    USER_AGENT = user_agent
+
+
 API_NAMES = {presets.MDE: "Defender", presets.GRAPH: "Microsoft Graph", presets.SIEM: "The SIEM API"}
 
 
@@ -157,6 +167,7 @@ def _session_for(settings):
             return session
         session = requests.Session()
         session.trust_env = False
+        session.headers["User-Agent"] = USER_AGENT
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)

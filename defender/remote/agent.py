@@ -1,0 +1,154 @@
+"""The agent that runs on a remote node: check in with the site, run the jobs it hands out, post the answers.
+
+It needs no database and keeps no secret on disk: a job's settings (client secret included) live in memory while the
+job runs and are never logged. All HTTP goes through the services' HTTP seam, like every other call.
+"""
+
+import gzip
+import json
+import logging
+import random
+import signal
+import threading
+from urllib.parse import urlsplit
+
+from defender.remote import wire
+from defender.services import client
+from defender.services.connection import ConnectionSettings
+from defender.services.errors import DefenderError
+
+logger = logging.getLogger("defender.remote.agent")
+
+AGENT_VERSION = "1.0"
+CHECK_IN_WAIT = 20  # seconds the site may hold a check-in open while it waits for a job
+MAX_BACKOFF = 60
+GZIP_ABOVE = 64 * 1024
+
+
+class TokenRefused(Exception):
+    """The site answered 401: the token is unknown or revoked."""
+
+
+class _Stop(BaseException):
+    """Raised by the signal handler to leave a check-in that is only waiting."""
+
+
+def site_settings(site_url, ca_pem="", verify=True):
+    """Connection settings for the site itself, so the agent's calls take the same HTTP seam as Defender's."""
+    parts = urlsplit(site_url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"--site must be a URL such as https://director.example.com, not {site_url!r}.")
+    return ConnectionSettings(
+        flavour="site",
+        host=parts.hostname,
+        port=parts.port or (443 if parts.scheme == "https" else 80),
+        protocol=parts.scheme,
+        client_id="",
+        tenant_id="",
+        auth_url="",
+        ca_certificate=ca_pem,
+        verify_tls=verify,
+        connect_timeout=10.0,
+        read_timeout=CHECK_IN_WAIT + 15.0,
+        name="the Director site",
+    )
+
+
+class Agent:
+    def __init__(self, site_url, token, *, ca_pem="", verify=True, wait=CHECK_IN_WAIT, once=False):
+        self.base = site_url.rstrip("/")
+        # Before any session exists: every call from this process, to the site or to Defender, says it is a node.
+        client.identify_as(f"defender-atp-director/{AGENT_VERSION} (remote node)")
+        self.transport = client.Transport(site_settings(site_url, ca_pem, verify))
+        self._authorization = {"Authorization": f"Bearer {token}"}
+        self.wait = wait
+        self.once = once
+        self.stopping = threading.Event()
+        self.in_job = False
+
+    def __repr__(self):
+        return f"<Agent for {self.base}>"
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+
+    def run(self):
+        """Work until SIGTERM/SIGINT (exit 0) or until the site refuses the token (exit 2)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        logger.info("Remote node agent %s checking in with %s", AGENT_VERSION, self.base)
+        failures = 0
+        try:
+            while not self.stopping.is_set():
+                try:
+                    job = self.check_in()
+                except TokenRefused:
+                    logger.error(
+                        "The site refused this node's token (unknown or revoked). Issue a new token on the node's "
+                        "page in Settings > Remote Nodes and restart the agent with it."
+                    )
+                    return 2
+                except DefenderError as error:
+                    failures += 1
+                    delay = min(MAX_BACKOFF, 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+                    logger.warning("Cannot reach the site (%s); trying again in %.0f s", error.message, delay)
+                    self.stopping.wait(delay)
+                    continue
+                failures = 0
+                if job is not None:
+                    self.run_job(job)
+                if self.once:
+                    break
+        except _Stop:
+            pass
+        logger.info("Remote node agent stopped")
+        return 0
+
+    def _on_signal(self, signum, frame):
+        self.stopping.set()
+        if not self.in_job:
+            # Only waiting for work: leave at once. A job in hand is finished and answered first.
+            raise _Stop
+
+    # --- talking to the site ----------------------------------------------------------------------------------
+
+    def _post(self, path, body):
+        data = json.dumps(body).encode()
+        headers = {**self._authorization, "Content-Type": "application/json"}
+        if len(data) > GZIP_ABOVE:
+            data = gzip.compress(data, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        response = self.transport.send("POST", f"{self.base}{path}", data=data, headers=headers)
+        if response.status_code == 401:
+            raise TokenRefused
+        return response
+
+    def check_in(self):
+        response = self._post("/api/nodes/check-in/", {"agent_version": AGENT_VERSION, "wait": self.wait})
+        if response.status_code != 200:
+            raise DefenderError(f"the site answered {response.status_code} to a check-in")
+        return response.json().get("job")
+
+    def run_job(self, job):
+        self.in_job = True
+        try:
+            name = job["integration"]["name"]
+            logger.info("Running job %s: %s of %s", job["id"], job["kind"], name)
+            ok, result, error = wire.run_job(job["kind"], job["settings"], job["parameters"])
+            self._answer(job["id"], {"ok": ok, "result": result, "error": error})
+            logger.info("Answered job %s: %s", job["id"], "ok" if ok else "failed")
+        finally:
+            self.in_job = False
+
+    def _answer(self, job_id, body):
+        """Post the answer, trying again a few times if the site is briefly away (the lease gives us time)."""
+        for attempt in range(5):
+            try:
+                response = self._post(f"/api/nodes/jobs/{job_id}/answer/", body)
+            except DefenderError as error:
+                logger.warning("Could not post the answer to job %s (%s); retrying", job_id, error.message)
+                self.stopping.wait(2**attempt)
+                continue
+            if response.status_code == 409:
+                logger.warning("Job %s was given to another node meanwhile; answer dropped", job_id)
+            return
+        logger.error("Gave up posting the answer to job %s; the site will run it again after its lease", job_id)

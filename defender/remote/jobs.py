@@ -1,0 +1,134 @@
+"""The site's queue of remote jobs: enqueue, claim atomically, lease, expire, and take the node's answer.
+
+Claiming is atomic: on PostgreSQL with SELECT ... FOR UPDATE SKIP LOCKED (agents polling at once each get a different
+job without waiting on each other); elsewhere with a conditional UPDATE that only one agent can win. A job whose node
+took it and went silent returns to the queue when its lease ends; a job nobody claims by its deadline expires.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.formats import date_format
+
+from defender.models import Integration, Job
+from defender.remote import wire
+from defender.remote.results import apply_result
+
+logger = logging.getLogger(__name__)
+
+
+def deadline_seconds():
+    return getattr(settings, "REMOTE_JOB_DEADLINE_SECONDS", 90)
+
+
+def lease_seconds():
+    return getattr(settings, "REMOTE_JOB_LEASE_SECONDS", 300)
+
+
+def enqueue(integration, kind, parameters=None, user=None):
+    return Job.objects.create(
+        integration=integration,
+        kind=kind,
+        parameters=parameters or {},
+        requested_by=user,
+        deadline=timezone.now() + timedelta(seconds=deadline_seconds()),
+    )
+
+
+def housekeeping(now=None):
+    """Return silent nodes' jobs to the queue and expire the jobs nobody claimed in time."""
+    now = now or timezone.now()
+    stale = Job.objects.filter(state=Job.State.RUNNING, lease_expires_at__lt=now)
+    for job in stale.select_related("node"):
+        logger.warning("Job %s: node %s went silent; returning it to the queue", job.pk, job.node)
+    stale.update(
+        state=Job.State.QUEUED, node=None, lease_expires_at=None, deadline=now + timedelta(seconds=deadline_seconds())
+    )
+    overdue = Job.objects.filter(state=Job.State.QUEUED, deadline__lt=now).select_related("integration__remote_node")
+    for job in overdue:
+        message = not_checked_in_message(job.integration.remote_node)
+        # Only one caller wins the expiry, so the outcome is recorded once.
+        if Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
+            state=Job.State.EXPIRED, finished_at=now, error=message
+        ):
+            job.state, job.finished_at, job.error = Job.State.EXPIRED, now, message
+            apply_result(job)
+
+
+def not_checked_in_message(node):
+    if node is None:
+        return "This integration is Remote but has no remote node: choose one on its Edit page."
+    if node.last_seen_at is None:
+        return f"remote node {node.name} has never checked in: start its agent with the command on the node's page."
+    seen = date_format(timezone.localtime(node.last_seen_at), "Y-m-d H:i:s T")
+    return f"remote node {node.name} has not checked in since {seen}: check that its agent is running."
+
+
+def claim_next(node):
+    """Take the oldest queued job of this node's integrations, or None. Two agents never get the same job."""
+    housekeeping()
+    now = timezone.now()
+    candidates = Job.objects.filter(
+        state=Job.State.QUEUED,
+        integration__remote_node=node,
+        integration__location=Integration.Location.REMOTE,
+    ).order_by("created_at", "pk")
+    claimed = {
+        "state": Job.State.RUNNING,
+        "node": node,
+        "claimed_at": now,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds()),
+    }
+    if connection.features.has_select_for_update_skip_locked:
+        with transaction.atomic():
+            job = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+            if job is None:
+                return None
+            Job.objects.filter(pk=job.pk).update(attempts=F("attempts") + 1, **claimed)
+        return Job.objects.select_related("integration__proxy_rule").get(pk=job.pk)
+    for job_id in candidates.values_list("pk", flat=True)[:10]:
+        if Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(attempts=F("attempts") + 1, **claimed):
+            return Job.objects.select_related("integration__proxy_rule").get(pk=job_id)
+    return None
+
+
+def payload_for(job):
+    """What the node needs to run the job, secret included (sent only to the node that claimed it)."""
+    return {
+        "id": job.pk,
+        "kind": job.kind,
+        "integration": {"id": job.integration_id, "name": job.integration.name},
+        "settings": wire.settings_to_wire(job.integration.to_settings()),
+        "parameters": job.parameters,
+        "lease_seconds": lease_seconds(),
+    }
+
+
+def complete(job, ok, result, error):
+    """Store the node's answer: a Test is recorded on its integration, alerts are stored for the actor."""
+    job.state = Job.State.DONE if ok else Job.State.FAILED
+    job.result = result
+    job.error = error
+    job.finished_at = timezone.now()
+    job.save(update_fields=["state", "result", "error", "finished_at"])
+    apply_result(job)
+
+
+def release(job):
+    """The node gives the job back unfinished (it is stopping): someone else may run it."""
+    Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(
+        state=Job.State.QUEUED,
+        node=None,
+        lease_expires_at=None,
+        deadline=timezone.now() + timedelta(seconds=deadline_seconds()),
+    )
+
+
+def refreshed(job_id):
+    """The job as it stands now, after housekeeping: what the waiting page shows."""
+    housekeeping()
+    return Job.objects.select_related("integration__remote_node").get(pk=job_id)

@@ -1,0 +1,148 @@
+"""The HTTPS endpoints a remote node's agent calls: check in and wait for a job, answer it, or give it back.
+
+Every call carries the node's token in the Authorization header; a call with an unknown or revoked token, or about a
+job that is not the node's, is refused with 401 and logged (without the token). Bodies are size-limited.
+"""
+
+import json
+import logging
+import time
+import zlib
+from functools import wraps
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import JsonResponse
+from django.urls import path
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from defender.models import Job, RemoteNode
+from defender.remote import jobs, tokens
+
+logger = logging.getLogger(__name__)
+
+MAX_CHECK_IN_BYTES = 16 * 1024
+MAX_WAIT_SECONDS = 25
+CLAIM_EVERY_SECONDS = 0.5
+
+
+def max_result_bytes():
+    return getattr(settings, "REMOTE_NODE_MAX_RESULT_BYTES", 64 * 1024 * 1024)
+
+
+class BadBody(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+def refuse(request, status, message, *, log_reason=None):
+    if log_reason:
+        address = request.META.get("REMOTE_ADDR", "?")
+        logger.warning("Refused remote-node call to %s from %s: %s", request.path, address, log_reason)
+    return JsonResponse({"error": message}, status=status)
+
+
+def read_json(request, limit):
+    """The request's JSON body, at most ``limit`` bytes once decompressed (agents gzip large results)."""
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit() or int(declared) > limit:
+        raise BadBody(413, f"The body is larger than {limit} bytes.")
+    raw = request.read(limit + 1)
+    if request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip":
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            raw = decompressor.decompress(raw, limit + 1)
+        except zlib.error as exc:
+            raise BadBody(400, "The body is not valid gzip.") from exc
+    if len(raw) > limit:
+        raise BadBody(413, f"The body is larger than {limit} bytes.")
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise BadBody(400, "The body is not valid JSON.") from exc
+
+
+def node_endpoint(view):
+    """Authenticate the node by its token, note that it checked in, and turn body problems into 4xx answers."""
+
+    @login_not_required
+    @csrf_exempt
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        node = tokens.node_for(token.strip()) if scheme.lower() == "bearer" else None
+        if node is None:
+            return refuse(request, 401, "Unknown or revoked node token.", log_reason="unknown or revoked token")
+        if request.method != "POST":
+            return refuse(request, 405, "Use POST.")
+        RemoteNode.objects.filter(pk=node.pk).update(
+            last_seen_at=timezone.now(), last_seen_address=request.META.get("REMOTE_ADDR")
+        )
+        try:
+            return view(request, node, *args, **kwargs)
+        except BadBody as problem:
+            return refuse(request, problem.status, str(problem))
+
+    return wrapper
+
+
+@node_endpoint
+def check_in(request, node):
+    """Wait up to ``wait`` seconds for a job of this node's integrations; answer with it, or with none."""
+    body = read_json(request, MAX_CHECK_IN_BYTES)
+    version = str(body.get("agent_version", ""))[:40]
+    if version != node.agent_version:
+        RemoteNode.objects.filter(pk=node.pk).update(agent_version=version)
+    try:
+        wait = min(max(float(body.get("wait", 0)), 0), MAX_WAIT_SECONDS)
+    except (TypeError, ValueError):
+        wait = 0
+    give_up_at = time.monotonic() + wait
+    while True:
+        job = jobs.claim_next(node)
+        if job is not None:
+            logger.info("Remote node %s claimed job %s (%s of %s)", node.name, job.pk, job.kind, job.integration)
+            return JsonResponse({"job": jobs.payload_for(job), "poll_interval": node.poll_interval_seconds})
+        if time.monotonic() >= give_up_at:
+            return JsonResponse({"job": None, "poll_interval": node.poll_interval_seconds})
+        time.sleep(CLAIM_EVERY_SECONDS)
+
+
+def own_running_job(request, node, job_id):
+    job = Job.objects.select_related("integration").filter(pk=job_id).first()
+    if job is None or job.node_id != node.pk:
+        reason = f"node {node.name} asked about job {job_id}, which is not its own"
+        return None, refuse(request, 401, "This job is not this node's.", log_reason=reason)
+    if job.state != Job.State.RUNNING:
+        return None, refuse(request, 409, f"Job {job_id} is no longer running here (it is {job.state}).")
+    return job, None
+
+
+@node_endpoint
+def answer(request, node, job_id):
+    job, refusal = own_running_job(request, node, job_id)
+    if refusal:
+        return refusal
+    body = read_json(request, max_result_bytes())
+    jobs.complete(job, bool(body.get("ok")), body.get("result"), str(body.get("error", ""))[:4000])
+    logger.info("Remote node %s answered job %s: %s", node.name, job.pk, "ok" if body.get("ok") else "failed")
+    return JsonResponse({"state": job.state})
+
+
+@node_endpoint
+def give_back(request, node, job_id):
+    job, refusal = own_running_job(request, node, job_id)
+    if refusal:
+        return refusal
+    jobs.release(job)
+    logger.info("Remote node %s gave job %s back", node.name, job.pk)
+    return JsonResponse({"state": Job.State.QUEUED})
+
+
+urlpatterns = [
+    path("api/nodes/check-in/", check_in, name="node-check-in"),
+    path("api/nodes/jobs/<int:job_id>/answer/", answer, name="node-job-answer"),
+    path("api/nodes/jobs/<int:job_id>/give-back/", give_back, name="node-job-give-back"),
+]

@@ -1,0 +1,22 @@
+"""Settings for a remote node's agent (``manage.py run_remote_node``): no database, no site keys.
+
+The agent only runs the services on jobs the site hands it; it reads nothing from a database and signs nothing, so it
+starts on a node that has a checkout of this project and nothing else configured.
+"""
+
+from integrations_site import env
+
+DEBUG = False
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "defender"]
+DATABASES = {}
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.read("LOG_LEVEL", "INFO")},
+    "loggers": {"urllib3": {"level": "WARNING"}, "msal": {"level": "WARNING"}},
+}

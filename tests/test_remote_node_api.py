@@ -1,0 +1,185 @@
+"""The node API: only a node's own valid token gets in, and a node sees and answers only its own integrations' jobs."""
+
+import gzip
+import json
+import logging
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from defender.models import Integration, Job, RemoteNode
+from defender.remote import jobs, tokens
+from tests.factories import CLIENT_SECRET, make_integration
+
+pytestmark = pytest.mark.django_db
+
+CHECK_IN = "/api/nodes/check-in/"
+
+
+def make_node(name="dmz-node"):
+    node = RemoteNode.objects.create(name=name)
+    return node, tokens.issue(node)
+
+
+def remote_integration(node, name="Defender behind the DMZ"):
+    return make_integration(name=name, location=Integration.Location.REMOTE, remote_node=node)
+
+
+def post(client, url, token, body=None, **extra):
+    return client.post(
+        url, json.dumps(body or {}), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}", **extra
+    )
+
+
+def test_the_site_stores_only_a_hash_of_the_token():
+    node, token = make_node()
+    node.refresh_from_db()
+    assert token not in {node.token_hash, node.token_hint} and node.token_hash == tokens.token_hash(token)
+
+
+@pytest.mark.parametrize("header", ["", "Bearer ", "Bearer rn1_unknown-token", "Basic abc"])
+def test_unknown_or_missing_token_gets_401_and_is_logged_without_the_token(client, caplog, header):
+    with caplog.at_level(logging.WARNING, logger="defender.remote.node_api"):
+        response = client.post(CHECK_IN, "{}", content_type="application/json", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert "Refused remote-node call" in caplog.text
+    assert "rn1_unknown-token" not in caplog.text
+
+
+def test_revoked_token_gets_401(client):
+    node, token = make_node()
+    tokens.revoke(node)
+    assert post(client, CHECK_IN, token).status_code == 401
+
+
+def test_a_reissued_token_replaces_the_old_one(client):
+    node, old = make_node()
+    new = tokens.issue(node)
+    assert post(client, CHECK_IN, old).status_code == 401
+    assert post(client, CHECK_IN, new).status_code == 200
+
+
+def test_check_in_records_when_and_which_agent_version(client):
+    node, token = make_node()
+    response = post(client, CHECK_IN, token, {"agent_version": "1.0", "wait": 0})
+    assert response.status_code == 200 and response.json()["job"] is None
+    node.refresh_from_db()
+    assert node.agent_version == "1.0" and node.last_seen_at is not None
+
+
+def test_a_node_gets_its_own_integrations_job_with_the_settings_it_needs(client):
+    node, token = make_node()
+    job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
+    payload = post(client, CHECK_IN, token, {"wait": 0}).json()["job"]
+    assert payload["id"] == job.pk and payload["kind"] == "test"
+    assert payload["settings"]["client_secret"] == CLIENT_SECRET
+    job.refresh_from_db()
+    assert job.state == Job.State.RUNNING and job.node == node and job.attempts == 1
+
+
+def test_a_node_never_gets_another_nodes_job(client):
+    node, token = make_node()
+    other, _ = make_node("other-node")
+    jobs.enqueue(remote_integration(other), Job.Kind.TEST)
+    jobs.enqueue(make_integration(name="Local one"), Job.Kind.TEST)
+    assert post(client, CHECK_IN, token, {"wait": 0}).json()["job"] is None
+
+
+def test_answering_another_nodes_job_is_refused_with_401(client):
+    node, token = make_node()
+    other, other_token = make_node("other-node")
+    job = jobs.enqueue(remote_integration(other), Job.Kind.TEST)
+    post(client, CHECK_IN, other_token, {"wait": 0})
+    response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"steps": []}})
+    assert response.status_code == 401
+    job.refresh_from_db()
+    assert job.state == Job.State.RUNNING
+
+
+def test_an_answer_records_the_test_on_the_integration(client):
+    node, token = make_node()
+    integration = remote_integration(node)
+    job = jobs.enqueue(integration, Job.Kind.TEST)
+    post(client, CHECK_IN, token, {"wait": 0})
+    steps = [{"name": "DNS lookup", "outcome": "passed", "duration_ms": 1, "message": "fine"}]
+    response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"steps": steps}})
+    assert response.status_code == 200
+    integration.refresh_from_db()
+    assert integration.last_test_ok is True and integration.last_test_summary.startswith("All steps passed")
+
+
+def test_a_gzipped_answer_is_accepted(client):
+    node, token = make_node()
+    job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
+    post(client, CHECK_IN, token, {"wait": 0})
+    steps = [{"name": "Token", "outcome": "failed", "duration_ms": 3, "message": "wrong secret"}]
+    body = gzip.compress(json.dumps({"ok": False, "result": {"steps": steps}}).encode())
+    response = client.post(
+        f"/api/nodes/jobs/{job.pk}/answer/",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        HTTP_CONTENT_ENCODING="gzip",
+    )
+    assert response.status_code == 200
+    job.refresh_from_db()
+    assert job.state == Job.State.FAILED
+
+
+def test_an_oversized_body_is_refused_with_413(client, settings):
+    settings.REMOTE_NODE_MAX_RESULT_BYTES = 1000
+    node, token = make_node()
+    job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
+    post(client, CHECK_IN, token, {"wait": 0})
+    response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"x": "y" * 5000}})
+    assert response.status_code == 413
+
+
+def test_malformed_json_is_refused_with_400(client):
+    _node, token = make_node()
+    response = client.post(CHECK_IN, "{not json", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 400
+
+
+def test_a_job_no_node_claims_expires_with_the_nodes_last_check_in(client):
+    node, _ = make_node()
+    node.last_seen_at = timezone.now() - timedelta(hours=3)
+    node.save()
+    integration = remote_integration(node)
+    job = jobs.enqueue(integration, Job.Kind.TEST)
+    Job.objects.filter(pk=job.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+    job = jobs.refreshed(job.pk)
+    assert job.state == Job.State.EXPIRED
+    assert job.error.startswith("remote node dmz-node has not checked in since ")
+    integration.refresh_from_db()
+    assert integration.last_test_ok is False and "has not checked in since" in integration.last_test_summary
+
+
+def test_a_job_whose_node_went_silent_returns_to_the_queue_after_its_lease(client):
+    node, token = make_node()
+    job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
+    post(client, CHECK_IN, token, {"wait": 0})
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    payload = post(client, CHECK_IN, token, {"wait": 0}).json()["job"]
+    assert payload["id"] == job.pk
+    job.refresh_from_db()
+    assert job.attempts == 2 and job.state == Job.State.RUNNING
+
+
+def test_a_node_can_give_a_job_back(client):
+    node, token = make_node()
+    job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
+    post(client, CHECK_IN, token, {"wait": 0})
+    assert post(client, f"/api/nodes/jobs/{job.pk}/give-back/", token).status_code == 200
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED and job.node is None
+
+
+def test_claiming_is_exclusive_even_when_two_nodes_race_for_one_queue(client):
+    node, token = make_node()
+    for index in range(5):
+        jobs.enqueue(remote_integration(node, name=f"Defender {index}"), Job.Kind.TEST)
+    claimed = [jobs.claim_next(node) for _ in range(7)]
+    ids = [job.pk for job in claimed if job]
+    assert len(ids) == 5 and len(set(ids)) == 5
