@@ -79,7 +79,7 @@ def fetch_alerts(actor, integrations, since, until):
                 outcomes[outcome.integration.pk] = outcome
     asked_at = timezone.now()
     with transaction.atomic():
-        return [_record(actor, outcomes[integration.pk], asked_at) for integration in integrations]
+        return [record_outcome(actor, outcomes[integration.pk], asked_at) for integration in integrations]
 
 
 def _ask(integration, settings, names, since, until):
@@ -104,7 +104,8 @@ def _ask(integration, settings, names, since, until):
     )
 
 
-def _record(actor, outcome, asked_at):
+def record_outcome(actor, outcome, asked_at):
+    """Store what one integration answered (its alerts, if any) and note the ask; used for remote answers too."""
     if outcome.ok:
         store_alerts(actor, outcome.integration, outcome.alerts, asked_at)
     fetch, _ = AlertFetch.objects.update_or_create(

@@ -114,8 +114,10 @@ def complete(job, ok, result, error):
     job.result = result
     job.error = error
     job.finished_at = timezone.now()
-    job.save(update_fields=["state", "result", "error", "finished_at"])
-    apply_result(job)
+    # One transaction: if the answer cannot be stored, the job stays running and is run again after its lease.
+    with transaction.atomic():
+        job.save(update_fields=["state", "result", "error", "finished_at"])
+        apply_result(job)
 
 
 def release(job):

@@ -1,0 +1,69 @@
+"""Starting real agent processes against the site, for the remote-node tests."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from defender.models import Integration, Job, RemoteNode
+from defender.remote import tokens
+from tests.factories import make_integration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_node_with_token_file(tmp_path, name="dmz-node"):
+    node = RemoteNode.objects.create(name=name, poll_interval_seconds=5)
+    token_file = tmp_path / f"{name}.token"
+    token_file.write_text(tokens.issue(node))
+    token_file.chmod(0o600)
+    return node, token_file
+
+
+def remote_integration_for(simulator, node, name="Defender behind the DMZ", **fields):
+    values = {
+        "host": simulator.host,
+        "port": simulator.port,
+        "client_id": simulator.app.client_id,
+        "client_secret": simulator.app.client_secret,
+        "tenant_id": simulator.tenant_id,
+        "auth_url": simulator.auth_url,
+        "ca_certificate": simulator.ca_pem,
+        "location": Integration.Location.REMOTE,
+        "remote_node": node,
+    }
+    values.update(fields)
+    return make_integration(name=name, **values)
+
+
+def start_agent(site, token_file, *extra):
+    """A real agent process, as a node would run it: ``manage.py run_remote_node`` with the agent's own settings."""
+    environment = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    environment["PYTHONUNBUFFERED"] = "1"
+    command = [sys.executable, "manage.py", "run_remote_node", "--site", site.url, "--token-file", str(token_file)]
+    command += ["--ca-file", str(site.ca_path), "--wait", "2", *extra]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_for_job(job, timeout=60, states=(Job.State.DONE, Job.State.FAILED, Job.State.EXPIRED)):
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        job.refresh_from_db()
+        if job.state in states:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job.pk} still {job.state} after {timeout} s")
+
+
+def stop(process):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.stdout.read()
