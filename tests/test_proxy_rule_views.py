@@ -242,3 +242,14 @@ def test_a_viewer_may_not_test_or_change_a_rule(viewer_client):
     rule = make_proxy_rule()
     for name in ("proxyrule-test", "proxyrule-edit", "proxyrule-delete", "proxyrule-assign"):
         assert viewer_client.post(reverse(f"defender:{name}", args=[rule.pk])).status_code == 403, name
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("port", "9" * 30), ("port", "0"), ("host", "<b>proxy</b>"), ("ca_certificate", "not a PEM"), ("name", "x" * 500)],
+)
+def test_nothing_typed_into_a_rule_gives_a_server_error(admin_client, field, value):
+    response = admin_client.post(ADD, rule_data(**{field: value}))
+    assert response.status_code == 200
+    assert "is-invalid" in response.content.decode()
+    assert not ProxyRule.objects.exists()
