@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
+from django.urls import reverse
 
 from defender import presets, validators
 from defender.fields import EncryptedTextField, has_secret
@@ -327,6 +328,9 @@ class RemoteNode(models.Model):
 
     def __str__(self):
         return self.name
+
+    def get_absolute_url(self):
+        return reverse("defender:remotenode-detail", args=[self.pk])
 
 
 class Job(models.Model):

@@ -1,6 +1,12 @@
 from defender.remote import node_api
-from defender.views import actors, integrations, proxy_rules
+from defender.views import actors, integrations, proxy_rules, remote_nodes
 
 app_name = "defender"
 
-urlpatterns = integrations.urlpatterns + proxy_rules.urlpatterns + actors.urlpatterns + node_api.urlpatterns
+urlpatterns = (
+    integrations.urlpatterns
+    + proxy_rules.urlpatterns
+    + remote_nodes.urlpatterns
+    + actors.urlpatterns
+    + node_api.urlpatterns
+)

@@ -1,0 +1,115 @@
+"""Settings > Remote Nodes: add a node and see its token once, re-issue or revoke it, and see who is online."""
+
+from django.contrib import messages
+from django.contrib.auth.mixins import PermissionRequiredMixin
+from django.db.models import Prefetch, ProtectedError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse_lazy
+from django.views.generic import CreateView, DeleteView, DetailView, UpdateView, View
+from django_tables2 import SingleTableView
+
+from defender.forms.remote_nodes import RemoteNodeForm
+from defender.models import Integration, RemoteNode
+from defender.remote import tokens
+from defender.tables.remote_nodes import RemoteNodeTable
+
+TOKEN_FILE = "node-token.txt"
+
+
+def token_page(request, node):
+    """The only time a token is shown: in this response, never stored, with the command that uses it."""
+    site = request.build_absolute_uri("/").rstrip("/")
+    command = f"python manage.py run_remote_node --site {site} --token-file {TOKEN_FILE}"
+    return render(
+        request,
+        "defender/remote_nodes/token.html",
+        {"node": node, "token": tokens.issue(node), "command": command, "token_file": TOKEN_FILE},
+    )
+
+
+class RemoteNodeListView(PermissionRequiredMixin, SingleTableView):
+    permission_required = "defender.view_remotenode"
+    table_class = RemoteNodeTable
+    template_name = "defender/remote_nodes/list.html"
+    queryset = RemoteNode.objects.prefetch_related(Prefetch("integrations", Integration.objects.order_by("name")))
+
+
+class RemoteNodeCreateView(PermissionRequiredMixin, CreateView):
+    permission_required = "defender.add_remotenode"
+    model = RemoteNode
+    form_class = RemoteNodeForm
+    template_name = "defender/remote_nodes/form.html"
+
+    def form_valid(self, form):
+        return token_page(self.request, form.save())
+
+
+class RemoteNodeUpdateView(PermissionRequiredMixin, UpdateView):
+    permission_required = "defender.change_remotenode"
+    model = RemoteNode
+    form_class = RemoteNodeForm
+    template_name = "defender/remote_nodes/form.html"
+
+    def get_success_url(self):
+        messages.success(self.request, f"Remote node {self.object.name} saved.")
+        return self.object.get_absolute_url()
+
+
+class RemoteNodeDetailView(PermissionRequiredMixin, DetailView):
+    permission_required = "defender.view_remotenode"
+    model = RemoteNode
+    template_name = "defender/remote_nodes/detail.html"
+    context_object_name = "node"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(
+            integrations=self.object.integrations.order_by("name"),
+            recent_jobs=self.object.jobs.select_related("integration").order_by("-created_at")[:20],
+            **kwargs,
+        )
+
+
+class ReissueTokenView(PermissionRequiredMixin, View):
+    permission_required = "defender.change_remotenode"
+
+    def post(self, request, pk):
+        return token_page(request, get_object_or_404(RemoteNode, pk=pk))
+
+
+class RevokeTokenView(PermissionRequiredMixin, View):
+    permission_required = "defender.change_remotenode"
+
+    def post(self, request, pk):
+        node = get_object_or_404(RemoteNode, pk=pk)
+        tokens.revoke(node)
+        messages.warning(request, f"The token of {node.name} is revoked: its agent can no longer check in.")
+        return redirect(node.get_absolute_url())
+
+
+class RemoteNodeDeleteView(PermissionRequiredMixin, DeleteView):
+    permission_required = "defender.delete_remotenode"
+    model = RemoteNode
+    template_name = "defender/remote_nodes/confirm_delete.html"
+    context_object_name = "node"
+    success_url = reverse_lazy("defender:remotenode-list")
+
+    def form_valid(self, form):
+        try:
+            response = super().form_valid(form)
+        except ProtectedError:
+            names = ", ".join(self.object.integrations.order_by("name").values_list("name", flat=True))
+            messages.error(self.request, f"{self.object.name} runs these integrations; move them first: {names}.")
+            return redirect(self.object.get_absolute_url())
+        messages.success(self.request, f"Remote node {self.object.name} deleted.")
+        return response
+
+
+urlpatterns = [
+    path("settings/remote-nodes/", RemoteNodeListView.as_view(), name="remotenode-list"),
+    path("settings/remote-nodes/add/", RemoteNodeCreateView.as_view(), name="remotenode-add"),
+    path("settings/remote-nodes/<int:pk>/", RemoteNodeDetailView.as_view(), name="remotenode-detail"),
+    path("settings/remote-nodes/<int:pk>/edit/", RemoteNodeUpdateView.as_view(), name="remotenode-edit"),
+    path("settings/remote-nodes/<int:pk>/delete/", RemoteNodeDeleteView.as_view(), name="remotenode-delete"),
+    path("settings/remote-nodes/<int:pk>/token/", ReissueTokenView.as_view(), name="remotenode-reissue"),
+    path("settings/remote-nodes/<int:pk>/revoke/", RevokeTokenView.as_view(), name="remotenode-revoke"),
+]

@@ -1,0 +1,89 @@
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from defender.models import Integration, RemoteNode
+from defender.remote import tokens
+from tests.factories import make_integration
+
+pytestmark = pytest.mark.django_db
+
+
+def shown_token(response):
+    return re.search(r'id="node-token"[^>]*value="([^"]+)"', response.content.decode()).group(1)
+
+
+def test_adding_a_node_shows_its_token_once_with_the_command_and_stores_only_a_hash(admin_client):
+    response = admin_client.post("/settings/remote-nodes/add/", {"name": "dmz-node", "poll_interval_seconds": 30})
+    assert response.status_code == 200
+    token = shown_token(response)
+    body = response.content.decode()
+    assert "python manage.py run_remote_node --site http://testserver --token-file node-token.txt" in body
+    node = RemoteNode.objects.get(name="dmz-node")
+    assert node.token_hash == tokens.token_hash(token)
+    detail = admin_client.get(f"/settings/remote-nodes/{node.pk}/").content.decode()
+    assert token not in detail and node.token_hint in detail
+
+
+def test_form_errors_sit_next_to_their_fields_and_keep_the_input(admin_client):
+    RemoteNode.objects.create(name="dmz-node")
+    response = admin_client.post(
+        "/settings/remote-nodes/add/", {"name": "dmz-node", "description": "kept", "poll_interval_seconds": 1}
+    )
+    body = response.content.decode()
+    assert "Remote node with this Name already exists." in body
+    assert "Enter a poll interval between 5 and 600 seconds." in body
+    assert re.search(r"<textarea[^>]*>\s*kept</textarea>", body)
+
+
+def test_reissuing_replaces_the_token(admin_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    old = tokens.issue(node)
+    new = shown_token(admin_client.post(f"/settings/remote-nodes/{node.pk}/token/"))
+    assert new != old and tokens.node_for(old) is None and tokens.node_for(new) == node
+
+
+def test_revoking_leaves_the_node_without_a_valid_token(admin_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    token = tokens.issue(node)
+    admin_client.post(f"/settings/remote-nodes/{node.pk}/revoke/")
+    assert tokens.node_for(token) is None
+    assert "Token revoked" in admin_client.get("/settings/remote-nodes/").content.decode()
+
+
+def test_the_list_shows_online_offline_with_last_seen_and_assigned_integrations(admin_client):
+    online = RemoteNode.objects.create(name="online-node", poll_interval_seconds=30, agent_version="1.0")
+    offline = RemoteNode.objects.create(name="offline-node", poll_interval_seconds=30)
+    for node in (online, offline):
+        tokens.issue(node)
+    RemoteNode.objects.filter(pk=online.pk).update(last_seen_at=timezone.now() - timedelta(seconds=20))
+    RemoteNode.objects.filter(pk=offline.pk).update(last_seen_at=timezone.now() - timedelta(minutes=5))
+    make_integration(name="Defender DMZ", location=Integration.Location.REMOTE, remote_node=online)
+    body = admin_client.get("/settings/remote-nodes/").content.decode()
+    assert "Online" in body and "Offline" in body and "last seen 5\xa0minutes ago" in body
+    assert "Defender DMZ" in body and "1.0" in body
+
+
+def test_the_list_does_not_query_per_node(admin_client, django_assert_max_num_queries):
+    for index in range(30):
+        node = RemoteNode.objects.create(name=f"node-{index}")
+        make_integration(name=f"Defender {index}", location=Integration.Location.REMOTE, remote_node=node)
+    with django_assert_max_num_queries(8):
+        assert admin_client.get("/settings/remote-nodes/").status_code == 200
+
+
+def test_deleting_a_node_that_runs_integrations_is_refused_with_their_names(admin_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    make_integration(name="Defender DMZ", location=Integration.Location.REMOTE, remote_node=node)
+    response = admin_client.post(f"/settings/remote-nodes/{node.pk}/delete/", follow=True)
+    assert RemoteNode.objects.filter(pk=node.pk).exists()
+    assert "move them first: Defender DMZ" in response.content.decode()
+
+
+def test_a_viewer_sees_nodes_but_no_token_actions(viewer_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    body = viewer_client.get(f"/settings/remote-nodes/{node.pk}/").content.decode()
+    assert "Issue new token" not in body and "Revoke token" not in body
+    assert viewer_client.post(f"/settings/remote-nodes/{node.pk}/token/").status_code == 403
