@@ -414,7 +414,10 @@ def test_the_table_shows_every_column_of_an_alert(admin_client):
 
     content = admin_client.get(actor_url(actor)).content.decode()
 
-    created = '<time datetime="2026-05-01T12:00:00Z" title="2026-05-01T12:00:00Z">2026-05-01 12:00:00 UTC</time>'
+    created = (
+        '<time class="text-nowrap" datetime="2026-05-01T12:00:00Z" title="2026-05-01T12:00:00Z">'
+        "2026-05-01 12:00:00 UTC</time>"
+    )
     assert created in content
     assert '<span class="badge text-bg-danger">High</span>' in content
     for text in ["Suspicious PowerShell command line", "Execution", "New", "WindowsDefenderAtp", "T1059.001", "T1105"]:
@@ -528,7 +531,7 @@ def test_the_actor_page_with_ten_thousand_alerts_takes_a_fixed_number_of_queries
         )
     assert Alert.objects.count() >= 10_000
 
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(9):
         response = admin_client.get(actor_url(actor) + "?sort=-severity")
 
     assert len(response.context["table"].page.object_list) == 50

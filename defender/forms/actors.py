@@ -3,7 +3,7 @@
 import zoneinfo
 from datetime import UTC, timedelta
 
-from crispy_forms.bootstrap import InlineCheckboxes, InlineRadios
+from crispy_forms.bootstrap import InlineRadios
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Column, Div, Field, Layout, Row
 from django import forms
@@ -96,15 +96,17 @@ class AlertFetchForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        enabled = Integration.objects.filter(enabled=True).only("pk", "name").order_by("name")
+        enabled = Integration.objects.filter(enabled=True).order_by("name")
         self.fields["integrations"].queryset = enabled
+        self.enabled_integrations = list(enabled.values_list("pk", "name"))
         if not self.is_bound:
-            self.fields["integrations"].initial = [integration.pk for integration in enabled]
+            self.fields["integrations"].initial = [pk for pk, _ in self.enabled_integrations]
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True
+        # The integrations are listed by integration_options(): a site may have hundreds, and a widget per
+        # checkbox would take most of the page's render time.
         self.helper.layout = Layout(
-            InlineCheckboxes("integrations"),
             InlineRadios("window"),
             Div(
                 Row(
@@ -116,6 +118,11 @@ class AlertFetchForm(forms.Form):
             Field("time_zone"),
         )
 
+    def integration_options(self):
+        """(id, name, ticked) for each enabled integration: every one at first, then as the person chose."""
+        chosen = {str(value) for value in self["integrations"].value() or ()}
+        return [(pk, name, str(pk) in chosen) for pk, name in self.enabled_integrations]
+
     def clean_integrations(self):
         # The choices load only names; asking needs every connection field and the proxy rule.
         chosen = self.cleaned_data["integrations"]
@@ -123,7 +130,7 @@ class AlertFetchForm(forms.Form):
 
     @property
     def has_integrations(self):
-        return bool(self.fields["integrations"].choices)
+        return bool(self.enabled_integrations)
 
     def _zone(self):
         name = (self.data.get(self.add_prefix("time_zone")) or "").strip()

@@ -3,7 +3,6 @@
 from datetime import UTC
 
 import django_tables2 as tables
-from django.db.models import F
 from django.utils.html import format_html, format_html_join
 
 from defender.models import Alert
@@ -22,25 +21,24 @@ def utc_time(moment):
         return "—"
     moment = moment.astimezone(UTC)
     iso = moment.isoformat().replace("+00:00", "Z")
-    return format_html('<time datetime="{}" title="{}">{} UTC</time>', iso, iso, moment.strftime("%Y-%m-%d %H:%M:%S"))
-
-
-NO_WRAP = {"td": {"class": "text-nowrap"}}
+    return format_html(
+        '<time class="text-nowrap" datetime="{}" title="{}">{} UTC</time>',
+        iso,
+        iso,
+        moment.strftime("%Y-%m-%d %H:%M:%S"),
+    )
 
 
 class SortedColumn(tables.Column):
     """Sorts by its order_by fields, then newest first: rows that tie keep one order across pages and in the CSV."""
 
     def order(self, queryset, is_descending):
-        keys = [
-            F(field.bare).desc(nulls_last=True) if is_descending else F(field.bare).asc(nulls_first=True)
-            for field in self.order_by
-        ]
+        keys = [f"-{field.bare}" if is_descending else field.bare for field in self.order_by]
         return queryset.order_by(*keys, "-created", "-pk"), True
 
 
 class AlertTable(tables.Table):
-    created = SortedColumn(verbose_name="Created", order_by="created", attrs=NO_WRAP)
+    created = SortedColumn(verbose_name="Created", order_by="created")
     # By rank, not by name: alphabetically High would sort between Informational and Low.
     severity = SortedColumn(order_by="severity_rank")
     title = SortedColumn(order_by="title")
@@ -50,13 +48,14 @@ class AlertTable(tables.Table):
     mitre_techniques = tables.Column(verbose_name="MITRE techniques", orderable=False)
     machine_name = SortedColumn(verbose_name="Machine", order_by="machine_name")
     integration = SortedColumn(verbose_name="Integration", accessor="integration__name", order_by="integration__name")
-    portal_url = tables.Column(verbose_name="Defender portal", orderable=False, attrs=NO_WRAP)
+    portal_url = tables.Column(verbose_name="Defender portal", orderable=False)
 
     class Meta:
         model = Alert
         fields = ()
         order_by = "-created"
         empty_text = "No alerts stored for this actor yet."
+        template_name = "defender/actors/_alert_table.html"
         attrs = {"class": "table table-hover table-sm align-middle alerts-table", "id": "alerts-table"}
 
     def __init__(self, *args, actor, **kwargs):
@@ -86,7 +85,8 @@ class AlertTable(tables.Table):
 
     def render_portal_url(self, value):
         return format_html(
-            '<a href="{}" target="_blank" rel="noopener noreferrer">Open<span class="visually-hidden"> in Defender'
-            '</span> <i class="bi bi-box-arrow-up-right" aria-hidden="true"></i></a>',
+            '<a class="text-nowrap" href="{}" target="_blank" rel="noopener noreferrer">'
+            'Open<span class="visually-hidden"> in Defender</span>'
+            ' <i class="bi bi-box-arrow-up-right" aria-hidden="true"></i></a>',
             value,
         )
