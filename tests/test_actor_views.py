@@ -409,7 +409,7 @@ def test_get_alerts_only_answers_post(admin_client):
 
 def test_the_table_shows_every_column_of_an_alert(admin_client):
     actor = make_actor(alternate_hostname="fin-07-renamed")
-    store(actor, 1, severity="High", mitre_techniques=("T1059.001", "T1105"))
+    integration = store(actor, 1, severity="High", mitre_techniques=("T1059.001", "T1105"))
     store(actor, 1, integration=make_integration(name="Defender US"), matched_name="fin-07-renamed")
 
     content = admin_client.get(actor_url(actor)).content.decode()
@@ -423,7 +423,8 @@ def test_the_table_shows_every_column_of_an_alert(admin_client):
     for text in ["Suspicious PowerShell command line", "Execution", "New", "WindowsDefenderAtp", "T1059.001", "T1105"]:
         assert text in content
     assert "matched hostname ws-fin-07" in content and "matched alternate hostname fin-07-renamed" in content
-    link = 'href="https://security.microsoft.com/alerts/da1-00000" target="_blank" rel="noopener noreferrer"'
+    portal = f"https://security.microsoft.com/alerts/da{integration.pk}-00000"
+    link = f'href="{portal}" target="_blank" rel="noopener noreferrer"'
     assert link in content
 
 
