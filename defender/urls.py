@@ -1,5 +1,5 @@
 from defender.remote import node_api
-from defender.views import actors, integrations, proxy_rules, remote_nodes
+from defender.views import actors, integrations, jobs, proxy_rules, remote_nodes
 
 app_name = "defender"
 
@@ -7,6 +7,7 @@ urlpatterns = (
     integrations.urlpatterns
     + proxy_rules.urlpatterns
     + remote_nodes.urlpatterns
+    + jobs.urlpatterns
     + actors.urlpatterns
     + node_api.urlpatterns
 )

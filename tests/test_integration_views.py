@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from defender import presets
-from defender.models import Alert, Integration
+from defender.models import Alert, Integration, RemoteNode
 from tests.factories import CLIENT_ID, CLIENT_SECRET, TENANT_ID, make_actor, make_integration, make_proxy_rule
 
 LIST = reverse("defender:integration-list")
@@ -175,13 +175,36 @@ def test_the_fields_come_in_the_order_of_the_product_with_its_labels(admin_clien
         assert f"{label}<span" in html or f"{label}\n" in html, label
 
 
-def test_remote_is_shown_but_cannot_be_chosen_yet(admin_client):
+def test_remote_is_shown_but_cannot_be_chosen_while_there_is_no_remote_node(admin_client):
     html = admin_client.get(ADD).content.decode()
-    assert "Remote integrations need a remote node (coming soon)" in html
+    assert "Remote integrations need a remote node: add one in Settings > Remote Nodes first." in html
     assert 'value="remote"' in html and "disabled" in html.split('value="remote"')[1].split(">")[0]
     response = admin_client.post(ADD, form_data(location="remote"))
     assert response.status_code == 200
     assert not Integration.objects.exists()
+
+
+def test_remote_needs_a_node_and_saves_it(admin_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    html = admin_client.get(ADD).content.decode()
+    assert "disabled" not in html.split('value="remote"')[1].split(">")[0]
+    response = admin_client.post(ADD, form_data(location="remote"))
+    assert "Choose the remote node that runs this integration." in response.content.decode()
+    assert not Integration.objects.exists()
+    admin_client.post(ADD, form_data(location="remote", remote_node=node.pk))
+    integration = Integration.objects.get()
+    assert integration.location == "remote" and integration.remote_node == node
+
+
+def test_switching_back_to_local_drops_the_node(admin_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    admin_client.post(ADD, form_data(location="remote", remote_node=node.pk))
+    integration = Integration.objects.get()
+    admin_client.post(
+        f"/settings/integrations/{integration.pk}/edit/", form_data(location="local", remote_node=node.pk)
+    )
+    integration.refresh_from_db()
+    assert integration.location == "local" and integration.remote_node is None
 
 
 def test_submit_saves_the_integration_and_goes_back_to_the_list(admin_client, admin_user):

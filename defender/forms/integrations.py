@@ -7,7 +7,7 @@ from crispy_forms.layout import HTML, Div, Field, Layout
 from django import forms
 
 from defender import presets
-from defender.models import Integration, ProxyRule
+from defender.models import Integration, ProxyRule, RemoteNode
 from defender.services.errors import permission_advice
 
 ADVANCED_FIELDS = (
@@ -22,7 +22,8 @@ ADVANCED_FIELDS = (
     "secret_expires_on",
 )
 
-REMOTE_NOT_YET = "Remote integrations need a remote node (coming soon)."
+REMOTE_NOT_YET = "Remote integrations need a remote node: add one in Settings > Remote Nodes first."
+CHOOSE_NODE = "Choose the remote node that runs this integration."
 RETYPE_SECRET = "Type the client secret again: it is never sent back to the page."
 
 
@@ -47,6 +48,13 @@ class IntegrationForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="The secret's Value from Certificates & secrets (not its Secret ID). Stored encrypted.",
     )
+    remote_node = forms.ModelChoiceField(
+        RemoteNode.objects.all(),
+        label="Remote node",
+        required=False,
+        empty_label="Choose a node",
+        help_text="For Remote: the node inside the network that reaches Defender runs the Test and alert lookups.",
+    )
     proxy_rule = forms.ModelChoiceField(
         ProxyRule.objects.all(),
         label="Proxy",
@@ -60,6 +68,7 @@ class IntegrationForm(forms.ModelForm):
         fields = [
             "name",
             "location",
+            "remote_node",
             "api_flavour",
             "host",
             "port",
@@ -99,7 +108,7 @@ class IntegrationForm(forms.ModelForm):
         }
         help_texts = {
             "name": "How this integration is called in the console, e.g. Defender EU.",
-            "location": "Local: this site calls Defender itself.",
+            "location": "Local: this site calls Defender itself. Remote: a remote node does, from its network.",
             "api_flavour": "Which Microsoft API to read alerts from.",
             "host": "The API host for your tenant's region, without https://.",
             "port": "443 unless your network routes the API elsewhere.",
@@ -131,13 +140,13 @@ class IntegrationForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         editing = self.instance.pk is not None
-        keeps_remote = editing and self.instance.location == Integration.Location.REMOTE
+        self.nodes_exist = RemoteNode.objects.exists()
         self.fields["location"].widget = LocationRadioSelect(
             choices=self.fields["location"].choices,
-            # An integration made remote elsewhere stays editable; new ones cannot pick Remote yet.
-            disabled_choices=() if keeps_remote else (Integration.Location.REMOTE,),
+            # Remote is shown but cannot be picked until there is a node to run it.
+            disabled_choices=() if self.nodes_exist else (Integration.Location.REMOTE,),
         )
-        if not keeps_remote:
+        if not self.nodes_exist:
             self.fields["location"].help_text = f"Local: this site calls Defender itself. {REMOTE_NOT_YET}"
         if not editing:
             self._fill_defaults()
@@ -164,12 +173,17 @@ class IntegrationForm(forms.ModelForm):
 
     def clean_location(self):
         location = self.cleaned_data["location"]
-        if location == Integration.Location.REMOTE and self.instance.location != Integration.Location.REMOTE:
+        if location == Integration.Location.REMOTE and not self.nodes_exist:
             raise forms.ValidationError(REMOTE_NOT_YET)
         return location
 
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("location") == Integration.Location.REMOTE and not cleaned.get("remote_node"):
+            self.add_error("remote_node", CHOOSE_NODE)
+        elif cleaned.get("location") == Integration.Location.LOCAL:
+            # A Local integration is run by this site: it keeps no node, so the node's page lists only its own.
+            cleaned["remote_node"] = None
         if self.instance.pk and not cleaned.get("client_secret"):
             # Blank on Edit keeps the stored secret: construct_instance skips fields missing from cleaned_data.
             cleaned.pop("client_secret", None)
@@ -205,6 +219,7 @@ class IntegrationForm(forms.ModelForm):
         helper.layout = Layout(
             "name",
             "location",
+            "remote_node",
             "api_flavour",
             HTML('{% include "defender/integrations/_required_roles.html" %}'),
             "host",

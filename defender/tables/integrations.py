@@ -8,6 +8,11 @@ from defender.models import Integration
 class IntegrationTable(tables.Table):
     name = tables.Column(linkify={"viewname": "defender:integration-detail", "args": [tables.A("pk")]})
     host = tables.TemplateColumn("{{ record.host }}:{{ record.port }}", verbose_name="Host", order_by=("host", "port"))
+    location = tables.TemplateColumn(
+        "{{ record.get_location_display }}{% if record.remote_node %} "
+        "<small class='text-body-secondary'>via {{ record.remote_node.name }}</small>{% endif %}",
+        order_by=("location", "remote_node__name"),
+    )
     enabled = tables.BooleanColumn(yesno="Yes,No")
     proxy_rule = tables.Column(verbose_name="Proxy", default="None")
     last_test = tables.TemplateColumn(

@@ -12,10 +12,12 @@ from django_tables2 import SingleTableView
 
 from defender.forms.integrations import IntegrationForm, preset_data
 from defender.kinds import KINDS
-from defender.models import Integration
-from defender.services.connectivity import TestResult, iter_test_steps
+from defender.models import Integration, Job
+from defender.remote import jobs
+from defender.services.connectivity import SKIPPED, Step, TestResult, iter_test_steps
 from defender.tables.integrations import IntegrationTable
 from defender.testing import record_test_result
+from defender.views.jobs import job_response
 
 # The streamed Test ends each complete fragment with this marker; test-steps.js shows the page up to the last one.
 FRAGMENT_END = "<!--/fragment-->\n"
@@ -58,7 +60,7 @@ def test_steps_response(request, steps, *, title, on_finish=None, template="defe
 
 class IntegrationListView(PermissionRequiredMixin, SingleTableView):
     permission_required = "defender.view_integration"
-    queryset = Integration.objects.select_related("proxy_rule")
+    queryset = Integration.objects.select_related("proxy_rule", "remote_node")
     table_class = IntegrationTable
     template_name = "defender/integrations/list.html"
     paginate_by = 50
@@ -84,7 +86,7 @@ class IntegrationKindChoiceView(PermissionRequiredMixin, TemplateView):
 
 class IntegrationDetailView(PermissionRequiredMixin, DetailView):
     permission_required = "defender.view_integration"
-    queryset = Integration.objects.select_related("proxy_rule", "created_by", "updated_by")
+    queryset = Integration.objects.select_related("proxy_rule", "remote_node", "created_by", "updated_by")
     template_name = "defender/integrations/detail.html"
     context_object_name = "integration"
 
@@ -112,9 +114,21 @@ class FormTestMixin:
     def form_valid(self, form):
         if not self.request.htmx:
             form.ask_to_retype_secret()
+        if form.instance.location == Integration.Location.REMOTE:
+            # The node runs saved integrations only: their settings, secret included, are sent when it claims a job.
+            steps = [
+                Step(
+                    "Remote node",
+                    SKIPPED,
+                    0,
+                    "Submit first, then press Test: a Remote integration's Test runs on its node.",
+                )
+            ]
+        else:
+            steps = iter_test_steps(form.connection_settings())
         return test_steps_response(
             self.request,
-            iter_test_steps(form.connection_settings()),
+            steps,
             title=form.instance.name,
             template=self.template_name,
             **self.get_context_data(form=form),
@@ -190,6 +204,9 @@ class IntegrationTestView(PermissionRequiredMixin, SingleObjectMixin, View):
 
     def post(self, request, *args, **kwargs):
         integration = self.get_object()
+        if integration.location == Integration.Location.REMOTE:
+            # Queue it for the node and let the page poll: no worker waits here for the node to check in.
+            return job_response(request, jobs.enqueue(integration, Job.Kind.TEST, user=request.user))
 
         def record(result):
             record_test_result(integration, result)

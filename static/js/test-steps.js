@@ -43,6 +43,10 @@
       }
       await showAsItArrives(response.body, target);
       applyOutOfBand(target);
+      if (window.htmx) {
+        // A Remote integration answers "waiting for remote node…", which polls the job with htmx attributes.
+        window.htmx.process(target);
+      }
     } catch (error) {
       target.textContent = "The Test could not be run: " + error.message;
     } finally {

@@ -1,0 +1,77 @@
+"""For the person at the browser, a Remote integration changes nothing but the wait."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from defender.models import Integration, Job, RemoteNode
+from defender.remote import jobs
+from tests.factories import make_integration
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def remote(db):
+    node = RemoteNode.objects.create(name="dmz-node")
+    return make_integration(name="Defender DMZ", location=Integration.Location.REMOTE, remote_node=node)
+
+
+def answer_with_steps(job, outcome="passed"):
+    job = jobs.claim_next(job.integration.remote_node)
+    steps = [{"name": "DNS lookup", "outcome": outcome, "duration_ms": 2, "message": "127.0.0.1 is an IP address."}]
+    jobs.complete(job, outcome == "passed", {"steps": steps}, "")
+
+
+def test_test_on_a_remote_integration_queues_a_job_and_says_it_waits_for_the_node(admin_client, remote):
+    response = admin_client.post(f"/settings/integrations/{remote.pk}/test/")
+    assert "Waiting for remote node dmz-node…" in response.content.decode()
+    assert '<meta http-equiv="refresh"' in response.content.decode()
+    job = Job.objects.get()
+    assert job.kind == "test" and job.state == "queued"
+
+
+def test_the_htmx_answer_polls_the_job(admin_client, remote):
+    response = admin_client.post(f"/settings/integrations/{remote.pk}/test/", HTTP_HX_REQUEST="true")
+    job = Job.objects.get()
+    assert f'hx-get="/settings/integrations/jobs/{job.pk}/"' in response.content.decode()
+
+
+def test_once_the_node_answers_the_page_shows_the_same_steps_and_the_badge(admin_client, remote):
+    admin_client.post(f"/settings/integrations/{remote.pk}/test/")
+    job = Job.objects.get()
+    answer_with_steps(job)
+    body = admin_client.get(f"/settings/integrations/jobs/{job.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    assert "DNS lookup" in body and "127.0.0.1 is an IP address." in body and "The Test passed." in body
+    assert f'id="integration-{remote.pk}-badge" hx-swap-oob="true"' in body
+    remote.refresh_from_db()
+    assert remote.last_test_ok is True
+
+
+def test_without_a_node_checking_in_the_test_expires_with_the_message(admin_client, remote):
+    admin_client.post(f"/settings/integrations/{remote.pk}/test/")
+    job = Job.objects.get()
+    Job.objects.filter(pk=job.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+    body = admin_client.get(f"/settings/integrations/jobs/{job.pk}/").content.decode()
+    assert "remote node dmz-node has never checked in" in body and "The Test failed." in body
+
+
+def test_test_on_the_form_of_a_remote_integration_says_to_submit_first(admin_client, remote):
+    from tests.test_integration_views import form_data
+
+    data = form_data(location="remote", remote_node=remote.remote_node.pk)
+    body = admin_client.post(f"/settings/integrations/{remote.pk}/edit/test/", data).content.decode()
+    assert "Submit first, then press Test" in body
+    assert not Job.objects.exists()
+
+
+def test_the_list_shows_the_node_beside_a_remote_integration(admin_client, remote):
+    body = admin_client.get("/settings/integrations/").content.decode()
+    assert "via dmz-node" in body
+
+
+def test_a_viewer_can_watch_a_job_but_not_start_one(viewer_client, remote):
+    assert viewer_client.post(f"/settings/integrations/{remote.pk}/test/").status_code == 403
+    job = jobs.enqueue(remote, Job.Kind.TEST)
+    assert viewer_client.get(f"/settings/integrations/jobs/{job.pk}/").status_code == 200
