@@ -209,17 +209,28 @@ def test_the_get_alerts_form_asks_every_enabled_integration_by_default(admin_cli
     make_integration(name="Defender US")
     make_integration(name="Retired", enabled=False)
 
-    form = admin_client.get(actor_url(make_actor())).context["fetch_form"]
+    response = admin_client.get(actor_url(make_actor()))
 
-    assert [choice[1] for choice in form.fields["integrations"].choices] == ["Defender EU", "Defender US"]
-    assert len(form.fields["integrations"].initial) == 2
+    form = response.context["fetch_form"]
+    assert [(name, ticked) for _, name, ticked in form.integration_options()] == [
+        ("Defender EU", True),
+        ("Defender US", True),
+    ]
     assert form["window"].value() == "24h"
+    content = response.content.decode()
+    assert "Get alerts</button>" in content and "Retired" not in content
+    # While the request runs: a spinner that says what is happening, and a button that cannot be pressed twice.
+    assert 'hx-indicator="#fetch-progress"' in content and 'hx-disabled-elt="find button[type=submit]"' in content
+    assert "Fetching alerts…" in content
 
 
 def test_without_an_enabled_integration_the_page_says_where_to_add_one(admin_client):
+    make_integration(name="Retired", enabled=False)
+
     content = admin_client.get(actor_url(make_actor())).content.decode()
-    assert "No enabled integration to ask" in content
-    assert "Get alerts" not in content.split("<h2")[1].split("</form>")[0].replace("Get alerts.", "")
+
+    assert "No enabled integration to ask: add one under" in content
+    assert "Get alerts</button>" not in content and "Retired" not in content
 
 
 def test_get_alerts_stores_the_alerts_and_redirects_back_to_the_actor_page(admin_client, simulator):
