@@ -22,8 +22,8 @@ from defender.services.errors import DefenderError
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
-# Integrations are asked side by side so that the person waiting does not wait for each in turn; a handful at a
-# time keeps within Defender's per-tenant rate limits when several integrations share a tenant.
+# Integrations are asked side by side so that the person waiting does not wait for each in turn; only a handful at
+# a time, so that integrations sharing one tenant do not spend its per-minute call budget all at once.
 PARALLEL_ASKS = 4
 UPDATED_FIELDS = [
     "actor",

@@ -123,6 +123,7 @@ class AlertCsvView(PermissionRequiredMixin, View):
         actor = get_object_or_404(Actor, pk=pk)
         _, table = shown_alerts(request, actor)
         RequestConfig(request, paginate=False).configure(table)
+        # The table's queryset, sorted as the table sorts it (severity by rank), every page of it.
         response = StreamingHttpResponse(alert_store.csv_lines(table.data.data), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{slugify(actor.name) or "actor"}-alerts.csv"'
         return response
