@@ -125,6 +125,7 @@ class Integration(models.Model):
     last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_test_ok = models.BooleanField(null=True, blank=True, editable=False)
     last_test_summary = models.TextField(blank=True, editable=False)
+    last_test_steps = models.JSONField(default=list, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -75,3 +75,10 @@ def test_a_viewer_can_watch_a_job_but_not_start_one(viewer_client, remote):
     assert viewer_client.post(f"/settings/integrations/{remote.pk}/test/").status_code == 403
     job = jobs.enqueue(remote, Job.Kind.TEST)
     assert viewer_client.get(f"/settings/integrations/jobs/{job.pk}/").status_code == 200
+
+
+def test_the_detail_page_shows_the_steps_of_the_last_test(admin_client, remote):
+    job = jobs.enqueue(remote, Job.Kind.TEST)
+    answer_with_steps(job, outcome="failed")
+    body = admin_client.get(f"/settings/integrations/{remote.pk}/").content.decode()
+    assert 'aria-label="Steps of the last Test"' in body and "127.0.0.1 is an IP address." in body
