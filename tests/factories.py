@@ -1,5 +1,6 @@
 """Valid model instances for tests, overridable field by field."""
 
+from defender import presets
 from defender.models import Actor, Integration, ProxyRule
 
 TENANT_ID = "72f988bf-0000-4000-8000-00000000aaaa"
@@ -41,3 +42,24 @@ def make_actor(**fields):
     actor.full_clean()
     actor.save()
     return actor
+
+
+def simulator_integration(simulator, **fields):
+    """An integration of the simulator's tenant, with its CA trusted."""
+    values = {
+        "name": "Simulator",
+        "host": simulator.host,
+        "port": simulator.port,
+        "auth_url": simulator.auth_url,
+        "tenant_id": simulator.tenant_id,
+        "client_id": simulator.app.client_id,
+        "client_secret": simulator.app.client_secret,
+        "ca_certificate": simulator.ca_pem,
+        "api_flavour": presets.MDE,
+        "resource": "https://api.securitycenter.microsoft.com",
+        "connect_timeout": 2.0,
+        "read_timeout": 5.0,
+        "max_retries": 0,
+    }
+    values.update(fields)
+    return make_integration(**values)

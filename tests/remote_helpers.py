@@ -8,7 +8,7 @@ from pathlib import Path
 
 from defender.models import Integration, Job, RemoteNode
 from defender.remote import tokens
-from tests.factories import make_integration
+from tests.factories import simulator_integration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,19 +22,9 @@ def make_node_with_token_file(tmp_path, name="dmz-node"):
 
 
 def remote_integration_for(simulator, node, name="Defender behind the DMZ", **fields):
-    values = {
-        "host": simulator.host,
-        "port": simulator.port,
-        "client_id": simulator.app.client_id,
-        "client_secret": simulator.app.client_secret,
-        "tenant_id": simulator.tenant_id,
-        "auth_url": simulator.auth_url,
-        "ca_certificate": simulator.ca_pem,
-        "location": Integration.Location.REMOTE,
-        "remote_node": node,
-    }
-    values.update(fields)
-    return make_integration(name=name, **values)
+    return simulator_integration(
+        simulator, name=name, location=Integration.Location.REMOTE, remote_node=node, read_timeout=30.0, **fields
+    )
 
 
 def start_agent(site, token_file, *extra):

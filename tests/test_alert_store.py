@@ -11,33 +11,12 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from defender import alert_store, presets
+from defender import alert_store
 from defender.models import Alert, AlertFetch, Integration
 from defender.services.alerts import Alert as DefenderAlert
-from tests.factories import make_actor, make_integration
+from tests.factories import make_actor, make_integration, simulator_integration
 
 THIRTY_DAYS = timedelta(days=30)
-
-
-def simulator_integration(simulator, **fields):
-    """An integration of the simulator's tenant, with its CA trusted."""
-    values = {
-        "name": "Simulator",
-        "host": simulator.host,
-        "port": simulator.port,
-        "auth_url": simulator.auth_url,
-        "tenant_id": simulator.tenant_id,
-        "client_id": simulator.app.client_id,
-        "client_secret": simulator.app.client_secret,
-        "ca_certificate": simulator.ca_pem,
-        "api_flavour": presets.MDE,
-        "resource": "https://api.securitycenter.microsoft.com",
-        "connect_timeout": 2.0,
-        "read_timeout": 5.0,
-        "max_retries": 0,
-    }
-    values.update(fields)
-    return make_integration(**values)
 
 
 def last_30_days():

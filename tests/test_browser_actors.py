@@ -11,8 +11,8 @@ from playwright.sync_api import expect
 from defender import alert_store
 from defender.models import Alert, AlertFetch
 from tests.conftest import PASSWORD
-from tests.factories import make_actor, make_integration
-from tests.test_alert_store import defender_alert, simulator_integration
+from tests.factories import make_actor, make_integration, simulator_integration
+from tests.test_alert_store import defender_alert
 
 pytestmark = pytest.mark.browser
 

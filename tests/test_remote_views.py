@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from defender.models import Integration, Job, RemoteNode
 from defender.remote import jobs
-from tests.factories import make_integration
+from tests.factories import make_integration, simulator_integration
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +82,31 @@ def test_the_detail_page_shows_the_steps_of_the_last_test(admin_client, remote):
     answer_with_steps(job, outcome="failed")
     body = admin_client.get(f"/settings/integrations/{remote.pk}/").content.decode()
     assert 'aria-label="Steps of the last Test"' in body and "127.0.0.1 is an IP address." in body
+
+
+def test_get_alerts_queues_remote_integrations_and_asks_local_ones_at_once(admin_client, remote, simulator):
+    from defender.models import Actor
+
+    local = simulator_integration(simulator)
+    hostname, _ = simulator.actor_hostnames()[0]
+    actor = Actor.objects.create(name="Finance workstation", hostname=hostname)
+    data = {"integrations": [remote.pk, local.pk], "window": "30d"}
+    page = admin_client.post(f"/actors/{actor.pk}/alerts/", data, follow=True).content.decode()
+    job = Job.objects.get(kind="alerts")
+    assert job.integration == remote and job.parameters["hostnames"] == [hostname]
+    assert "Waiting for remote node dmz-node…" in page
+    assert actor.alerts.filter(integration=local).exists()
+    assert '<noscript><meta http-equiv="refresh"' in page
+
+
+def test_when_the_nodes_alerts_arrive_the_page_reloads_to_show_them(admin_client, remote):
+    from defender.models import Actor
+
+    actor = Actor.objects.create(name="Finance workstation", hostname="ws-fin-07")
+    admin_client.post(f"/actors/{actor.pk}/alerts/", {"integrations": [remote.pk], "window": "24h"})
+    job = jobs.claim_next(remote.remote_node)
+    jobs.complete(job, False, None, "Defender answered 403: the app lacks Alert.Read.All.")
+    response = admin_client.get(f"/settings/integrations/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
+    assert response["HX-Redirect"] == f"/actors/{actor.pk}/"
+    page = admin_client.get(f"/actors/{actor.pk}/").content.decode()
+    assert "Defender answered 403: the app lacks Alert.Read.All." in page and "Waiting for remote node" not in page

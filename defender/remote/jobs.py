@@ -39,6 +39,30 @@ def enqueue(integration, kind, parameters=None, user=None):
     )
 
 
+def enqueue_alerts(actor, integration, since, until, user=None):
+    """Queue Get alerts for a remote integration; its node stores them for the actor when it answers."""
+    parameters = {
+        "actor_id": actor.pk,
+        "hostnames": actor.hostnames(),
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+    }
+    return enqueue(integration, Job.Kind.ALERTS, parameters, user)
+
+
+def pending_alert_jobs(actor):
+    """The actor's Get alerts still waiting for, or running on, a remote node (one query when there are none)."""
+    pending = Job.objects.filter(
+        kind=Job.Kind.ALERTS,
+        state__in=(Job.State.QUEUED, Job.State.RUNNING),
+        parameters__actor_id=actor.pk,
+    ).select_related("integration__remote_node")
+    if not pending.exists():
+        return []
+    housekeeping()  # a job past its deadline is shown as expired, not as waiting
+    return list(pending)
+
+
 def housekeeping(now=None):
     """Return silent nodes' jobs to the queue and expire the jobs nobody claimed in time."""
     now = now or timezone.now()

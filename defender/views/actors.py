@@ -14,7 +14,8 @@ from django_tables2 import RequestConfig, SingleTableView
 from defender import alert_store
 from defender.filters import AlertFilter
 from defender.forms.actors import ActorForm, AlertFetchForm
-from defender.models import Actor
+from defender.models import Actor, Integration
+from defender.remote import jobs
 from defender.tables.actors import ActorTable
 from defender.tables.alerts import AlertTable
 
@@ -42,6 +43,7 @@ def alerts_section(request, actor, fetch_form=None):
         "actor": actor,
         "fetch_form": fetch_form,
         "fetches": fetches,
+        "pending_jobs": jobs.pending_alert_jobs(actor),
         "alert_filter": alert_filter,
         "table": table,
         "query": query.urlencode(),
@@ -105,7 +107,14 @@ class GetAlertsView(PermissionRequiredMixin, View):
         form = AlertFetchForm(request.POST)
         if form.is_valid():
             data = form.cleaned_data
-            alert_store.fetch_alerts(actor, data["integrations"], data["since"], data["until"])
+            chosen = list(data["integrations"])
+            local = [integration for integration in chosen if integration.location == Integration.Location.LOCAL]
+            # Remote integrations are asked by their nodes: queue them; the page polls until their answers are in.
+            for integration in chosen:
+                if integration.location == Integration.Location.REMOTE:
+                    jobs.enqueue_alerts(actor, integration, data["since"], data["until"], request.user)
+            if local:
+                alert_store.fetch_alerts(actor, local, data["since"], data["until"])
             if not request.htmx:
                 query = request.GET.urlencode()
                 return redirect(reverse("defender:actor-detail", args=[pk]) + (f"?{query}" if query else ""))

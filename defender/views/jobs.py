@@ -15,7 +15,7 @@ def job_response(request, job):
     """The job as it stands: still waiting, or its outcome in the shape the local path shows."""
     if not job.finished:
         template = "defender/jobs/_waiting.html" if request.htmx else "defender/jobs/waiting.html"
-        return render(request, template, {"job": job, "node": job.integration.remote_node})
+        return render(request, template, {"job": job})
     if job.kind == Job.Kind.ALERTS:
         actor_page = reverse("defender:actor-detail", args=[job.parameters["actor_id"]])
         if request.htmx:
