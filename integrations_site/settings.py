@@ -43,6 +43,9 @@ FIELD_ENCRYPTION_KEYS = [key.strip() for key in _required_secret("FIELD_ENCRYPTI
 
 ALLOWED_HOSTS = env.string_list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.string_list("CSRF_TRUSTED_ORIGINS")
+# The site's public URL as remote nodes reach it, for the agent command shown when a node is added (else the URL the
+# browser used).
+SITE_URL = env.read("SITE_URL", "").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -1,5 +1,6 @@
 """Settings > Remote Nodes: add a node and see its token once, re-issue or revoke it, and see who is online."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.db.models import Prefetch, ProtectedError
@@ -18,7 +19,7 @@ TOKEN_FILE = "node-token.txt"
 
 def token_page(request, node):
     """The only time a token is shown: in this response, never stored, with the command that uses it."""
-    site = request.build_absolute_uri("/").rstrip("/")
+    site = settings.SITE_URL or request.build_absolute_uri("/").rstrip("/")
     command = f"python manage.py run_remote_node --site {site} --token-file {TOKEN_FILE}"
     return render(
         request,

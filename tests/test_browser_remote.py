@@ -1,0 +1,91 @@
+"""A remote node from start to finish in a real browser: add it, start its agent with the command the page shows,
+make an integration Remote, press Test and see it pass through the node."""
+
+import shlex
+import subprocess
+import sys
+
+import pytest
+from playwright.sync_api import expect
+
+from defender.models import Integration
+from tests.conftest import PASSWORD
+from tests.factories import simulator_integration
+from tests.remote_helpers import ROOT, stop
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ["tests.fixtures.tls_front"]
+
+
+@pytest.fixture
+def secure_page(browser, site_over_https, settings, request):
+    """A page on the site through its TLS front, as users and nodes reach a production site."""
+    settings.SITE_URL = site_over_https.url
+    settings.CSRF_TRUSTED_ORIGINS = [site_over_https.url]
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def start_agent_from(command, token_file, ca_path):
+    """Run the command the page showed, with this machine's Python and the token saved where the page said."""
+    arguments = shlex.split(command)
+    assert arguments[:3] == ["python", "manage.py", "run_remote_node"]
+    arguments[arguments.index("--token-file") + 1] = str(token_file)
+    arguments = [sys.executable, *arguments[1:], "--ca-file", str(ca_path), "--wait", "2"]
+    environment = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        arguments, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def test_a_remote_node_runs_the_test_of_an_integration_switched_to_remote(
+    secure_page, site_over_https, admin_user, simulator, tmp_path, docs_screenshot
+):
+    page = secure_page
+    integration = simulator_integration(simulator, name="Defender behind the DMZ", read_timeout=30.0)
+    page.goto(f"{site_over_https.url}/accounts/login/")
+    page.get_by_label("Username").fill(admin_user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_role("button", name="Settings").click()
+    page.get_by_role("link", name="Remote Nodes").click()
+    page.get_by_role("link", name="Add Remote Node").click()
+    page.get_by_label("Name").fill("dmz-node")
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text("Copy the token now.")).to_be_visible()
+    token = page.get_by_label("Access token").input_value()
+    command = page.locator("#node-command").inner_text()
+    assert command.startswith(f"python manage.py run_remote_node --site {site_over_https.url} ")
+    token_file = tmp_path / "node-token.txt"
+    token_file.write_text(token)
+    agent = start_agent_from(command, token_file, site_over_https.ca_path)
+    try:
+        page.goto(f"{site_over_https.url}/settings/integrations/{integration.pk}/edit/")
+        page.get_by_label("Remote", exact=True).check()
+        page.get_by_label("Remote node").select_option(label="dmz-node")
+        page.get_by_label("Client Secret").fill(simulator.app.client_secret)
+        page.get_by_role("button", name="Submit").click()
+        row = page.get_by_role("row", name="Defender behind the DMZ")
+        expect(row).to_contain_text("via dmz-node")
+
+        row.get_by_role("button", name="Test").click()
+        expect(page.get_by_text("The Test passed.")).to_be_visible(timeout=60_000)
+        for step in ("DNS lookup", "TCP connection", "TLS handshake", "Token", "Permissions", "API call"):
+            expect(page.locator("li.step-passed", has_text=step).first).to_be_visible()
+        expect(row.get_by_text("Passed")).to_be_visible()
+        docs_screenshot("remote-test")
+
+        page.get_by_role("button", name="Settings").click()
+        page.get_by_role("link", name="Remote Nodes").click()
+        node_row = page.get_by_role("row", name="dmz-node")
+        expect(node_row.get_by_text("Online")).to_be_visible()
+        expect(node_row).to_contain_text("Defender behind the DMZ")
+    finally:
+        output = stop(agent)
+    assert token not in output and simulator.app.client_secret not in output
+    integration.refresh_from_db()
+    assert integration.location == Integration.Location.REMOTE and integration.last_test_ok
