@@ -16,6 +16,7 @@ PUBLIC = {
     "password_reset_complete",
 }
 NON_HTML_PREFIXES = ("api/",)
+POST_ONLY_SUFFIXES = ("-test", "-reissue", "-revoke", "-get-alerts")
 SAMPLE_KWARGS = {"pk": 1, "uidb64": "MQ", "token": "set-password", "object_id": "1", "app_label": "defender"}
 
 
@@ -78,10 +79,20 @@ def test_a_viewer_is_refused_every_change_page(viewer_client):
         for route, pattern in app_routes()
         if any(not permission.split(".")[-1].startswith("view_") for permission in required_permissions(pattern))
     ]
+    assert len(change_routes) >= 15
     for route, _pattern in change_routes:
         url = concrete_url(route)
         assert viewer_client.get(url).status_code == 403, url
         assert viewer_client.post(url).status_code == 403, url
+
+
+@pytest.mark.django_db
+def test_actions_that_change_or_call_out_refuse_get(admin_client):
+    """A Test, a token, a revocation or a fetch runs only on POST, so a link or a prefetch never triggers one."""
+    actions = [route for route, pattern in app_routes() if pattern.name and pattern.name.endswith(POST_ONLY_SUFFIXES)]
+    assert len(actions) >= 6
+    for route in actions:
+        assert admin_client.get(concrete_url(route)).status_code == 405, route
 
 
 @pytest.mark.django_db
