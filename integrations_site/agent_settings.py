@@ -12,11 +12,4 @@ DATABASES = {}
 USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.read("LOG_LEVEL", "INFO")},
-    "loggers": {"urllib3": {"level": "WARNING"}, "msal": {"level": "WARNING"}},
-}
+LOGGING = env.logging_config(env.read("LOG_LEVEL", "INFO"))

@@ -144,12 +144,4 @@ if not DEBUG:
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.read("LOG_LEVEL", "INFO")},
-    # urllib3 logs request URLs at DEBUG; keep it quiet so no query string with a token-like value is ever logged.
-    "loggers": {"urllib3": {"level": "WARNING"}, "msal": {"level": "WARNING"}},
-}
+LOGGING = env.logging_config(env.read("LOG_LEVEL", "INFO"))

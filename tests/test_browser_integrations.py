@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from defender import presets
 from tests.conftest import PASSWORD
-from tests.factories import make_integration
+from tests.factories import make_integration, simulator_integration
 
 pytestmark = pytest.mark.browser
 
@@ -20,23 +20,6 @@ def open_add_form(page):
     page.get_by_role("button", name="Add Integration").click()
     page.get_by_role("link", name="Defender ATP").click()
     expect(page.get_by_role("heading", name="Add Integration: Defender ATP")).to_be_visible()
-
-
-def simulator_integration(simulator, **fields):
-    values = {
-        "name": "Simulator",
-        "host": "127.0.0.1",
-        "port": simulator.port,
-        "auth_url": simulator.auth_url,
-        "tenant_id": simulator.tenant_id,
-        "client_id": simulator.app.client_id,
-        "client_secret": simulator.app.client_secret,
-        "ca_certificate": simulator.ca_pem,
-        "connect_timeout": 2,
-        "read_timeout": 5,
-    }
-    values.update(fields)
-    return make_integration(**values)
 
 
 def expect_steps(page, outcome, names):

@@ -12,7 +12,15 @@ from django.utils import timezone
 
 from defender import presets
 from defender.models import Alert, Integration, RemoteNode
-from tests.factories import CLIENT_ID, CLIENT_SECRET, TENANT_ID, make_actor, make_integration, make_proxy_rule
+from tests.factories import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    TENANT_ID,
+    make_actor,
+    make_integration,
+    make_proxy_rule,
+    simulator_integration,
+)
 
 LIST = reverse("defender:integration-list")
 ADD = reverse("defender:integration-add", args=["defender_atp"])
@@ -65,23 +73,6 @@ def simulator_form_data(simulator, app=None, **overrides):
         "read_timeout": "5",
     }
     return form_data(**{**values, **overrides})
-
-
-def make_simulator_integration(simulator, **fields):
-    values = {
-        "name": "Simulator",
-        "host": "127.0.0.1",
-        "port": simulator.port,
-        "auth_url": simulator.auth_url,
-        "tenant_id": simulator.tenant_id,
-        "client_id": simulator.app.client_id,
-        "client_secret": simulator.app.client_secret,
-        "ca_certificate": simulator.ca_pem,
-        "connect_timeout": 2,
-        "read_timeout": 5,
-    }
-    values.update(fields)
-    return make_integration(**values)
 
 
 def streamed(response):
@@ -351,7 +342,7 @@ def test_a_viewer_may_not_run_a_test_or_change_anything(viewer_client):
 
 
 def test_a_test_without_javascript_renders_the_steps_and_stores_the_outcome(admin_client, simulator):
-    integration = make_simulator_integration(simulator)
+    integration = simulator_integration(simulator)
     response = admin_client.post(reverse("defender:integration-test", args=[integration.pk]))
     html = response.content.decode()
     assert response.status_code == 200
@@ -363,7 +354,7 @@ def test_a_test_without_javascript_renders_the_steps_and_stores_the_outcome(admi
 
 
 def test_an_htmx_test_streams_one_fragment_per_step_and_the_new_badge(admin_client, simulator):
-    integration = make_simulator_integration(simulator)
+    integration = simulator_integration(simulator)
     response = admin_client.post(reverse("defender:integration-test", args=[integration.pk]), HTTP_HX_REQUEST="true")
     assert response.streaming
     body = streamed(response)
@@ -374,7 +365,7 @@ def test_an_htmx_test_streams_one_fragment_per_step_and_the_new_badge(admin_clie
 
 
 def test_a_failed_step_shows_its_advice_and_the_later_steps_are_skipped(admin_client, simulator):
-    integration = make_simulator_integration(simulator, client_secret="wrong-secret")
+    integration = simulator_integration(simulator, client_secret="wrong-secret")
     html = admin_client.post(reverse("defender:integration-test", args=[integration.pk])).content.decode()
     assert "paste the secret&#x27;s Value, not its ID" in html
     assert html.count("Skipped:") == 2
@@ -394,7 +385,7 @@ def test_the_test_on_the_form_uses_the_values_as_typed_and_saves_nothing(admin_c
 
 
 def test_the_test_on_the_edit_form_uses_the_stored_secret_when_left_blank(admin_client, simulator):
-    integration = make_simulator_integration(simulator)
+    integration = simulator_integration(simulator)
     url = reverse("defender:integration-edit-test", args=[integration.pk])
     response = admin_client.post(url, simulator_form_data(simulator, client_secret="", name="Not saved"))
     assert "The Test passed." in response.content.decode()

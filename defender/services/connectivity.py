@@ -67,26 +67,34 @@ def run_test(settings):
     return TestResult(tuple(iter_test_steps(settings)))
 
 
+def run_checks(named_checks, subject):
+    """Run each (name, check) in order and time it; after a failure the rest are skipped.
+
+    A check returns (outcome, message) or raises a DefenderError, whose message is what the person sees.
+    """
+    failed = False
+    for name, check in named_checks:
+        if failed:
+            yield Step(name, SKIPPED, 0, "Not run: an earlier step failed.")
+            continue
+        started = time.monotonic()
+        try:
+            outcome, message = check()
+        except DefenderError as exc:
+            outcome, message = FAILED, str(exc)
+        except Exception as exc:
+            logger.exception("The %s step of the Test for %s broke", name, subject)
+            outcome, message = FAILED, f"Unexpected error ({type(exc).__name__}); the site's log has the details."
+        failed = outcome == FAILED
+        yield Step(name, outcome, round((time.monotonic() - started) * 1000), message)
+
+
 def iter_test_steps(settings):
     """Yield each Step as it finishes, so a page can show them one by one."""
     probe = _Probe(settings)
     checks = (probe.dns, probe.tcp, probe.tls, probe.token, probe.permissions, probe.api_call)
-    failed = False
     try:
-        for name, check in zip(STEP_NAMES, checks, strict=True):
-            if failed:
-                yield Step(name, SKIPPED, 0, "Not run: an earlier step failed.")
-                continue
-            started = time.monotonic()
-            try:
-                outcome, message = check()
-            except DefenderError as exc:
-                outcome, message = FAILED, str(exc)
-            except Exception as exc:
-                logger.exception("The %s step of the Test for %s broke", name, settings.name or settings.host)
-                outcome, message = FAILED, f"Unexpected error ({type(exc).__name__}); the site's log has the details."
-            failed = outcome == FAILED
-            yield Step(name, outcome, round((time.monotonic() - started) * 1000), message)
+        yield from run_checks(zip(STEP_NAMES, checks, strict=True), settings.name or settings.host)
     finally:
         probe.close()
 

@@ -10,7 +10,7 @@ import ssl
 import struct
 import time
 
-from defender.services.connectivity import FAILED, PASSED, SKIPPED, Step, TestResult
+from defender.services.connectivity import PASSED, SKIPPED, TestResult, run_checks
 from defender.services.errors import ProxyFailed
 
 # Where the tunnel is asked to go: the sign-in host every integration needs first.
@@ -40,18 +40,8 @@ def iter_proxy_steps(proxy, timeout=TIMEOUT, target=None):
     """Yield each Step as it finishes; ``target`` is the host and port the tunnel is asked for."""
     probe = _ProxyProbe(proxy, timeout, target or PROBE_TARGET)
     try:
-        failed = False
-        for name, check in zip(STEP_NAMES, (probe.connect, probe.authenticate, probe.tunnel), strict=True):
-            if failed:
-                yield Step(name, SKIPPED, 0, "Not run: an earlier step failed.")
-                continue
-            started = time.monotonic()
-            try:
-                outcome, message = check()
-            except ProxyFailed as exc:
-                outcome, message = FAILED, str(exc)
-            failed = outcome == FAILED
-            yield Step(name, outcome, round((time.monotonic() - started) * 1000), message)
+        checks = (probe.connect, probe.authenticate, probe.tunnel)
+        yield from run_checks(zip(STEP_NAMES, checks, strict=True), f"proxy {proxy.host}")
     finally:
         probe.close()
 
