@@ -67,7 +67,7 @@ def test_an_actor_known_by_its_short_name_gets_its_alerts_sorted_and_exported(
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", created.get_attribute("title"))
     link = page.locator("#alerts-table tbody").get_by_role("link", name="Open in Defender").first
     assert (link.get_attribute("target"), link.get_attribute("rel")) == ("_blank", "noopener noreferrer")
-    docs_screenshot("actor-alerts")
+    docs_screenshot(page, "actor-alerts")
 
     page.locator("#alerts-table thead").get_by_role("link", name="Severity").click()
     page.wait_for_url(re.compile(r"sort=severity"))

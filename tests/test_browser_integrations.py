@@ -51,12 +51,12 @@ def test_adding_an_integration_from_a_preset_testing_it_and_seeing_it_pass_in_th
     page.get_by_label("Tenant ID").fill(simulator.tenant_id)
     page.get_by_role("button", name="Advanced options").click()
     page.get_by_label("CA certificate").fill(simulator.ca_pem)
-    docs_screenshot("integration-form")
+    docs_screenshot(page, "integration-form")
 
     page.get_by_role("button", name="Test", exact=True).click()
     expect(page.get_by_text("The Test passed.")).to_be_visible()
     expect_steps(page, "passed", STEPS)
-    docs_screenshot("integration-test")
+    docs_screenshot(page, "integration-test")
 
     page.get_by_role("button", name="Submit").click()
     expect(page.get_by_text("Integration Simulator was added.")).to_be_visible()
@@ -68,7 +68,7 @@ def test_adding_an_integration_from_a_preset_testing_it_and_seeing_it_pass_in_th
     expect(badge).to_be_visible()
     expect(badge).to_have_class(re.compile("text-bg-success"))
     expect(badge).to_have_attribute("title", re.compile("All steps passed"))
-    docs_screenshot("integrations-list")
+    docs_screenshot(page, "integrations-list")
 
 
 def test_a_wrong_secret_fails_the_token_step_with_the_advice_about_the_secrets_value(

@@ -77,13 +77,14 @@ def test_a_remote_node_runs_the_test_of_an_integration_switched_to_remote(
         for step in ("DNS lookup", "TCP connection", "TLS handshake", "Token", "Permissions", "API call"):
             expect(page.locator("li.step-passed", has_text=step).first).to_be_visible()
         expect(row.get_by_text("Passed")).to_be_visible()
-        docs_screenshot("remote-test")
+        docs_screenshot(page, "remote-test")
 
         page.get_by_role("button", name="Settings").click()
         page.get_by_role("link", name="Remote Nodes").click()
         node_row = page.get_by_role("row", name="dmz-node")
         expect(node_row.get_by_text("Online")).to_be_visible()
         expect(node_row).to_contain_text("Defender behind the DMZ")
+        docs_screenshot(page, "remote-nodes")
     finally:
         output = stop(agent)
     assert token not in output and simulator.app.client_secret not in output

@@ -56,3 +56,25 @@
     });
   });
 })();
+
+// The Remote node choice matters only for a Remote integration: show it when Remote is chosen. Without JavaScript it
+// simply stays visible.
+(function () {
+  "use strict";
+
+  function showNodeChoice() {
+    const field = document.getElementById("div_id_remote_node");
+    const chosen = document.querySelector("input[name=location]:checked");
+    if (field && chosen) {
+      field.hidden = chosen.value !== "remote";
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.name === "location") {
+      showNodeChoice();
+    }
+  });
+  document.addEventListener("DOMContentLoaded", showNodeChoice);
+  document.addEventListener("htmx:afterSwap", showNodeChoice);
+})();
