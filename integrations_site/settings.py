@@ -46,6 +46,10 @@ CSRF_TRUSTED_ORIGINS = env.string_list("CSRF_TRUSTED_ORIGINS")
 # The site's public URL as remote nodes reach it, for the agent command shown when a node is added (else the URL the
 # browser used).
 SITE_URL = env.read("SITE_URL", "").rstrip("/")
+# Remote jobs: how long a job waits for its node to claim it, and how long a node may hold it before it is re-queued.
+REMOTE_JOB_DEADLINE_SECONDS = env.integer("REMOTE_JOB_DEADLINE_SECONDS", 90)
+REMOTE_JOB_LEASE_SECONDS = env.integer("REMOTE_JOB_LEASE_SECONDS", 300)
+REMOTE_NODE_MAX_RESULT_BYTES = env.integer("REMOTE_NODE_MAX_RESULT_BYTES", 64 * 1024 * 1024)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

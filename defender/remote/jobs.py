@@ -22,11 +22,11 @@ logger = logging.getLogger(__name__)
 
 
 def deadline_seconds():
-    return getattr(settings, "REMOTE_JOB_DEADLINE_SECONDS", 90)
+    return settings.REMOTE_JOB_DEADLINE_SECONDS
 
 
 def lease_seconds():
-    return getattr(settings, "REMOTE_JOB_LEASE_SECONDS", 300)
+    return settings.REMOTE_JOB_LEASE_SECONDS
 
 
 def enqueue(integration, kind, parameters=None, user=None):

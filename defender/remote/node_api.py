@@ -28,7 +28,7 @@ CLAIM_EVERY_SECONDS = 0.5
 
 
 def max_result_bytes():
-    return getattr(settings, "REMOTE_NODE_MAX_RESULT_BYTES", 64 * 1024 * 1024)
+    return settings.REMOTE_NODE_MAX_RESULT_BYTES
 
 
 class BadBody(Exception):
