@@ -1,8 +1,21 @@
-"""Recording a Test's outcome on its integration, shared by the Test page and the defender_test command."""
+"""Running a Test from stored settings and recording its outcome, shared by the Test pages and defender_test."""
 
 from dataclasses import asdict
 
 from django.utils import timezone
+
+from defender.encryption import DecryptionError
+from defender.services.connectivity import FAILED, Step, iter_test_steps
+
+
+def test_steps(build_settings):
+    """The Test's steps for the settings ``build_settings()`` makes; a stored secret that no key opens is a failed
+    first step naming the record, not an error page."""
+    try:
+        settings = build_settings()
+    except DecryptionError as error:
+        return iter([Step("Stored secret", FAILED, 0, str(error))])
+    return iter_test_steps(settings)
 
 
 def record_test_result(integration, result):

@@ -126,3 +126,34 @@ def test_django_admin_blank_secret_keeps_the_stored_one(client, django_user_mode
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert ProxyRule.objects.get(pk=rule.pk).password == "proxy-pass-for-test"
+
+
+def test_a_test_with_a_secret_no_key_opens_fails_its_first_step_naming_the_record(settings, admin_client):
+    integration = make_integration(name="Defender prod")
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    response = admin_client.post(f"/settings/integrations/{integration.pk}/test/")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Stored secret" in body and "Cannot decrypt client_secret of integration" in body and "Defender prod" in body
+
+
+def test_a_remote_job_whose_secret_no_key_opens_fails_instead_of_reaching_the_node(settings, client):
+    import json
+
+    from defender.models import Integration, Job, RemoteNode
+    from defender.remote import jobs, tokens
+
+    node = RemoteNode.objects.create(name="dmz-node")
+    token = tokens.issue(node)
+    integration = make_integration(name="Defender prod", location=Integration.Location.REMOTE, remote_node=node)
+    job = jobs.enqueue(integration, Job.Kind.TEST)
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    response = client.post(
+        "/api/nodes/check-in/",
+        json.dumps({"wait": 0}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.json()["job"] is None
+    job.refresh_from_db()
+    assert job.state == Job.State.FAILED and "Defender prod" in job.error

@@ -17,6 +17,7 @@ from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from defender.encryption import DecryptionError
 from defender.models import Job, RemoteNode
 from defender.remote import jobs, tokens
 
@@ -103,8 +104,14 @@ def check_in(request, node):
     while True:
         job = jobs.claim_next(node)
         if job is not None:
+            try:
+                payload = jobs.payload_for(job)
+            except DecryptionError as error:
+                # Nothing the node could do: the job fails here with the message naming the record.
+                jobs.complete(job, False, None, str(error))
+                continue
             logger.info("Remote node %s claimed job %s (%s of %s)", node.name, job.pk, job.kind, job.integration)
-            return JsonResponse({"job": jobs.payload_for(job), "poll_interval": node.poll_interval_seconds})
+            return JsonResponse({"job": payload, "poll_interval": node.poll_interval_seconds})
         if time.monotonic() >= give_up_at:
             return JsonResponse({"job": None, "poll_interval": node.poll_interval_seconds})
         time.sleep(CLAIM_EVERY_SECONDS)

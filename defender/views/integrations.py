@@ -14,9 +14,9 @@ from defender.forms.integrations import IntegrationForm, preset_data
 from defender.kinds import KINDS
 from defender.models import Integration, Job
 from defender.remote import jobs
-from defender.services.connectivity import SKIPPED, Step, TestResult, iter_test_steps
+from defender.services.connectivity import SKIPPED, Step, TestResult
 from defender.tables.integrations import IntegrationTable
-from defender.testing import record_test_result
+from defender.testing import record_test_result, test_steps
 from defender.views.jobs import job_response
 
 # The streamed Test ends each complete fragment with this marker; test-steps.js shows the page up to the last one.
@@ -125,7 +125,7 @@ class FormTestMixin:
                 )
             ]
         else:
-            steps = iter_test_steps(form.connection_settings())
+            steps = test_steps(form.connection_settings)
         return test_steps_response(
             self.request,
             steps,
@@ -214,7 +214,7 @@ class IntegrationTestView(PermissionRequiredMixin, SingleObjectMixin, View):
 
         return test_steps_response(
             request,
-            iter_test_steps(integration.to_settings()),
+            test_steps(integration.to_settings),
             title=integration.name,
             on_finish=record,
             back_links=[

@@ -5,8 +5,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from defender.models import Integration
-from defender.services.connectivity import FAILED, PASSED, TestResult, iter_test_steps
-from defender.testing import record_test_result
+from defender.services.connectivity import FAILED, PASSED, TestResult
+from defender.testing import record_test_result, test_steps
 
 MARKS = {PASSED: "✓", FAILED: "✗"}
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         integration = integration_named(options["name"])
         steps = []
-        for step in iter_test_steps(integration.to_settings()):
+        for step in test_steps(integration.to_settings):
             steps.append(step)
             if not options["json"]:
                 self._print_step(step)
