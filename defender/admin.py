@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib import admin
 
-from defender.models import Actor, Integration, ProxyRule
+from defender.models import Actor, Alert, AlertFetch, Integration, Job, ProxyRule, RemoteNode
 
 
 class WriteOnlySecretAdminForm(forms.ModelForm):
@@ -75,3 +75,41 @@ class ActorAdmin(admin.ModelAdmin):
     list_display = ["name", "hostname", "alternate_hostname", "ip_address", "operating_system"]
     search_fields = ["name", "hostname", "alternate_hostname"]
     list_filter = ["operating_system"]
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["title", "severity", "status", "created", "machine_name", "actor", "integration"]
+    list_filter = ["severity", "status", "integration"]
+    search_fields = ["title", "alert_id", "machine_name"]
+    list_select_related = ["actor", "integration"]
+    raw_id_fields = ["actor", "integration"]
+
+
+@admin.register(AlertFetch)
+class AlertFetchAdmin(admin.ModelAdmin):
+    list_display = ["actor", "integration", "asked_at", "ok", "alert_count"]
+    list_select_related = ["actor", "integration"]
+
+
+@admin.register(RemoteNode)
+class RemoteNodeAdmin(admin.ModelAdmin):
+    """Tokens are issued and revoked on the node's page in the console; here only the hint and dates show."""
+
+    list_display = ["name", "agent_version", "last_seen_at", "token_hint", "revoked_at"]
+    readonly_fields = [
+        "token_hint",
+        "token_issued_at",
+        "revoked_at",
+        "last_seen_at",
+        "last_seen_address",
+        "agent_version",
+    ]
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["pk", "kind", "integration", "state", "node", "created_at", "finished_at", "attempts"]
+    list_filter = ["kind", "state"]
+    list_select_related = ["integration", "node"]
+    raw_id_fields = ["integration", "node", "requested_by"]

@@ -157,3 +157,20 @@ def test_a_remote_job_whose_secret_no_key_opens_fails_instead_of_reaching_the_no
     assert response.json()["job"] is None
     job.refresh_from_db()
     assert job.state == Job.State.FAILED and "Defender prod" in job.error
+
+
+def test_the_django_admin_lists_every_model_and_never_shows_a_node_token(client, django_user_model):
+    from django.apps import apps
+
+    from defender.models import RemoteNode
+    from defender.remote import tokens
+
+    superuser = django_user_model.objects.create_superuser("root", password="x-for-test-only")
+    client.force_login(superuser)
+    node = RemoteNode.objects.create(name="dmz-node")
+    token = tokens.issue(node)
+    for model in apps.get_app_config("defender").get_models():
+        url = f"/admin/defender/{model._meta.model_name}/"
+        assert client.get(url).status_code == 200, url
+    body = client.get(f"/admin/defender/remotenode/{node.pk}/change/").content.decode()
+    assert token not in body and node.token_hash not in body
