@@ -5,7 +5,12 @@ from django.contrib.auth.models import Group
 
 from defender.roles import ADMINISTRATORS, VIEWERS
 
-pytest_plugins = ["tests.fixtures.browser", "tests.fixtures.simulator", "tests.fixtures.proxy"]
+pytest_plugins = [
+    "tests.fixtures.browser",
+    "tests.fixtures.simulator",
+    "tests.fixtures.proxy",
+    "tests.fixtures.tls_front",
+]
 
 PASSWORD = "correct horse battery staple"
 

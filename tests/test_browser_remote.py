@@ -14,7 +14,6 @@ from tests.factories import simulator_integration
 from tests.remote_helpers import ROOT, stop
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ["tests.fixtures.tls_front"]
 
 
 @pytest.fixture

@@ -3,12 +3,16 @@
 import signal
 import subprocess
 import time
+from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import pytest
+import trustme
 from django.db import connection
 
 from defender.models import Actor, Job
 from defender.remote import jobs, tokens
+from tests.fixtures.tls_front import TlsFront
 from tests.remote_helpers import (
     make_node_with_token_file,
     remote_integration_for,
@@ -16,8 +20,6 @@ from tests.remote_helpers import (
     stop,
     wait_for_job,
 )
-
-pytest_plugins = ["tests.fixtures.tls_front"]
 
 
 @pytest.fixture
@@ -132,3 +134,28 @@ def test_two_agents_and_many_jobs_run_each_job_exactly_once(simulator, site_over
     assert all(job.state == Job.State.DONE for job in done), outputs
     assert all(job.attempts == 1 for job in done)
     assert len({job.node_id for job in done}) == 1  # one node, two agent processes sharing its token
+
+
+def test_while_the_site_is_down_the_agent_retries_with_backoff_and_resumes_when_it_is_back(
+    simulator, live_server, node, closed_port, tmp_path
+):
+    remote_node, token_file = node
+    job = jobs.enqueue(remote_integration_for(simulator, remote_node), Job.Kind.TEST)
+    site_ca = trustme.CA()
+    ca_path = tmp_path / "site-ca.pem"
+    site_ca.cert_pem.write_to_path(str(ca_path))
+    agent = start_agent(SimpleNamespace(url=f"https://127.0.0.1:{closed_port}", ca_path=ca_path), token_file)
+    front = None
+    try:
+        time.sleep(3)
+        assert Job.objects.get(pk=job.pk).state == Job.State.QUEUED
+        # The site comes back at the same address with the certificate the agent trusts.
+        backend = urlsplit(live_server.url)
+        front = TlsFront(backend.hostname, backend.port, tmp_path / "front", port=closed_port, ca=site_ca)
+        assert wait_for_job(job).state == Job.State.DONE
+    finally:
+        output = stop(agent)
+        if front:
+            front.close()
+    assert "Cannot reach the site" in output and "trying again in" in output
+    assert token_file.read_text() not in output
