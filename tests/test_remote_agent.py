@@ -95,6 +95,20 @@ def test_sigterm_while_waiting_for_work_stops_the_agent_cleanly(site_over_https,
     assert "Remote node agent stopped" in agent.stdout.read()
 
 
+def test_sigterm_during_a_job_finishes_and_answers_it_before_stopping(
+    simulator, clean_simulator, site_over_https, node
+):
+    remote_node, token_file = node
+    job = jobs.enqueue(remote_integration_for(simulator, remote_node), Job.Kind.TEST)
+    simulator.faults.set(delay=1)
+    agent = start_agent(site_over_https, token_file)
+    wait_for_job(job, states=(Job.State.RUNNING,))
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=60) == 0
+    job.refresh_from_db()
+    assert job.state == Job.State.DONE and job.attempts == 1
+
+
 def test_an_agent_killed_mid_job_has_its_job_finished_by_a_second_agent(
     simulator, clean_simulator, site_over_https, node, settings
 ):
