@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from defender.demo import seed_demo
 from defender.simulator import Simulator
@@ -23,10 +23,20 @@ class Command(BaseCommand):
 
     def handle(self, *args, addrport, simulator_port, seed, **options):
         ca_path = Path(settings.BASE_DIR) / "var" / "simulator-ca.pem"
-        with Simulator(seed=seed, port=simulator_port, ca_path=ca_path) as simulator:
+        simulator = Simulator(seed=seed, port=simulator_port, ca_path=ca_path)
+        try:
+            simulator.start()
+        except OSError as exc:
+            raise CommandError(
+                f"The simulator cannot listen on 127.0.0.1:{simulator_port} ({exc.strerror}): stop what uses it, "
+                "or pass --simulator-port."
+            ) from None
+        try:
             integration = seed_demo(simulator)
             self.stdout.write(
                 self.style.SUCCESS(f"Simulator on {simulator.base_url}; integration '{integration.name}' points at it.")
             )
             self.stdout.write(f"Open http://{addrport}/ , press Test on '{integration.name}', then open an actor.")
             call_command("runserver", addrport, use_reloader=False)
+        finally:
+            simulator.stop()
