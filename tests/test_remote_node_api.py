@@ -183,3 +183,69 @@ def test_claiming_is_exclusive_even_when_two_nodes_race_for_one_queue(client):
     claimed = [jobs.claim_next(node) for _ in range(7)]
     ids = [job.pk for job in claimed if job]
     assert len(ids) == 5 and len(set(ids)) == 5
+
+
+def test_a_wait_that_is_not_a_number_answers_at_once(client):
+    _node, token = make_node()
+    for wait in ["NaN", "Infinity", "soon", None]:
+        response = client.post(
+            CHECK_IN,
+            f'{{"wait": {json.dumps(wait) if wait in ("soon", None) else wait}}}',
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        assert response.status_code == 200 and response.json()["job"] is None
+
+
+def test_a_body_that_is_not_a_json_object_is_refused_with_400(client):
+    _node, token = make_node()
+    response = client.post(CHECK_IN, "[]", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 400
+
+
+def test_an_answer_after_the_job_was_requeued_and_taken_again_changes_nothing(client):
+    node, token = make_node()
+    job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
+    post(client, CHECK_IN, token, {"wait": 0})
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    post(client, CHECK_IN, token, {"wait": 0})  # the same node takes it again: attempt 2
+    first_claim = Job.objects.get(pk=job.pk)
+    first_claim.attempts = 1  # the stale holder still thinks it runs attempt 1
+    assert jobs.complete(first_claim, True, {"steps": []}, "") is False
+    job.refresh_from_db()
+    assert job.state == Job.State.RUNNING and job.attempts == 2
+
+
+def test_a_repeated_answer_is_a_conflict_and_records_once(client):
+    node, token = make_node()
+    integration = remote_integration(node)
+    job = jobs.enqueue(integration, Job.Kind.TEST)
+    post(client, CHECK_IN, token, {"wait": 0})
+    steps = [{"name": "DNS lookup", "outcome": "passed", "duration_ms": 1, "message": "fine"}]
+    url = f"/api/nodes/jobs/{job.pk}/answer/"
+    assert post(client, url, token, {"ok": True, "result": {"steps": steps}}).status_code == 200
+    assert post(client, url, token, {"ok": True, "result": {"steps": steps}}).status_code == 409
+
+
+def test_an_answer_the_site_cannot_read_fails_the_job_with_advice(client):
+    node, token = make_node()
+    job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
+    post(client, CHECK_IN, token, {"wait": 0})
+    response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"steps": "nope"}})
+    assert response.status_code == 400
+    job.refresh_from_db()
+    assert job.state == Job.State.FAILED and "update its agent" in job.error
+
+
+def test_a_job_whose_node_keeps_going_silent_fails_after_three_attempts(client):
+    node, token = make_node()
+    integration = remote_integration(node)
+    job = jobs.enqueue(integration, Job.Kind.TEST)
+    for _ in range(3):
+        post(client, CHECK_IN, token, {"wait": 0})
+        Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    jobs.housekeeping()
+    job.refresh_from_db()
+    assert job.state == Job.State.FAILED and "took this job 3 times and never answered" in job.error
+    integration.refresh_from_db()
+    assert integration.last_test_ok is False

@@ -95,7 +95,11 @@ class Agent:
                     continue
                 failures = 0
                 if job is not None:
-                    self.run_job(job)
+                    try:
+                        self.run_job(job)
+                    except TokenRefused:
+                        logger.error("The site refused this node's token while it answered a job; stopping.")
+                        return 2
                 if self.once:
                     break
         except _Stop:
@@ -131,11 +135,15 @@ class Agent:
     def run_job(self, job):
         self.in_job = True
         try:
-            name = job["integration"]["name"]
-            logger.info("Running job %s: %s of %s", job["id"], job["kind"], name)
-            ok, result, error = wire.run_job(job["kind"], job["settings"], job["parameters"])
+            logger.info("Running job %s: %s of %s", job["id"], job["kind"], job["integration"]["name"])
+            try:
+                ok, result, error = wire.run_job(job["kind"], job["settings"], job["parameters"])
+            except Exception as exc:
+                # One broken job must not stop the node: say so to the site, which shows it to the person waiting.
+                logger.exception("Job %s failed in the agent", job["id"])
+                ok, result = False, None
+                error = f"The agent on this node failed while running the job ({type(exc).__name__}); see its log."
             self._answer(job["id"], {"ok": ok, "result": result, "error": error})
-            logger.info("Answered job %s: %s", job["id"], "ok" if ok else "failed")
         finally:
             self.in_job = False
 
@@ -148,7 +156,26 @@ class Agent:
                 logger.warning("Could not post the answer to job %s (%s); retrying", job_id, error.message)
                 self.stopping.wait(2**attempt)
                 continue
-            if response.status_code == 409:
-                logger.warning("Job %s was given to another node meanwhile; answer dropped", job_id)
+            if response.status_code >= 500:
+                logger.warning("The site answered %s to job %s's answer; retrying", response.status_code, job_id)
+                self.stopping.wait(2**attempt)
+                continue
+            if response.status_code == 200:
+                logger.info("Answered job %s: %s", job_id, "ok" if body["ok"] else "failed")
+            elif response.status_code == 409:
+                logger.warning(
+                    "Job %s is no longer this node's (re-queued or answered meanwhile); answer dropped", job_id
+                )
+            else:
+                logger.error(
+                    "The site answered %s to job %s's answer: %s", response.status_code, job_id, _reason(response)
+                )
             return
         logger.error("Gave up posting the answer to job %s; the site will run it again after its lease", job_id)
+
+
+def _reason(response):
+    try:
+        return str(response.json().get("error", ""))[:200]
+    except ValueError:
+        return ""

@@ -21,6 +21,10 @@ from defender.remote.results import apply_result
 logger = logging.getLogger(__name__)
 
 
+# A job whose node went silent this many times fails instead of going round again.
+MAX_ATTEMPTS = 3
+
+
 def deadline_seconds():
     return settings.REMOTE_JOB_DEADLINE_SECONDS
 
@@ -64,23 +68,40 @@ def pending_alert_jobs(actor):
 
 
 def housekeeping(now=None):
-    """Return silent nodes' jobs to the queue and expire the jobs nobody claimed in time."""
+    """Return silent nodes' jobs to the queue (or fail them after MAX_ATTEMPTS) and expire the unclaimed ones."""
     now = now or timezone.now()
-    stale = Job.objects.filter(state=Job.State.RUNNING, lease_expires_at__lt=now)
-    for job in stale.select_related("node"):
+    stale = Job.objects.filter(state=Job.State.RUNNING, lease_expires_at__lt=now).select_related("node", "integration")
+    for job in stale:
+        if job.attempts >= MAX_ATTEMPTS:
+            message = (
+                f"remote node {job.node} took this job {job.attempts} times and never answered: check its agent's log."
+            )
+            _finish_once(job, Job.State.RUNNING, Job.State.FAILED, now, error=message)
+            continue
         logger.warning("Job %s: node %s went silent; returning it to the queue", job.pk, job.node)
-    stale.update(
-        state=Job.State.QUEUED, node=None, lease_expires_at=None, deadline=now + timedelta(seconds=deadline_seconds())
-    )
+        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, attempts=job.attempts).update(
+            state=Job.State.QUEUED,
+            node=None,
+            lease_expires_at=None,
+            deadline=now + timedelta(seconds=deadline_seconds()),
+        )
     overdue = Job.objects.filter(state=Job.State.QUEUED, deadline__lt=now).select_related("integration__remote_node")
     for job in overdue:
-        message = not_checked_in_message(job.integration.remote_node)
-        # Only one caller wins the expiry, so the outcome is recorded once.
-        if Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
-            state=Job.State.EXPIRED, finished_at=now, error=message
-        ):
-            job.state, job.finished_at, job.error = Job.State.EXPIRED, now, message
+        _finish_once(
+            job, Job.State.QUEUED, Job.State.EXPIRED, now, error=not_checked_in_message(job.integration.remote_node)
+        )
+
+
+def _finish_once(job, expected_state, state, now, *, error="", result=None, **match):
+    """Move the job from expected_state to its end and record the outcome, only if nobody else did it first."""
+    with transaction.atomic():
+        finished = Job.objects.filter(pk=job.pk, state=expected_state, **match).update(
+            state=state, finished_at=now, error=error, result=result
+        )
+        if finished:
+            job.state, job.finished_at, job.error, job.result = state, now, error, result
             apply_result(job)
+    return bool(finished)
 
 
 def not_checked_in_message(node):
@@ -92,9 +113,10 @@ def not_checked_in_message(node):
     return f"remote node {node.name} has not checked in since {seen}: check that its agent is running."
 
 
-def claim_next(node):
+def claim_next(node, tidy=True):
     """Take the oldest queued job of this node's integrations, or None. Two agents never get the same job."""
-    housekeeping()
+    if tidy:
+        housekeeping()
     now = timezone.now()
     candidates = Job.objects.filter(
         state=Job.State.QUEUED,
@@ -133,15 +155,15 @@ def payload_for(job):
 
 
 def complete(job, ok, result, error):
-    """Store the node's answer: a Test is recorded on its integration, alerts are stored for the actor."""
-    job.state = Job.State.DONE if ok else Job.State.FAILED
-    job.result = result
-    job.error = error
-    job.finished_at = timezone.now()
-    # One transaction: if the answer cannot be stored, the job stays running and is run again after its lease.
-    with transaction.atomic():
-        job.save(update_fields=["state", "result", "error", "finished_at"])
-        apply_result(job)
+    """Store the node's answer: a Test is recorded on its integration, alerts are stored for the actor.
+
+    Only the claim that is still running takes effect: an answer that arrives after the job was re-queued and taken
+    again (or a repeated answer) changes nothing and returns False. The answer and its records are one transaction:
+    if they cannot be stored, the job stays running and is run again after its lease.
+    """
+    state = Job.State.DONE if ok else Job.State.FAILED
+    claim = {"node_id": job.node_id, "attempts": job.attempts}
+    return _finish_once(job, Job.State.RUNNING, state, timezone.now(), error=error, result=result, **claim)
 
 
 def release(job):

@@ -6,6 +6,7 @@ job that is not the node's, is refused with 401 and logged (without the token). 
 
 import json
 import logging
+import math
 import time
 import zlib
 from functools import wraps
@@ -19,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from defender.encryption import DecryptionError
 from defender.models import Job, RemoteNode
-from defender.remote import jobs, tokens
+from defender.remote import jobs, tokens, wire
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,12 @@ def read_json(request, limit):
     if len(raw) > limit:
         raise BadBody(413, f"The body is larger than {limit} bytes.")
     try:
-        return json.loads(raw or b"{}")
+        body = json.loads(raw or b"{}")
     except ValueError as exc:
         raise BadBody(400, "The body is not valid JSON.") from exc
+    if not isinstance(body, dict):
+        raise BadBody(400, "The body must be a JSON object.")
+    return body
 
 
 def node_endpoint(view):
@@ -97,12 +101,14 @@ def check_in(request, node):
     if version != node.agent_version:
         RemoteNode.objects.filter(pk=node.pk).update(agent_version=version)
     try:
-        wait = min(max(float(body.get("wait", 0)), 0), MAX_WAIT_SECONDS)
+        wait = float(body.get("wait", 0))
     except (TypeError, ValueError):
         wait = 0
+    wait = min(max(wait, 0), MAX_WAIT_SECONDS) if math.isfinite(wait) else 0
     give_up_at = time.monotonic() + wait
+    jobs.housekeeping()  # once per check-in; while it waits, each look for work is a single claim
     while True:
-        job = jobs.claim_next(node)
+        job = jobs.claim_next(node, tidy=False)
         if job is not None:
             try:
                 payload = jobs.payload_for(job)
@@ -118,13 +124,28 @@ def check_in(request, node):
 
 
 def own_running_job(request, node, job_id):
+    """The job, if this node holds it now. A job of another node's integration is refused as unauthorised; one of
+    this node's that it no longer holds (re-queued after its lease, finished, deleted) is a conflict to drop."""
     job = Job.objects.select_related("integration").filter(pk=job_id).first()
-    if job is None or job.node_id != node.pk:
+    if job is not None and job.node_id != node.pk and job.integration.remote_node_id != node.pk:
         reason = f"node {node.name} asked about job {job_id}, which is not its own"
         return None, refuse(request, 401, "This job is not this node's.", log_reason=reason)
-    if job.state != Job.State.RUNNING:
-        return None, refuse(request, 409, f"Job {job_id} is no longer running here (it is {job.state}).")
+    if job is None or job.node_id != node.pk or job.state != Job.State.RUNNING:
+        state = job.state if job else "gone"
+        return None, refuse(request, 409, f"Job {job_id} is no longer this node's to answer (it is {state}).")
     return job, None
+
+
+def readable(job, ok, result):
+    """Whether the site can read the answer: the shape the agent of this version sends."""
+    try:
+        if job.kind == Job.Kind.TEST and result is not None:
+            wire.test_result_from_wire(result)
+        elif job.kind == Job.Kind.ALERTS and ok:
+            wire.alerts_result_from_wire(result)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return True
 
 
 @node_endpoint
@@ -133,9 +154,14 @@ def answer(request, node, job_id):
     if refusal:
         return refusal
     body = read_json(request, max_result_bytes())
-    jobs.complete(job, bool(body.get("ok")), body.get("result"), str(body.get("error", ""))[:4000])
-    logger.info("Remote node %s answered job %s: %s", node.name, job.pk, "ok" if body.get("ok") else "failed")
-    return JsonResponse({"state": job.state})
+    ok, result, error = bool(body.get("ok")), body.get("result"), str(body.get("error", ""))[:4000]
+    if not readable(job, ok, result):
+        jobs.complete(job, False, None, "The remote node's answer could not be read; update its agent.")
+        return refuse(request, 400, "The answer is not in the shape this site reads.", log_reason="unreadable answer")
+    if not jobs.complete(job, ok, result, error):
+        return refuse(request, 409, f"Job {job_id} was answered or re-queued meanwhile.")
+    logger.info("Remote node %s answered job %s: %s", node.name, job.pk, "ok" if ok else "failed")
+    return JsonResponse({"state": Job.State.DONE if ok else Job.State.FAILED})
 
 
 @node_endpoint
