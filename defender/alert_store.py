@@ -10,6 +10,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -160,11 +161,21 @@ def _row(actor, integration, alert, now):
         machine_name=_fit(alert.machine_name, "machine_name"),
         matched_name=_fit(alert.matched_name, "matched_name"),
         mitre_techniques=list(alert.mitre_techniques),
-        portal_url=alert.portal_url if len(alert.portal_url or "") <= _max_length("portal_url") else "",
+        portal_url=safe_portal_url(alert.portal_url),
         raw=alert.raw,
         first_seen_at=now,
         updated_at=now,
     )
+
+
+def safe_portal_url(url):
+    """The portal link only when it is an https URL that fits: a javascript: or data: link from an API answer (or a
+    remote node) must never reach an href on the actor's page."""
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc or len(url) > _max_length("portal_url"):
+        return ""
+    return url
 
 
 def _max_length(field_name):

@@ -105,3 +105,34 @@ def test_a_viewer_can_read_the_lists(viewer_client):
 def test_a_viewer_cannot_use_the_django_admin(viewer_client):
     response = viewer_client.get("/admin/defender/integration/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+@pytest.mark.django_db
+def test_an_administrator_opens_every_page_without_a_server_error(admin_client):
+    """Every GET an administrator can make renders (or refuses with 4xx): no page breaks on an existing object."""
+    from defender.models import Integration, Job, RemoteNode
+    from defender.remote import jobs
+    from tests.factories import make_actor, make_integration, make_proxy_rule
+
+    rule = make_proxy_rule()
+    node = RemoteNode.objects.create(name="dmz-node")
+    integration = make_integration(proxy_rule=rule, location=Integration.Location.REMOTE, remote_node=node)
+    actor = make_actor()
+    job = jobs.enqueue(integration, Job.Kind.TEST)
+    objects = {
+        "settings/integrations/jobs/": job.pk,
+        "settings/integrations/": integration.pk,
+        "settings/proxy-rules/": rule.pk,
+        "settings/remote-nodes/": node.pk,
+        "actors/": actor.pk,
+    }
+    checked = 0
+    for route, _pattern in app_routes():
+        if route.startswith(NON_HTML_PREFIXES) or route.startswith("admin/") or "<" not in route and "(" in route:
+            continue
+        pk = next((pk for prefix, pk in objects.items() if route.startswith(prefix)), 1)
+        url = concrete_url(route).replace("/1/", f"/{pk}/")
+        status = admin_client.get(url).status_code
+        assert status < 500, f"{url} answered {status}"
+        checked += 1
+    assert checked > 20

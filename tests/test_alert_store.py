@@ -242,3 +242,24 @@ def test_the_csv_has_a_header_and_one_line_per_alert():
     assert len(rows) == 3
     assert {row[2] for row in rows[1:]} == {"Suspicious PowerShell command line", "'=cmd|' /C calc'!A0"}
     assert rows[1][0] == "2026-05-01 12:00:00"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["javascript:alert(document.cookie)", "data:text/html,<script>x</script>", "http://security.microsoft.com/x", ""],
+)
+@pytest.mark.django_db
+def test_a_portal_link_that_is_not_https_is_never_stored(url):
+    actor = make_actor()
+    integration = make_integration()
+    alert_store.store_alerts(actor, integration, [defender_alert(portal_url=url)])
+    assert Alert.objects.get().portal_url == ""
+
+
+@pytest.mark.django_db
+def test_an_https_portal_link_is_kept():
+    actor = make_actor()
+    alert_store.store_alerts(
+        actor, make_integration(), [defender_alert(portal_url="https://security.microsoft.com/alerts/da1")]
+    )
+    assert Alert.objects.get().portal_url == "https://security.microsoft.com/alerts/da1"

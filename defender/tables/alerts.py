@@ -5,6 +5,7 @@ from datetime import UTC
 import django_tables2 as tables
 from django.utils.html import format_html, format_html_join
 
+from defender.alert_store import safe_portal_url
 from defender.models import Alert
 
 SEVERITY_BADGES = {
@@ -84,6 +85,8 @@ class AlertTable(tables.Table):
         )
 
     def render_portal_url(self, value):
+        if not safe_portal_url(value):
+            return "—"
         return format_html(
             '<a class="text-nowrap" href="{}" target="_blank" rel="noopener noreferrer">'
             'Open<span class="visually-hidden"> in Defender</span>'

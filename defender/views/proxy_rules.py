@@ -94,8 +94,15 @@ class ProxyAssignmentView(PermissionRequiredMixin, SingleObjectMixin, FormView):
     template_name = "defender/proxy_rules/assign.html"
     context_object_name = "rule"
 
-    def get_form_kwargs(self):
+    def get(self, request, *args, **kwargs):
         self.object = self.get_object()
+        return super().get(request, *args, **kwargs)
+
+    def post(self, request, *args, **kwargs):
+        self.object = self.get_object()
+        return super().post(request, *args, **kwargs)
+
+    def get_form_kwargs(self):
         return {**super().get_form_kwargs(), "rule": self.object, "user": self.request.user}
 
     def form_valid(self, form):
