@@ -400,3 +400,18 @@ def test_an_htmx_test_of_an_invalid_form_sends_the_form_back_with_its_errors(adm
     assert html.lstrip().startswith('<form id="integration-form"')
     assert "Enter a whole number." in html
     assert not Integration.objects.exists()
+
+
+def test_pointing_the_auth_url_elsewhere_needs_the_secret_typed_again(admin_client):
+    admin_client.post(ADD, form_data())
+    integration = Integration.objects.get()
+    edit = f"/settings/integrations/{integration.pk}/edit/"
+    moved = form_data(client_secret="", auth_url="https://login.attacker.example")
+    for url in (edit, edit + "test/"):
+        body = admin_client.post(url, moved).content.decode()
+        assert "Type the client secret again: you changed where it is sent" in body, url
+    integration.refresh_from_db()
+    assert integration.auth_url == "https://login.microsoftonline.com"
+    admin_client.post(edit, form_data(client_secret="", name="Renamed"))  # other changes keep the secret
+    integration.refresh_from_db()
+    assert integration.name == "Renamed" and integration.client_secret == TYPED_SECRET

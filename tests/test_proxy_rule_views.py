@@ -253,3 +253,19 @@ def test_nothing_typed_into_a_rule_gives_a_server_error(admin_client, field, val
     assert response.status_code == 200
     assert "is-invalid" in response.content.decode()
     assert not ProxyRule.objects.exists()
+
+
+def test_pointing_a_rule_at_another_proxy_needs_the_password_typed_again(admin_client):
+    rule = make_proxy_rule(username="svc", password="proxy-pass-for-test")
+    data = rule_data(username="svc", host="proxy.attacker.example")
+    body = admin_client.post(f"/settings/proxy-rules/{rule.pk}/edit/", data).content.decode()
+    assert "Type the password again: you changed the proxy it is sent to." in body
+    rule.refresh_from_db()
+    assert rule.host == "proxy.corp.example"
+
+
+def test_socks5_credentials_longer_than_255_bytes_are_refused_next_to_their_field(admin_client):
+    data = rule_data(proxy_type="socks5", port="1080", username="ü" * 200, password="p" * 300)
+    body = admin_client.post("/settings/proxy-rules/add/", data).content.decode()
+    assert body.count("SOCKS5 allows at most 255 bytes here.") == 2
+    assert not ProxyRule.objects.exists()

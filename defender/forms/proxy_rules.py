@@ -5,7 +5,11 @@ from django import forms
 from django.db import transaction
 from django.utils import timezone
 
+from defender.forms import destination_changed
 from defender.models import Integration, ProxyRule
+
+SOCKS5_MAX_BYTES = 255  # RFC 1929: one length byte each for the user name and the password
+PASSWORD_DESTINATION_FIELDS = ("proxy_type", "host", "ca_certificate")
 
 
 class ProxyRuleForm(forms.ModelForm):
@@ -45,10 +49,17 @@ class ProxyRuleForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("proxy_type") == ProxyRule.ProxyType.SOCKS5:
+            for name in ("username", "password"):
+                if len((cleaned.get(name) or "").encode()) > SOCKS5_MAX_BYTES:
+                    self.add_error(name, f"SOCKS5 allows at most {SOCKS5_MAX_BYTES} bytes here.")
         if not cleaned.get("username"):
             # Without a username the proxy gets no credentials, so a saved password would only linger.
             cleaned["password"] = ""
         elif self.instance.pk and not cleaned.get("password"):
+            if self.instance.has_password and destination_changed(self, PASSWORD_DESTINATION_FIELDS):
+                # A saved password is only ever offered to the proxy it was typed for.
+                self.add_error("password", "Type the password again: you changed the proxy it is sent to.")
             # Blank on Edit keeps the stored password: construct_instance skips fields missing from cleaned_data.
             cleaned.pop("password", None)
         return cleaned
