@@ -415,3 +415,8 @@ def test_pointing_the_auth_url_elsewhere_needs_the_secret_typed_again(admin_clie
     admin_client.post(edit, form_data(client_secret="", name="Renamed"))  # other changes keep the secret
     integration.refresh_from_db()
     assert integration.name == "Renamed" and integration.client_secret == TYPED_SECRET
+
+
+def test_a_typed_secret_is_marked_sensitive_so_error_reports_hide_it(admin_client):
+    response = admin_client.post(ADD, form_data(port="abc"))
+    assert response.wsgi_request.sensitive_post_parameters == ("client_secret",)

@@ -269,3 +269,8 @@ def test_socks5_credentials_longer_than_255_bytes_are_refused_next_to_their_fiel
     body = admin_client.post("/settings/proxy-rules/add/", data).content.decode()
     assert body.count("SOCKS5 allows at most 255 bytes here.") == 2
     assert not ProxyRule.objects.exists()
+
+
+def test_a_typed_proxy_password_is_marked_sensitive_so_error_reports_hide_it(admin_client):
+    response = admin_client.post("/settings/proxy-rules/add/", rule_data(port="abc"))
+    assert response.wsgi_request.sensitive_post_parameters == ("password",)

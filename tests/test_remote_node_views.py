@@ -87,3 +87,8 @@ def test_a_viewer_sees_nodes_but_no_token_actions(viewer_client):
     body = viewer_client.get(f"/settings/remote-nodes/{node.pk}/").content.decode()
     assert "Issue new token" not in body and "Revoke token" not in body
     assert viewer_client.post(f"/settings/remote-nodes/{node.pk}/token/").status_code == 403
+
+
+def test_the_token_page_is_never_cached(admin_client):
+    response = admin_client.post("/settings/remote-nodes/add/", {"name": "dmz-node", "poll_interval_seconds": 30})
+    assert response["Cache-Control"] == "no-store"

@@ -6,6 +6,8 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import path, reverse, reverse_lazy
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import CreateView, DeleteView, DetailView, TemplateView, UpdateView, View
 from django.views.generic.detail import SingleObjectMixin
 from django_tables2 import SingleTableView
@@ -144,6 +146,8 @@ class FormTestMixin:
         return response
 
 
+# The typed secret stays out of error reports.
+@method_decorator(sensitive_post_parameters("client_secret"), name="dispatch")
 class IntegrationCreateView(PermissionRequiredMixin, IntegrationFormMixin, CreateView):
     permission_required = "defender.add_integration"
     success_message = "Integration %(name)s was added."
@@ -167,6 +171,8 @@ class IntegrationCreateTestView(FormTestMixin, IntegrationCreateView):
     permission_required = ("defender.add_integration", "defender.run_test")
 
 
+# The typed secret stays out of error reports.
+@method_decorator(sensitive_post_parameters("client_secret"), name="dispatch")
 class IntegrationUpdateView(PermissionRequiredMixin, IntegrationFormMixin, UpdateView):
     permission_required = "defender.change_integration"
     queryset = Integration.objects.select_related("proxy_rule")

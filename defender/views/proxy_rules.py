@@ -6,6 +6,8 @@ from django.contrib.messages.views import SuccessMessageMixin
 from django.db.models import Count
 from django.shortcuts import redirect
 from django.urls import path, reverse, reverse_lazy
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import CreateView, DeleteView, DetailView, FormView, UpdateView, View
 from django.views.generic.detail import SingleObjectMixin
 from django_tables2 import SingleTableView
@@ -55,11 +57,15 @@ class ProxyRuleFormMixin(SuccessMessageMixin):
         return reverse("defender:proxyrule-detail", args=[self.object.pk])
 
 
+# The typed secret stays out of error reports.
+@method_decorator(sensitive_post_parameters("password"), name="dispatch")
 class ProxyRuleCreateView(PermissionRequiredMixin, ProxyRuleFormMixin, CreateView):
     permission_required = "defender.add_proxyrule"
     success_message = "Proxy rule %(name)s was added."
 
 
+# The typed secret stays out of error reports.
+@method_decorator(sensitive_post_parameters("password"), name="dispatch")
 class ProxyRuleUpdateView(PermissionRequiredMixin, ProxyRuleFormMixin, UpdateView):
     permission_required = "defender.change_proxyrule"
     success_message = "Proxy rule %(name)s was saved."

@@ -21,11 +21,13 @@ def token_page(request, node):
     """The only time a token is shown: in this response, never stored, with the command that uses it."""
     site = settings.SITE_URL or request.build_absolute_uri("/").rstrip("/")
     command = f"python manage.py run_remote_node --site {site} --token-file {TOKEN_FILE}"
-    return render(
+    response = render(
         request,
         "defender/remote_nodes/token.html",
         {"node": node, "token": tokens.issue(node), "command": command, "token_file": TOKEN_FILE},
     )
+    response["Cache-Control"] = "no-store"  # never kept by the browser or a proxy, so Back cannot show it again
+    return response
 
 
 class RemoteNodeListView(PermissionRequiredMixin, SingleTableView):
