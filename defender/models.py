@@ -89,7 +89,9 @@ class Integration(models.Model):
     client_id = models.CharField("client ID", max_length=36, validators=[validators.validate_guid])
     client_secret = EncryptedTextField(help_text="Stored encrypted; never shown again.")
     secret_expires_on = models.DateField("secret expiry date", null=True, blank=True)
-    api_version = models.CharField("API version", max_length=20, blank=True, default="v1.0")
+    api_version = models.CharField(
+        "API version", max_length=20, blank=True, default="v1.0", validators=[validators.validate_api_version]
+    )
     auth_url = models.CharField(
         "Auth URL", max_length=300, default=presets.PUBLIC_LOGIN, validators=[validators.validate_https_url]
     )

@@ -89,6 +89,17 @@ def validate_pem_certificates(value):
         raise ValidationError(f"This is not a valid PEM certificate: {exc}", code="pem_invalid") from None
 
 
+API_VERSION = re.compile(r"^(v\d{1,2}(\.\d{1,2})?|beta)?$")
+
+
+def validate_api_version(value):
+    """A version path segment such as v1.0 or beta (blank: the API's latest); it becomes part of every URL."""
+    if not API_VERSION.match(str(value)):
+        raise ValidationError(
+            "Enter an API version such as v1.0 or beta, or leave it blank for the latest.", code="api_version"
+        )
+
+
 def validate_hostname_or_fqdn(value):
     """An actor's hostname: a short name (ws-fin-07) or an FQDN; no scheme, path or port."""
     validate_host(value)

@@ -143,3 +143,15 @@ def test_presets_cover_every_flavour_with_https_auth_urls():
             validate_https_url(preset.auth_url)
     labels = {preset.label for preset in presets.presets_for(presets.MDE) if preset.common}
     assert {"Global", "US", "EU", "UK"} <= labels
+
+
+@pytest.mark.parametrize("version", ["v1.0", "beta", "", "v2"])
+def test_api_version_accepts_version_segments(version):
+    integration(api_version=version).full_clean()
+
+
+@pytest.mark.parametrize("version", ["../machines", "v1.0/alerts?x=", "latest version"])
+def test_api_version_refuses_anything_that_is_not_a_version(version):
+    assert errors_of(integration(api_version=version))["api_version"] == [
+        "Enter an API version such as v1.0 or beta, or leave it blank for the latest."
+    ]
