@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
+from django.utils import timezone
 
 from defender import presets, validators
 from defender.fields import EncryptedTextField, has_secret
@@ -139,6 +140,26 @@ class Integration(models.Model):
     @property
     def has_client_secret(self):
         return has_secret(self, "client_secret")
+
+    SECRET_WARNING_DAYS = 30
+
+    @property
+    def secret_days_left(self):
+        """Days until the client secret expires (negative once expired), or None when no expiry date is set."""
+        if self.secret_expires_on is None:
+            return None
+        return (self.secret_expires_on - timezone.localdate()).days
+
+    @property
+    def secret_expiry_warning(self):
+        """What to tell the person before Entra ID starts refusing the secret (AADSTS7000222), or ""."""
+        days = self.secret_days_left
+        if days is None or days > self.SECRET_WARNING_DAYS:
+            return ""
+        if days < 0:
+            return f"The client secret expired on {self.secret_expires_on:%Y-%m-%d}: create a new one and enter it."
+        when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+        return f"The client secret expires {when} ({self.secret_expires_on:%Y-%m-%d}): create a new one in time."
 
     def clean(self):
         from django.core.exceptions import ValidationError

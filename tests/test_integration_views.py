@@ -420,3 +420,18 @@ def test_pointing_the_auth_url_elsewhere_needs_the_secret_typed_again(admin_clie
 def test_a_typed_secret_is_marked_sensitive_so_error_reports_hide_it(admin_client):
     response = admin_client.post(ADD, form_data(port="abc"))
     assert response.wsgi_request.sensitive_post_parameters == ("client_secret",)
+
+
+def test_a_secret_that_expires_soon_or_has_expired_is_flagged_in_the_list_and_on_its_page(admin_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    today = timezone.localdate()
+    soon = make_integration(name="Soon", secret_expires_on=today + timedelta(days=10))
+    make_integration(name="Expired", secret_expires_on=today - timedelta(days=1))
+    make_integration(name="Fine", secret_expires_on=today + timedelta(days=200))
+    body = admin_client.get(LIST).content.decode()
+    assert body.count("Secret expires soon") == 1 and body.count("Secret expired<") == 1
+    page = admin_client.get(f"/settings/integrations/{soon.pk}/").content.decode()
+    assert "The client secret expires in 10 days" in page

@@ -6,7 +6,14 @@ from defender.models import Integration
 
 
 class IntegrationTable(tables.Table):
-    name = tables.Column(linkify={"viewname": "defender:integration-detail", "args": [tables.A("pk")]})
+    name = tables.TemplateColumn(
+        "<a href=\"{% url 'defender:integration-detail' record.pk %}\">{{ record.name }}</a>"
+        "{% with warning=record.secret_expiry_warning %}{% if warning %} "
+        '<span class="badge {% if record.secret_days_left < 0 %}text-bg-danger{% else %}text-bg-warning{% endif %}" '
+        'title="{{ warning }}">{% if record.secret_days_left < 0 %}Secret expired{% else %}Secret expires soon'
+        "{% endif %}</span>{% endif %}{% endwith %}",
+        order_by=("name",),
+    )
     host = tables.TemplateColumn("{{ record.host }}:{{ record.port }}", verbose_name="Host", order_by=("host", "port"))
     location = tables.TemplateColumn(
         "{{ record.get_location_display }}{% if record.remote_node %} "
