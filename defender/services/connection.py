@@ -6,6 +6,20 @@ Secrets are fields with ``repr=False``: a settings object can be logged or shown
 from dataclasses import dataclass, field
 
 
+def bare_host(host):
+    """The host without the brackets an IPv6 address may be typed with ([2001:db8::1] -> 2001:db8::1)."""
+    host = (host or "").strip()
+    if host.startswith("[") and host.endswith("]") and ":" in host:
+        return host[1:-1]
+    return host
+
+
+def url_host(host):
+    """The host as it goes into a URL or a host:port text: an IPv6 address in brackets."""
+    host = bare_host(host)
+    return f"[{host}]" if ":" in host else host
+
+
 @dataclass(frozen=True)
 class ProxySettings:
     proxy_type: str  # "http", "https" or "socks5"
@@ -16,6 +30,14 @@ class ProxySettings:
     ca_certificate: str = field(default="", repr=False)
     bypass_hosts: tuple = ()
 
+    def __post_init__(self):
+        object.__setattr__(self, "host", bare_host(self.host))
+
+    @property
+    def address(self):
+        """host:port, for messages."""
+        return f"{url_host(self.host)}:{self.port}"
+
     def url(self, with_credentials=True):
         """The proxy URL in the form requests expects (socks5h resolves names at the proxy, like a browser)."""
         from urllib.parse import quote
@@ -24,7 +46,7 @@ class ProxySettings:
         auth = ""
         if with_credentials and self.username:
             auth = f"{quote(self.username, safe='')}:{quote(self.password, safe='')}@"
-        return f"{scheme}://{auth}{self.host}:{self.port}"
+        return f"{scheme}://{auth}{url_host(self.host)}:{self.port}"
 
     def bypasses(self, hostname):
         """True when hostname matches an entry of the bypass list (exact, or a suffix given as .example.com)."""
@@ -66,8 +88,13 @@ class ConnectionSettings:
     name: str = ""  # the integration's name, for messages
     integration_id: int | None = None
 
+    def __post_init__(self):
+        # An IPv6 host may be typed with or without brackets; it is kept without, and bracketed where URLs need it.
+        object.__setattr__(self, "host", bare_host(self.host))
+
     @property
     def base_url(self):
         default_port = {"https": 443, "http": 80}[self.protocol]
-        netloc = self.host if self.port == default_port else f"{self.host}:{self.port}"
+        host = url_host(self.host)
+        netloc = host if self.port == default_port else f"{host}:{self.port}"
         return f"{self.protocol}://{netloc}"
