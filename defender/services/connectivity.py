@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from defender import presets
 from defender.services import alerts, auth
 from defender.services.client import certificate_failure, trust_for
+from defender.services.connection import url_host
 from defender.services.errors import (
     ConnectionFailed,
     DefenderError,
@@ -29,6 +30,7 @@ from defender.services.errors import (
     ProxyFailed,
     TlsFailed,
     permission_advice,
+    socks_credentials_failure,
 )
 
 logger = logging.getLogger(__name__)
@@ -137,7 +139,7 @@ class _Probe:
         if self.proxy:
             return (
                 PASSED,
-                f"Connected to the proxy {self.proxy.host}:{self.proxy.port}, which opened a tunnel to {self.target}.",
+                f"Connected to the proxy {self.proxy.address}, which opened a tunnel to {self.target}.",
             )
         return PASSED, f"Connected to {self.target}."
 
@@ -147,7 +149,7 @@ class _Probe:
         if self.proxy is None:
             return _connect(self.addresses, timeout, self.target)
         proxy = self.proxy
-        proxy_name = f"{proxy.host}:{proxy.port}"
+        proxy_name = proxy.address
         if proxy.proxy_type == "socks5":
             return self._socks_tunnel(proxy, proxy_name, timeout)
         sock = _connect(self.addresses, timeout, f"the proxy {proxy_name}")
@@ -167,6 +169,9 @@ class _Probe:
         return sock
 
     def _socks_tunnel(self, proxy, proxy_name, timeout):
+        failure = socks_credentials_failure(proxy)
+        if failure is not None:
+            raise failure
         sock = socks.socksocket()
         sock.set_proxy(
             socks.SOCKS5,
@@ -291,7 +296,7 @@ def _is_ip(name):
 
 
 def _bracket(host):
-    return f"[{host}]" if ":" in host else host
+    return url_host(host)
 
 
 def _resolve(name, port, timeout):
@@ -364,8 +369,8 @@ def _http_connect(sock, proxy, host, port):
             break
     status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)
-    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    proxy_name = f"{proxy.host}:{proxy.port}"
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isascii() and parts[1].isdigit() else 0
+    proxy_name = proxy.address
     if status == 200:
         return
     if status == 407:

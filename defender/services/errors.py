@@ -114,6 +114,34 @@ def permission_advice(flavour, roles=None):
     )
 
 
+# RFC 1929 gives each of the SOCKS5 user name and password a one-byte length. PySocks, which API calls and the Test's
+# tunnel go through, writes that length as UTF-8 text, so from 128 bytes on it sends two bytes and the proxy misreads
+# the rest: such credentials are refused here with a clear message instead.
+SOCKS_CREDENTIAL_MAX = 255
+SOCKS_LIBRARY_CREDENTIAL_MAX = 127
+
+
+def socks_credentials_failure(proxy, limit=SOCKS_LIBRARY_CREDENTIAL_MAX):
+    """A ProxyFailed when a SOCKS5 proxy rule's user name or password is longer than can be sent, else None."""
+    if proxy is None or proxy.proxy_type != "socks5" or not proxy.username:
+        return None
+    for what, value in (("user name", proxy.username), ("password", proxy.password)):
+        size = len(value.encode())
+        if size > SOCKS_CREDENTIAL_MAX:
+            return ProxyFailed(
+                f"SOCKS5 allows user names and passwords of at most {SOCKS_CREDENTIAL_MAX} bytes; the proxy rule's "
+                f"{what} has {size}.",
+                "Use shorter credentials on the proxy and in the proxy rule, or an HTTP proxy.",
+            )
+        if size > limit:
+            return ProxyFailed(
+                f"The proxy rule's {what} has {size} bytes; this console sends SOCKS5 user names and passwords of at "
+                f"most {limit} bytes.",
+                "Use shorter credentials on the proxy and in the proxy rule, or an HTTP proxy.",
+            )
+    return None
+
+
 def redact(text, *secrets):
     """Replace every secret (client secret, proxy password, token) found in text with '***'."""
     for secret in secrets:

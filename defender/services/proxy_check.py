@@ -10,8 +10,9 @@ import ssl
 import struct
 import time
 
+from defender.services.connection import url_host
 from defender.services.connectivity import PASSED, SKIPPED, TestResult, run_checks
-from defender.services.errors import ProxyFailed
+from defender.services.errors import ProxyFailed, socks_credentials_failure
 
 # Where the tunnel is asked to go: the sign-in host every integration needs first.
 PROBE_TARGET = ("login.microsoftonline.com", 443)
@@ -51,7 +52,7 @@ class _ProxyProbe:
         self.proxy = proxy
         self.timeout = timeout
         self.target_host, self.target_port = target
-        self.name = f"{proxy.host}:{proxy.port}"
+        self.name = proxy.address
         self.sock = None
         self.answer = None  # the HTTP status line or SOCKS reply, read during authenticate
 
@@ -109,7 +110,7 @@ class _ProxyProbe:
         return PASSED, f"The proxy {self.name} accepted the credentials of {self.proxy.username}."
 
     def tunnel(self):
-        destination = f"{self.target_host}:{self.target_port}"
+        destination = f"{url_host(self.target_host)}:{self.target_port}"
         if self.proxy.proxy_type == "socks5":
             self._socks_connect()
             return PASSED, f"The proxy opened a tunnel to {destination}."
@@ -124,7 +125,7 @@ class _ProxyProbe:
     # --- HTTP and HTTPS proxies --------------------------------------------------------------------------------
 
     def _http_connect(self):
-        authority = f"{self.target_host}:{self.target_port}"
+        authority = f"{url_host(self.target_host)}:{self.target_port}"
         lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
         if self.proxy.username:
             basic = base64.b64encode(f"{self.proxy.username}:{self.proxy.password}".encode()).decode()
@@ -132,7 +133,7 @@ class _ProxyProbe:
         head = self._exchange(("\r\n".join(lines) + "\r\n\r\n").encode(), until=b"\r\n\r\n")
         status_line = head.split(b"\r\n", 1)[0].decode("latin-1").strip()
         parts = status_line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not (parts[1].isascii() and parts[1].isdigit()):
             raise ProxyFailed(
                 f"The proxy {self.name} did not answer like an HTTP proxy.",
                 "Check the proxy rule's type (HTTP, HTTPS or SOCKS5) and port.",
@@ -155,6 +156,10 @@ class _ProxyProbe:
             )
         if method == 0:
             return SKIPPED, "The SOCKS proxy asked for no credentials."
+        # The integrations' calls must be able to send these credentials too, so their limit applies here as well.
+        failure = socks_credentials_failure(self.proxy)
+        if failure is not None:
+            raise failure
         user, password = self.proxy.username.encode(), self.proxy.password.encode()
         request = b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password
         _, status = self._exchange(request, size=2)
