@@ -7,9 +7,11 @@ person can act on. No other module imports requests.
 
 import email.utils
 import hashlib
+import http
 import json
 import logging
 import os
+import re
 import socket
 import ssl
 import tempfile
@@ -17,13 +19,15 @@ import threading
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import socks
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from defender import presets
+from defender.services.connection import url_host
 from defender.services.errors import (
     ApiFailed,
     BadResponse,
@@ -35,6 +39,7 @@ from defender.services.errors import (
     TlsFailed,
     permission_advice,
     redact,
+    socks_credentials_failure,
 )
 
 logger = logging.getLogger(__name__)
@@ -44,6 +49,22 @@ logger = logging.getLogger(__name__)
 MAX_TOTAL_WAIT = 60.0
 # The first back-off for a 5xx without Retry-After; doubled on each further attempt.
 FIRST_BACKOFF = 0.5
+# A Retry-After beyond a day is treated as a day: the message only needs to say "try again later".
+MAX_RETRY_AFTER = 86400.0
+
+# One response, from sending the request to the last byte of the body, must be complete within the connect timeout
+# plus this many read timeouts. Each single read still waits at most the read timeout, and never past that deadline,
+# so a server that sends a byte now and then cannot hold a call for ever. With the default timeouts (5 s and 30 s)
+# that is 65 s; a page of 10,000 alerts (about 25 MB) takes well under a second over a local network.
+RESPONSE_READ_TIMEOUTS = 2
+# The largest body we read (after decompression): ten times the largest page of alerts the APIs send.
+MAX_BODY_BYTES = 200 * 2**20
+# How much one read of the body may return.
+BODY_CHUNK = 1 << 20
+
+# The most pages one listing may take. A listing of more (a million alerts at the default page size of 1,000, or an
+# API that keeps sending full pages and ignores $skip) fails with a message instead of running on.
+MAX_PAGES = 1000
 
 # Sent on every request so that Microsoft (and a proxy's log) can tell this product's calls, and which side made
 # them: the site, or a remote node (whose agent calls identify_as at start).
@@ -201,7 +222,19 @@ class Transport:
         return {"http": proxy_url, "https": proxy_url}
 
     def send(self, method, url, *, params=None, data=None, headers=None):
+        """One request, redirects not followed; the body is read here, within the response deadline and size limit.
+
+        A 3xx fails: following it would re-send the Authorization header or the client secret to wherever the
+        Location points. The returned response has its body in place, so ``.content``, ``.text`` and ``.json()``
+        work as usual (msal reads them).
+        """
         started = time.monotonic()
+        deadline = started + self.settings.connect_timeout + RESPONSE_READ_TIMEOUTS * self.settings.read_timeout
+        proxies = self.proxies_for(url)
+        if proxies:
+            failure = socks_credentials_failure(self.settings.proxy)
+            if failure is not None:
+                raise failure
         try:
             response = self.session.request(
                 method,
@@ -211,10 +244,18 @@ class Transport:
                 headers=headers,
                 timeout=self.timeout,
                 verify=self.verify,
-                proxies=self.proxies_for(url),
+                proxies=proxies,
+                allow_redirects=False,
+                stream=True,
             )
         except requests.RequestException as exc:
             raise self.translate(exc, url) from None
+        try:
+            if 300 <= response.status_code < 400:
+                raise self.redirect_failure(response, url)
+            self._read_body(response, url, deadline)
+        finally:
+            response.close()
         logger.debug(
             "%s %s -> %s in %.0f ms",
             method,
@@ -223,6 +264,123 @@ class Transport:
             (time.monotonic() - started) * 1000,
         )
         return response
+
+    def _read_body(self, response, url, deadline):
+        """Read the whole body into the response, or raise: too slow in total, too large, or broken off."""
+        target = _target(url)
+        declared = response.headers.get("Content-Length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise _too_large(target)
+        read_timeout = self.settings.read_timeout
+        chunks, size = [], 0
+        while True:
+            # Never wait past the deadline; at the deadline, take only what has already arrived. The socket is
+            # looked up each time: once the body is complete, urllib3 returns the connection to the pool, and its
+            # socket is then no longer ours to change.
+            wait = min(read_timeout, max(deadline - time.monotonic(), 0.001))
+            sock = _socket_of(response)
+            if sock is not None:
+                try:
+                    sock.settimeout(wait)
+                except OSError:
+                    sock = None
+            try:
+                chunk = response.raw.read1(BODY_CHUNK, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError:
+                if wait < read_timeout:
+                    raise self._too_slow(target, size) from None
+                raise ConnectionFailed(
+                    f"{target} began its answer, then sent nothing for {read_timeout:g} s (read timeout).",
+                    "Try again; raise the read timeout in Advanced options if it persists.",
+                ) from None
+            except urllib3.exceptions.DecodeError:
+                encoding = response.headers.get("Content-Encoding", "")
+                raise BadResponse(
+                    f"The answer from {target} could not be decompressed ({encoding[:40]}).",
+                    "The service or a proxy sent a broken answer; try again.",
+                ) from None
+            except urllib3.exceptions.ProtocolError as exc:
+                chain = _causes(exc)
+                why = "the connection closed" if _mentions(chain, "IncompleteRead") else _reason(chain)
+                raise ConnectionFailed(
+                    f"{target} broke off its answer after {size:,} bytes ({why}).",
+                    "Try again; check any proxy or firewall between this site and the service if it persists.",
+                ) from None
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                raise self.translate(exc, url) from None
+            if not chunk:
+                break
+            if sock is None and time.monotonic() > deadline:
+                raise self._too_slow(target, size)
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _too_large(target)
+            chunks.append(chunk)
+        response._content = b"".join(chunks)
+        response._content_consumed = True
+
+    def _too_slow(self, target, size):
+        bound = self.settings.connect_timeout + RESPONSE_READ_TIMEOUTS * self.settings.read_timeout
+        received = f"; {size:,} bytes of the body had arrived" if size else ""
+        return ConnectionFailed(
+            f"{target} did not complete its answer within {bound:g} s (the connect timeout plus "
+            f"{RESPONSE_READ_TIMEOUTS} × the read timeout){received}.",
+            "The service answers too slowly: try again, lower the page size, or raise the read timeout in Advanced "
+            "options.",
+        )
+
+    def redirect_failure(self, response, url):
+        """A 3xx as an error that says where it pointed and which setting to check."""
+        status = response.status_code
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "a redirect status"
+        location = response.headers.get("Location", "").strip()
+        if not location:
+            where = "with no Location"
+        else:
+            try:
+                goes_to = urlsplit(urljoin(url, location))
+                same = _origin(urljoin(url, location)) == _origin(url)
+                netloc = url_host(goes_to.hostname or "") + (f":{goes_to.port}" if goes_to.port else "")
+            except ValueError:
+                goes_to, same, netloc = None, False, ""
+            if goes_to is None or not netloc:
+                where = "a redirect to an address that is not a valid URL"
+            elif same:
+                where = f"a redirect to {goes_to.path[:100] or '/'} on the same host"
+            else:
+                where = f"a redirect to {goes_to.scheme}://{netloc}"
+        who, advice = self._speaker(url)
+        return BadResponse(
+            f"{who} answered {status} {phrase}, {where}; this console does not follow redirects.",
+            advice,
+            code=status,
+        )
+
+    def _speaker(self, url):
+        """Who answered url (Entra ID, the API, or just the host and port), and which setting to check."""
+        target = _target(url)
+        try:
+            origin = _origin(url)
+            to_auth = bool(self.settings.auth_url) and origin == _origin(self.settings.auth_url.strip())
+            to_api = origin == _origin(self.settings.base_url)
+        except ValueError:
+            to_auth = to_api = False
+        api = API_NAMES.get(self.settings.flavour)
+        if to_auth and not to_api:
+            return f"Entra ID at {target}", (
+                "Check the Auth URL: it must be the sign-in host itself (such as https://login.microsoftonline.com), "
+                "not an address that forwards to it."
+            )
+        if to_api and not to_auth and api:
+            return f"{api} at {target}", (
+                "Check the Host, Port and Protocol: they must be the API's own, not an address that forwards to it."
+            )
+        if to_api and to_auth:
+            return target, "Check the Host and the Auth URL: each must be the service's own address, not a forward."
+        return target, "Use the service's own address, not one that forwards to it."
 
     # msal's http_client interface. msal passes nothing else we honour: the integration's settings always win.
     def get(self, url, params=None, headers=None, **kwargs):
@@ -236,9 +394,8 @@ class Transport:
 
     def translate(self, exc, url):
         """A requests exception as a ConnectionFailed/ProxyFailed/TlsFailed that says what to check."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        target = f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+        host = _hostname(url)
+        target = _target(url)
         chain = _causes(exc)
         verify_error = next((c for c in chain if isinstance(c, ssl.SSLCertVerificationError)), None)
         if verify_error is not None:
@@ -248,7 +405,7 @@ class Transport:
         if failure is not None:
             return failure
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            via = f" through the proxy {proxy.host}:{proxy.port}" if proxy else ""
+            via = f" through the proxy {proxy.address}" if proxy else ""
             return ConnectionFailed(
                 f"No answer from {target}{via} within {self.settings.connect_timeout:g} s (connect timeout).",
                 "Check the host, the port and any firewall between this site and the service.",
@@ -285,7 +442,7 @@ class Transport:
 
 def _proxy_failure(exc, chain, proxy, target):
     """What went wrong at the proxy (credentials, its refusal to tunnel, or reaching it at all), or None."""
-    name = f"{proxy.host}:{proxy.port}"
+    name = proxy.address
     if _has(chain, socks.SOCKS5AuthError) or _mentions(chain, "407 Proxy Authentication Required"):
         status = "" if proxy.proxy_type == "socks5" else " (407 Proxy Authentication Required)"
         return ProxyFailed(
@@ -307,6 +464,37 @@ def _proxy_failure(exc, chain, proxy, target):
             f"Could not reach the proxy {name}: {_reason(chain)}.", "Check the proxy rule's host and port."
         )
     return None
+
+
+def _hostname(url):
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+def _target(url):
+    """host:port of a URL for messages, IPv6 in brackets; what there is of it when the URL is malformed."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return url_host(_hostname(url)) or "the server"
+    return f"{url_host(parts.hostname or '')}:{port}"
+
+
+def _socket_of(response):
+    """The socket a streamed response is read from, so each read can be bounded by the deadline; None if hidden."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if callable(getattr(sock, "settimeout", None)) else None
+
+
+def _too_large(target):
+    return BadResponse(
+        f"The answer from {target} is larger than {MAX_BODY_BYTES // 2**20} MB; not read.",
+        "Lower the page size in Advanced options.",
+    )
 
 
 def _causes(exc):
@@ -350,21 +538,25 @@ def _reason(chain):
 # --- API calls ----------------------------------------------------------------------------------------------------
 
 
+SECONDS = re.compile(r"[0-9]+")
+
+
 def retry_after_seconds(response, now=None):
     """Retry-After as seconds to wait: it may be a number of seconds or an HTTP date. None when absent or unusable."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if SECONDS.fullmatch(value):
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def api_error_detail(response, *secrets):
@@ -485,12 +677,14 @@ class ApiClient:
 
         Follows @odata.nextLink; where the link is missing but a full page came back (the Defender API omits it
         when $top is given), asks for the next page with $skip. A bare JSON array (the SIEM API) is one page.
+        A link to a page already read, or more than MAX_PAGES pages, fails rather than looping.
         """
         first_url = self.url(path)
         base_params = dict(params or {})
         if page_size:
             base_params["$top"] = page_size
         url, query = first_url, base_params
+        followed = {_request_url(first_url, base_params)}
         received = 0
         page = 1
         previous_first = None
@@ -510,18 +704,48 @@ class ApiClient:
             next_link = data.get("@odata.nextLink")
             if next_link:
                 url, query = self._own_link(next_link, path, page), None
+                if _request_url(url, None) in followed:
+                    raise BadResponse(
+                        f"{self.api_name} repeated a page of {path}: the link on page {page} leads to a page already "
+                        "read; stopped there, no partial result shown.",
+                        "The service is paging wrongly; try again later, or with a different page size.",
+                    )
+                followed.add(_request_url(url, None))
             elif page_size and len(items) >= page_size:
                 url, query = first_url, {**base_params, "$skip": received}
             else:
                 return
+            if page >= MAX_PAGES:
+                raise ApiFailed(
+                    f"{self.api_name} had more than {MAX_PAGES:,} pages of {path} ({received:,} results so far); "
+                    "stopped there, no partial result shown.",
+                    "Ask for a shorter time window, or raise the page size in Advanced options.",
+                )
             page += 1
 
     def _own_link(self, link, path, page):
         """A next link must stay on the API's own origin: the bearer token goes with it."""
-        if _origin(link) != _origin(self.settings.base_url):
-            other = urlsplit(link).hostname
+        try:
+            same = isinstance(link, str) and _origin(link) == _origin(self.settings.base_url)
+        except ValueError:
+            raise BadResponse(
+                f"Page {page} of {path} had a next link that is not a valid URL; not followed.",
+                "The service sent a broken answer; try again.",
+            ) from None
+        if not same:
+            other = urlsplit(link).hostname if isinstance(link, str) else None
             raise BadResponse(f"Page {page} of {path} linked to another host ({other}); not followed.")
         return link
+
+
+def _request_url(url, params):
+    """The URL as it is requested, with its query in requests' encoding, so links compare whatever their spelling."""
+    request = requests.models.PreparedRequest()
+    try:
+        request.prepare_url(url, params)
+    except requests.RequestException:
+        return url
+    return request.url
 
 
 def _origin(url):
