@@ -8,7 +8,9 @@ from django.utils import timezone
 from defender.forms import destination_changed
 from defender.models import Integration, ProxyRule
 
-SOCKS5_MAX_BYTES = 255  # RFC 1929: one length byte each for the user name and the password
+# RFC 1929 allows 255 bytes each for the user name and the password, but the SOCKS client this console uses sends a
+# correct length byte only below 128 (the services refuse longer credentials for the same reason).
+SOCKS5_MAX_BYTES = 127
 PASSWORD_DESTINATION_FIELDS = ("proxy_type", "host", "ca_certificate")
 
 
