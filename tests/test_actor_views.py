@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -551,3 +552,11 @@ def test_the_actor_page_with_ten_thousand_alerts_takes_a_fixed_number_of_queries
     with django_assert_max_num_queries(8):
         csv_response = admin_client.get(actor_url(actor, "actor-alerts-csv"))
         assert len(csv_rows(csv_response)) == Alert.objects.count()
+
+
+def test_the_time_window_starts_at_the_integrations_lookback_window(admin_client):
+    actor = make_actor()
+    make_integration(name="Defender week", lookback_hours=24 * 7)
+    make_integration(name="Defender day", lookback_hours=24)
+    body = admin_client.get(actor_url(actor)).content.decode()
+    assert re.search(r'value="7d"[^>]*checked', body)

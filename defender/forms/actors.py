@@ -98,9 +98,12 @@ class AlertFetchForm(forms.Form):
         super().__init__(*args, **kwargs)
         enabled = Integration.objects.filter(enabled=True).order_by("name")
         self.fields["integrations"].queryset = enabled
-        self.enabled_integrations = list(enabled.values_list("pk", "name"))
+        rows = list(enabled.values_list("pk", "name", "lookback_hours"))
+        self.enabled_integrations = [(pk, name) for pk, name, _ in rows]
         if not self.is_bound:
             self.fields["integrations"].initial = [pk for pk, _ in self.enabled_integrations]
+            lookback = max((hours for _, _, hours in rows), default=24)
+            self.fields["window"].initial = self.window_covering(timedelta(hours=lookback))
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True
@@ -117,6 +120,11 @@ class AlertFetchForm(forms.Form):
             ),
             Field("time_zone"),
         )
+
+    @classmethod
+    def window_covering(cls, lookback):
+        """The shortest listed window that covers the integrations' lookback window (the widest, if none does)."""
+        return next((key for key, (_, span) in cls.WINDOWS.items() if span >= lookback), "30d")
 
     def integration_options(self):
         """(id, name, ticked) for each enabled integration: every one at first, then as the person chose."""
