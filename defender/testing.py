@@ -8,7 +8,7 @@ from defender.encryption import DecryptionError
 from defender.services.connectivity import FAILED, Step, iter_test_steps
 
 
-def test_steps(build_settings):
+def steps_for(build_settings):
     """The Test's steps for the settings ``build_settings()`` makes; a stored secret that no key opens is a failed
     first step naming the record, not an error page."""
     try:

@@ -11,10 +11,10 @@ from django.views import View
 from django.views.generic import CreateView, DeleteView, DetailView, UpdateView
 from django_tables2 import RequestConfig, SingleTableView
 
-from defender import alert_store
+from defender import alert_store, runner
 from defender.filters import AlertFilter
 from defender.forms.actors import ActorForm, AlertFetchForm
-from defender.models import Actor, Integration
+from defender.models import Actor
 from defender.remote import jobs
 from defender.tables.actors import ActorTable
 from defender.tables.alerts import AlertTable
@@ -107,14 +107,7 @@ class GetAlertsView(PermissionRequiredMixin, View):
         form = AlertFetchForm(request.POST)
         if form.is_valid():
             data = form.cleaned_data
-            chosen = list(data["integrations"])
-            local = [integration for integration in chosen if integration.location == Integration.Location.LOCAL]
-            # Remote integrations are asked by their nodes: queue them; the page polls until their answers are in.
-            for integration in chosen:
-                if integration.location == Integration.Location.REMOTE:
-                    jobs.enqueue_alerts(actor, integration, data["since"], data["until"], request.user)
-            if local:
-                alert_store.fetch_alerts(actor, local, data["since"], data["until"])
+            runner.get_alerts(actor, list(data["integrations"]), data["since"], data["until"], request.user)
             if not request.htmx:
                 query = request.GET.urlencode()
                 return redirect(reverse("defender:actor-detail", args=[pk]) + (f"?{query}" if query else ""))

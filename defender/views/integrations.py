@@ -18,7 +18,7 @@ from defender.models import Integration, Job
 from defender.remote import jobs
 from defender.services.connectivity import SKIPPED, Step, TestResult
 from defender.tables.integrations import IntegrationTable
-from defender.testing import record_test_result, test_steps
+from defender.testing import record_test_result, steps_for
 from defender.views.jobs import job_response
 
 # The streamed Test ends each complete fragment with this marker; test-steps.js shows the page up to the last one.
@@ -127,7 +127,7 @@ class FormTestMixin:
                 )
             ]
         else:
-            steps = test_steps(form.connection_settings)
+            steps = steps_for(form.connection_settings)
         return test_steps_response(
             self.request,
             steps,
@@ -220,7 +220,7 @@ class IntegrationTestView(PermissionRequiredMixin, SingleObjectMixin, View):
 
         return test_steps_response(
             request,
-            test_steps(integration.to_settings),
+            steps_for(integration.to_settings),
             title=integration.name,
             on_finish=record,
             back_links=[

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from defender.models import Integration
 from defender.services.connectivity import FAILED, PASSED, TestResult
-from defender.testing import record_test_result, test_steps
+from defender.testing import record_test_result, steps_for
 
 MARKS = {PASSED: "✓", FAILED: "✗"}
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         integration = integration_named(options["name"])
         steps = []
-        for step in test_steps(integration.to_settings):
+        for step in steps_for(integration.to_settings):
             steps.append(step)
             if not options["json"]:
                 self._print_step(step)
