@@ -173,3 +173,28 @@ def test_while_the_site_is_down_the_agent_retries_with_backoff_and_resumes_when_
             front.close()
     assert "Cannot reach the site" in output and "trying again in" in output
     assert token_file.read_text() not in output
+
+
+def test_a_job_that_arrives_as_the_agent_is_told_to_stop_is_given_back_at_once(
+    simulator, site_over_https, node, monkeypatch
+):
+    from defender.remote.agent import Agent
+    from defender.services import client
+
+    remote_node, token_file = node
+    job = jobs.enqueue(remote_integration_for(simulator, remote_node), Job.Kind.TEST)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # in this process, leave pytest's handlers alone
+    monkeypatch.setattr(client, "USER_AGENT", client.USER_AGENT)
+
+    class StoppedAsTheJobArrives(Agent):
+        def check_in(self):
+            found = super().check_in()
+            self.stopping.set()  # what SIGTERM does once the check-in has returned
+            return found
+
+    agent = StoppedAsTheJobArrives(
+        site_over_https.url, token_file.read_text(), ca_pem=site_over_https.ca_path.read_text(), wait=1
+    )
+    assert agent.run() == 0
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED and job.node is None and job.attempts == 1

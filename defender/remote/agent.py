@@ -64,7 +64,7 @@ class Agent:
         self.wait = wait
         self.once = once
         self.stopping = threading.Event()
-        self.in_job = False
+        self.waiting = False  # inside a check-in, waiting for work: the only moment a signal may cut in
 
     def __repr__(self):
         return f"<Agent for {self.base}>"
@@ -94,7 +94,10 @@ class Agent:
                     self.stopping.wait(delay)
                     continue
                 failures = 0
-                if job is not None:
+                if job is not None and self.stopping.is_set():
+                    # Asked to stop as the job arrived: hand it back so another agent runs it now, not after a lease.
+                    self.give_back(job)
+                elif job is not None:
                     try:
                         self.run_job(job)
                     except TokenRefused:
@@ -109,8 +112,9 @@ class Agent:
 
     def _on_signal(self, signum, frame):
         self.stopping.set()
-        if not self.in_job:
-            # Only waiting for work: leave at once. A job in hand is finished and answered first.
+        if self.waiting:
+            # Only waiting for work: leave at once. A job in hand is finished and answered first; one that arrives
+            # after the signal is given back.
             raise _Stop
 
     # --- talking to the site ----------------------------------------------------------------------------------
@@ -127,25 +131,32 @@ class Agent:
         return response
 
     def check_in(self):
-        response = self._post("/api/nodes/check-in/", {"agent_version": AGENT_VERSION, "wait": self.wait})
+        self.waiting = True
+        try:
+            response = self._post("/api/nodes/check-in/", {"agent_version": AGENT_VERSION, "wait": self.wait})
+        finally:
+            self.waiting = False
         if response.status_code != 200:
             raise DefenderError(f"the site answered {response.status_code} to a check-in")
         return response.json().get("job")
 
     def run_job(self, job):
-        self.in_job = True
+        logger.info("Running job %s: %s of %s", job["id"], job["kind"], job["integration"]["name"])
         try:
-            logger.info("Running job %s: %s of %s", job["id"], job["kind"], job["integration"]["name"])
-            try:
-                ok, result, error = wire.run_job(job["kind"], job["settings"], job["parameters"])
-            except Exception as exc:
-                # One broken job must not stop the node: say so to the site, which shows it to the person waiting.
-                logger.exception("Job %s failed in the agent", job["id"])
-                ok, result = False, None
-                error = f"The agent on this node failed while running the job ({type(exc).__name__}); see its log."
-            self._answer(job["id"], {"ok": ok, "result": result, "error": error})
-        finally:
-            self.in_job = False
+            ok, result, error = wire.run_job(job["kind"], job["settings"], job["parameters"])
+        except Exception as exc:
+            # One broken job must not stop the node: say so to the site, which shows it to the person waiting.
+            logger.exception("Job %s failed in the agent", job["id"])
+            ok, result = False, None
+            error = f"The agent on this node failed while running the job ({type(exc).__name__}); see its log."
+        self._answer(job["id"], {"ok": ok, "result": result, "error": error})
+
+    def give_back(self, job):
+        try:
+            self._post(f"/api/nodes/jobs/{job['id']}/give-back/", {})
+            logger.info("Gave job %s back to the site", job["id"])
+        except (DefenderError, TokenRefused):
+            logger.warning("Could not give job %s back; the site will run it again after its lease", job["id"])
 
     def _answer(self, job_id, body):
         """Post the answer, trying again a few times if the site is briefly away (the lease gives us time)."""
