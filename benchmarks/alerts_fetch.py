@@ -16,11 +16,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from defender import presets  # noqa: E402
 from defender.services import auth  # noqa: E402
 from defender.services.alerts import alerts_for_actor  # noqa: E402
-from defender.services.connection import ConnectionSettings  # noqa: E402
 from defender.simulator import Simulator  # noqa: E402
+from tests.fixtures.connection import settings_for  # noqa: E402
 
 PAGE_SIZE = 1000
 
@@ -67,19 +66,7 @@ def peak_memory(function):
 def main(count=10_000, rounds=7):
     simulator = Simulator(seed=1, alerts_on_bulk_machine=count).start()
     try:
-        settings = ConnectionSettings(
-            flavour=presets.MDE,
-            host=simulator.host,
-            port=simulator.port,
-            client_id=simulator.app.client_id,
-            client_secret=simulator.app.client_secret,
-            tenant_id=simulator.tenant_id,
-            auth_url=simulator.auth_url,
-            resource="https://api.securitycenter.microsoft.com",
-            ca_certificate=simulator.ca_pem,
-            page_size=PAGE_SIZE,
-            clock_skew_seconds=0,
-        )
+        settings = settings_for(simulator, page_size=PAGE_SIZE, clock_skew_seconds=0, read_timeout=30.0)
         hostname = simulator.bulk_hostname
         until = datetime.now(UTC)
         since = until - timedelta(days=31)

@@ -16,10 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "integrations_site.settings")
 
-from defender import presets  # noqa: E402
-from defender.services.connection import ConnectionSettings  # noqa: E402
 from defender.services.connectivity import run_test  # noqa: E402
 from defender.simulator import Simulator, silent_listener  # noqa: E402
+from tests.fixtures.connection import settings_for  # noqa: E402
 
 CONNECT_TIMEOUT = 5.0
 
@@ -46,21 +45,6 @@ def unanswered_port():
             sock.close()
 
 
-def settings_for(simulator, port):
-    return ConnectionSettings(
-        flavour=presets.MDE,
-        host="127.0.0.1",
-        port=port,
-        client_id=simulator.app.client_id,
-        client_secret=simulator.app.client_secret,
-        tenant_id=simulator.tenant_id,
-        auth_url=simulator.auth_url,
-        resource="https://api.securitycenter.microsoft.com",
-        ca_certificate=simulator.ca_pem,
-        connect_timeout=CONNECT_TIMEOUT,
-    )
-
-
 def timed(settings):
     started = time.monotonic()
     result = run_test(settings)
@@ -71,12 +55,12 @@ def timed(settings):
 
 def main(rounds=10):
     with Simulator(seed=1) as simulator:
-        passing = [timed(settings_for(simulator, simulator.port)) for _ in range(rounds)]
+        passing = [timed(settings_for(simulator, connect_timeout=CONNECT_TIMEOUT)) for _ in range(rounds)]
         assert all(failed == "none" for _, failed in passing), passing
         with silent_listener() as listener:
-            silent, silent_step = timed(settings_for(simulator, listener.port))
+            silent, silent_step = timed(settings_for(simulator, port=listener.port, connect_timeout=CONNECT_TIMEOUT))
         with unanswered_port() as port:
-            dropped, dropped_step = timed(settings_for(simulator, port))
+            dropped, dropped_step = timed(settings_for(simulator, port=port, connect_timeout=CONNECT_TIMEOUT))
     times = [elapsed for elapsed, _ in passing]
     print(
         f"Test against the simulator, {rounds} runs: median {statistics.median(times) * 1000:.0f} ms, "
