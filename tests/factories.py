@@ -63,3 +63,37 @@ def simulator_integration(simulator, **fields):
     }
     values.update(fields)
     return make_integration(**values)
+
+
+TYPED_SECRET = "typed-secret-value-1234"
+
+
+def integration_form_data(**overrides):
+    """What a person submits in Add Integration > Defender ATP, field by field."""
+    data = {
+        "name": "Defender EU",
+        "location": "local",
+        "api_flavour": presets.MDE,
+        "host": "eu.api.security.microsoft.com",
+        "port": "443",
+        "protocol": "https",
+        "client_id": CLIENT_ID,
+        "client_secret": TYPED_SECRET,
+        "api_version": "v1.0",
+        "auth_url": "https://login.microsoftonline.com",
+        "tenant_id": TENANT_ID,
+        "resource": "https://api.securitycenter.microsoft.com",
+        "proxy_rule": "",
+        "enabled": "on",
+        "connect_timeout": "5",
+        "read_timeout": "30",
+        "verify_tls": "on",
+        "ca_certificate": "",
+        "max_retries": "3",
+        "page_size": "1000",
+        "lookback_hours": "24",
+        "clock_skew_seconds": "300",
+        "secret_expires_on": "",
+    }
+    data.update(overrides)
+    return data

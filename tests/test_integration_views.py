@@ -16,46 +16,17 @@ from tests.factories import (
     CLIENT_ID,
     CLIENT_SECRET,
     TENANT_ID,
+    TYPED_SECRET,
     make_actor,
     make_integration,
     make_proxy_rule,
     simulator_integration,
 )
+from tests.factories import integration_form_data as form_data
 
 LIST = reverse("defender:integration-list")
 ADD = reverse("defender:integration-add", args=["defender_atp"])
 ADD_TEST = reverse("defender:integration-add-test", args=["defender_atp"])
-TYPED_SECRET = "typed-secret-value-1234"
-
-
-def form_data(**overrides):
-    data = {
-        "name": "Defender EU",
-        "location": "local",
-        "api_flavour": presets.MDE,
-        "host": "eu.api.security.microsoft.com",
-        "port": "443",
-        "protocol": "https",
-        "client_id": CLIENT_ID,
-        "client_secret": TYPED_SECRET,
-        "api_version": "v1.0",
-        "auth_url": "https://login.microsoftonline.com",
-        "tenant_id": TENANT_ID,
-        "resource": "https://api.securitycenter.microsoft.com",
-        "proxy_rule": "",
-        "enabled": "on",
-        "connect_timeout": "5",
-        "read_timeout": "30",
-        "verify_tls": "on",
-        "ca_certificate": "",
-        "max_retries": "3",
-        "page_size": "1000",
-        "lookback_hours": "24",
-        "clock_skew_seconds": "300",
-        "secret_expires_on": "",
-    }
-    data.update(overrides)
-    return data
 
 
 def simulator_form_data(simulator, app=None, **overrides):

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from defender.models import Integration, Job, RemoteNode
 from defender.remote import jobs
-from tests.factories import make_integration, simulator_integration
+from tests.factories import integration_form_data, make_integration, simulator_integration
 
 pytestmark = pytest.mark.django_db
 
@@ -58,9 +58,7 @@ def test_without_a_node_checking_in_the_test_expires_with_the_message(admin_clie
 
 
 def test_test_on_the_form_of_a_remote_integration_says_to_submit_first(admin_client, remote):
-    from tests.test_integration_views import form_data
-
-    data = form_data(location="remote", remote_node=remote.remote_node.pk)
+    data = integration_form_data(location="remote", remote_node=remote.remote_node.pk)
     body = admin_client.post(f"/settings/integrations/{remote.pk}/edit/test/", data).content.decode()
     assert "Submit first, then press Test" in body
     assert not Job.objects.exists()
