@@ -195,6 +195,9 @@ def test_a_job_that_arrives_as_the_agent_is_told_to_stop_is_given_back_at_once(
     agent = StoppedAsTheJobArrives(
         site_over_https.url, token_file.read_text(), ca_pem=site_over_https.ca_path.read_text(), wait=1
     )
-    assert agent.run() == 0
+    try:
+        assert agent.run() == 0
+    finally:
+        agent.transport.session.close()  # its kept-alive connection would hold a site thread, and its database link
     job.refresh_from_db()
     assert job.state == Job.State.QUEUED and job.node is None and job.attempts == 1
