@@ -9,7 +9,7 @@ from django.utils import timezone
 from defender import presets, validators
 from defender.fields import EncryptedTextField, has_secret
 from defender.kinds import DEFENDER_ATP, KIND_CHOICES
-from defender.services.connection import ConnectionSettings, ProxySettings
+from defender.services.connection import ConnectionSettings, ProxySettings, bare_host
 
 
 class ProxyRule(models.Model):
@@ -50,6 +50,20 @@ class ProxyRule(models.Model):
 
     def bypass_list(self):
         return tuple(entry.strip() for entry in self.bypass_hosts.replace(",", "\n").splitlines() if entry.strip())
+
+    def tunnel_targets(self):
+        """Where this rule's integrations go through it, (host, port) in order: each one's sign-in host, then its API
+        host; hosts on the bypass list are left out, since their traffic never reaches the proxy."""
+        from urllib.parse import urlsplit
+
+        route = ProxySettings(self.proxy_type, self.host, self.port, bypass_hosts=self.bypass_list())
+        targets = []
+        for integration in self.integrations.order_by("name"):
+            auth = urlsplit(integration.auth_url)
+            for host, port in ((auth.hostname, auth.port or 443), (integration.host, integration.port)):
+                if host and not route.bypasses(host):
+                    targets.append((bare_host(host), port))
+        return list(dict.fromkeys(targets))
 
     def to_settings(self):
         return ProxySettings(

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from defender.models import Integration, ProxyRule
 from defender.services import proxy_check
-from tests.factories import make_integration, make_proxy_rule
+from tests.factories import make_integration, make_proxy_rule, simulator_integration
 from tests.fixtures.proxy import AUTH_PASSWORD, AUTH_USER
 
 LIST = reverse("defender:proxyrule-list")
@@ -207,6 +207,31 @@ def test_the_test_reports_a_tunnel_the_proxy_refuses(admin_client, proxy, closed
     rule = make_proxy_rule(host=proxy.host, port=proxy.port)
     html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
     assert f"answered CONNECT 127.0.0.1:{closed_port} with HTTP/1.1 502 Bad Gateway" in html
+
+
+def test_the_test_tunnels_to_the_hosts_of_the_integrations_that_use_the_rule(admin_client, proxy, simulator):
+    # An isolated lab's proxy reaches only its integrations' hosts: the Test must ask for those, not the internet.
+    rule = make_proxy_rule(host=proxy.host, port=proxy.port)
+    simulator_integration(simulator, proxy_rule=rule)
+    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
+    assert "The Test passed." in html
+    assert f"opened a tunnel to {simulator.host}:{simulator.port}" in html
+    assert proxy.connect_targets == [f"{simulator.host}:{simulator.port}"]
+
+
+def test_the_test_names_the_integration_host_the_proxy_cannot_reach(admin_client, proxy, simulator, closed_port):
+    rule = make_proxy_rule(host=proxy.host, port=proxy.port)
+    simulator_integration(simulator, proxy_rule=rule)
+    simulator_integration(simulator, name="Unreachable API", host="127.0.0.1", port=closed_port, proxy_rule=rule)
+    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
+    assert f"answered CONNECT 127.0.0.1:{closed_port} with HTTP/1.1 502 Bad Gateway" in html
+    assert f"{simulator.host}:{simulator.port}" in proxy.connect_targets
+
+
+def test_hosts_on_the_bypass_list_are_not_tunnelled(db, simulator):
+    rule = make_proxy_rule(bypass_hosts=simulator.host)
+    simulator_integration(simulator, proxy_rule=rule)
+    assert rule.tunnel_targets() == []
 
 
 def test_the_test_is_bounded_by_its_timeout_when_the_proxy_never_answers(silent_listener, db):

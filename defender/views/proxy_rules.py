@@ -128,7 +128,7 @@ class ProxyRuleTestView(PermissionRequiredMixin, SingleObjectMixin, View):
         rule = self.get_object()
         return test_steps_response(
             request,
-            proxy_check.iter_proxy_steps(rule.to_settings()),
+            proxy_check.iter_proxy_steps(rule.to_settings(), targets=rule.tunnel_targets()),
             title=f"proxy rule {rule.name}",
             back_links=[
                 (rule.name, reverse("defender:proxyrule-detail", args=[rule.pk])),
