@@ -17,13 +17,33 @@
     runTest(button);
   });
 
+  // A Test pressed in a table row shows its steps in a row right below it, where the person is looking.
+  function placeNextToRow(button, indicator, target) {
+    const row = button.closest("tr");
+    if (!row) {
+      return;
+    }
+    let panelRow = document.getElementById("test-panel-row");
+    if (!panelRow) {
+      panelRow = document.createElement("tr");
+      panelRow.id = "test-panel-row";
+      panelRow.appendChild(document.createElement("td"));
+    }
+    const cell = panelRow.firstElementChild;
+    cell.colSpan = row.cells.length;
+    cell.append(indicator, target);
+    row.after(panelRow);
+  }
+
   async function runTest(button) {
     const target = document.querySelector(button.getAttribute("hx-target"));
     const indicator = document.querySelector(button.getAttribute("hx-indicator"));
     const form = button.form || button.closest("form");
+    placeNextToRow(button, indicator, target);
     button.disabled = true;
     indicator.classList.add("htmx-request");
     target.replaceChildren();
+    indicator.scrollIntoView({ block: "nearest" });
     try {
       const response = await fetch(button.getAttribute("hx-post"), {
         method: "POST",
@@ -52,6 +72,10 @@
     } finally {
       button.disabled = false;
       indicator.classList.remove("htmx-request");
+      // Focus follows the result, so a keyboard user who pressed Test hears and reads it next.
+      target.tabIndex = -1;
+      target.focus({ preventScroll: true });
+      target.scrollIntoView({ block: "nearest" });
     }
   }
 

@@ -1,11 +1,15 @@
-"""The region presets of Add Integration by keyboard and mouse: the chosen one shows as chosen, a flavour switch keeps
-the region, More reads Less once open, and a focused preset looks focused rather than disabled."""
+"""Add Integration and the list by keyboard and mouse: the chosen region preset shows as chosen, a flavour switch keeps
+the region, More reads Less once open, a focused preset looks focused rather than disabled, and a Test pressed on a
+row shows its result by that row and takes the focus."""
+
+import re
 
 import pytest
 from playwright.sync_api import expect
 
 from defender import presets
 from tests.conftest import PASSWORD
+from tests.factories import simulator_integration
 
 pytestmark = pytest.mark.browser
 
@@ -61,3 +65,22 @@ def test_a_preset_reached_by_keyboard_has_a_visible_focus_ring(add_form):
     assert focused == "global"
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none"
+
+
+def test_a_test_pressed_on_a_low_row_shows_below_that_row_and_takes_the_focus(
+    page, live_server, log_in, admin_user, simulator
+):
+    for number in range(30):
+        simulator_integration(simulator, name=f"Integration {number:02}")
+    log_in(admin_user.username, PASSWORD)
+    page.set_viewport_size({"width": 1366, "height": 700})
+    page.goto(f"{live_server.url}/settings/integrations/")
+    row = page.get_by_role("row", name=re.compile("Integration 29"))
+    row.get_by_role("button", name="Test").focus()
+    page.keyboard.press("Enter")
+    result = page.locator("#test-result")
+    expect(result.get_by_text("The Test passed.")).to_be_in_viewport()
+    assert page.evaluate("document.activeElement.id") == "test-result"
+    # The panel sits in the row right below the one whose Test was pressed.
+    below = page.evaluate("document.getElementById('test-panel-row').previousElementSibling.textContent")
+    assert "Integration 29" in below
