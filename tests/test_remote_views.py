@@ -57,10 +57,12 @@ def test_without_a_node_checking_in_the_test_expires_with_the_message(admin_clie
     assert "remote node dmz-node has never checked in" in body and "The Test failed." in body
 
 
-def test_test_on_the_form_of_a_remote_integration_says_to_submit_first(admin_client, remote):
+def test_test_on_the_form_of_a_remote_integration_says_to_submit_and_is_never_green(admin_client, remote):
     data = integration_form_data(location="remote", remote_node=remote.remote_node.pk)
     body = admin_client.post(f"/settings/integrations/{remote.pk}/edit/test/", data).content.decode()
-    assert "Submit first, then press Test" in body
+    assert "Submit, then press Test" in body and "runs on node dmz-node" in body
+    assert "Nothing was tested." in body
+    assert "The Test passed." not in body
     assert not Job.objects.exists()
 
 

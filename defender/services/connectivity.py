@@ -36,6 +36,7 @@ from defender.services.errors import (
 logger = logging.getLogger(__name__)
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+NOT_TESTED = "not tested"  # a verdict, never a step's outcome
 STEP_NAMES = ("DNS lookup", "TCP connection", "TLS handshake", "Token", "Permissions", "API call")
 
 
@@ -53,14 +54,29 @@ class TestResult:
 
     @property
     def ok(self):
-        return bool(self.steps) and all(step.outcome != FAILED for step in self.steps)
+        """Passed only when nothing failed and the last step, the one that proves the whole road (the API call, the
+        proxy's tunnel), passed: a Test whose steps were all skipped tested nothing and is never green."""
+        return bool(self.steps) and not self.failed_step and self.steps[-1].outcome == PASSED
+
+    @property
+    def failed_step(self):
+        return next((step for step in self.steps if step.outcome == FAILED), None)
+
+    @property
+    def verdict(self):
+        """passed, failed, or "not tested" (nothing failed, but nothing decisive ran either)."""
+        if self.ok:
+            return PASSED
+        return FAILED if self.failed_step else NOT_TESTED
 
     @property
     def summary(self):
-        """One line for the integration list: what failed, or that everything passed."""
-        failed = next((step for step in self.steps if step.outcome == FAILED), None)
+        """One line for the integration list: what failed, what to do when nothing was tested, or that all passed."""
+        failed = self.failed_step
         if failed:
             return f"{failed.name} failed: {failed.message}"
+        if not self.ok:
+            return self.steps[-1].message if self.steps else "No step ran."
         total = sum(step.duration_ms for step in self.steps) / 1000
         return f"All steps passed in {total:.1f} s."
 

@@ -118,12 +118,14 @@ class FormTestMixin:
             form.ask_to_retype_secret()
         if form.instance.location == Integration.Location.REMOTE:
             # The node runs saved integrations only: their settings, secret included, are sent when it claims a job.
+            node = form.instance.remote_node
             steps = [
                 Step(
                     "Remote node",
                     SKIPPED,
                     0,
-                    "Submit first, then press Test: a Remote integration's Test runs on its node.",
+                    f"Submit, then press Test: the Test of a Remote integration runs on node {node}, which takes only "
+                    "saved integrations.",
                 )
             ]
         else:
