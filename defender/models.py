@@ -171,7 +171,10 @@ class Integration(models.Model):
         if days is None or days > self.SECRET_WARNING_DAYS:
             return ""
         if days < 0:
-            return f"The client secret expired on {self.secret_expires_on:%Y-%m-%d}: create a new one and enter it."
+            return (
+                f"The client secret expired on {self.secret_expires_on:%Y-%m-%d}: Entra ID refuses it, so the Test "
+                "and alert lookups will fail. Create a new one and enter it."
+            )
         when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
         return f"The client secret expires {when} ({self.secret_expires_on:%Y-%m-%d}): create a new one in time."
 

@@ -406,3 +406,15 @@ def test_a_secret_that_expires_soon_or_has_expired_is_flagged_in_the_list_and_on
     assert body.count("Secret expires soon") == 1 and body.count("Secret expired<") == 1
     page = admin_client.get(f"/settings/integrations/{soon.pk}/").content.decode()
     assert "The client secret expires in 10 days" in page
+
+
+def test_a_secret_expiry_date_in_the_past_is_saved_with_a_warning_that_the_integration_will_fail(admin_client):
+    response = admin_client.post(
+        reverse("defender:integration-add", args=["defender_atp"]),
+        form_data(secret_expires_on="2020-01-31"),
+        follow=True,
+    )
+    html = response.content.decode()
+    assert "Integration Defender EU was added." in html
+    assert "The client secret expired on 2020-01-31" in html and "will fail" in html
+    assert Integration.objects.get().secret_expires_on == date(2020, 1, 31)

@@ -1,5 +1,6 @@
 """Settings > Integrations: the list, Add and Edit, the detail page, Delete, and the Test."""
 
+from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
 from django.http import Http404, StreamingHttpResponse
@@ -105,7 +106,11 @@ class IntegrationFormMixin(SuccessMessageMixin):
 
     def form_valid(self, form):
         form.instance.updated_by = self.request.user
-        return super().form_valid(form)
+        response = super().form_valid(form)
+        if warning := self.object.secret_expiry_warning:
+            # Saved as typed (the date may be what Entra ID shows), but the person must know it will not work.
+            messages.warning(self.request, warning)
+        return response
 
 
 class FormTestMixin:
