@@ -84,3 +84,15 @@ def test_a_test_pressed_on_a_low_row_shows_below_that_row_and_takes_the_focus(
     # The panel sits in the row right below the one whose Test was pressed.
     below = page.evaluate("document.getElementById('test-panel-row').previousElementSibling.textContent")
     assert "Integration 29" in below
+
+
+def test_a_test_on_the_detail_page_shows_its_steps_once(page, live_server, log_in, admin_user, simulator):
+    integration = simulator_integration(simulator)
+    log_in(admin_user.username, PASSWORD)
+    page.goto(f"{live_server.url}/settings/integrations/{integration.pk}/")
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(page.get_by_text("The Test passed.")).to_be_visible()
+    page.reload()
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(page.get_by_text("The Test passed.")).to_be_visible()
+    expect(page.locator(".step-name:visible", has_text="API call")).to_have_count(1)

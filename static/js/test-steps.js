@@ -45,6 +45,9 @@
     button.disabled = true;
     indicator.classList.add("htmx-request");
     target.replaceChildren();
+    document.querySelectorAll("[data-replaced-by-test]").forEach(function (element) {
+      element.hidden = true;
+    });
     indicator.scrollIntoView({ block: "nearest" });
     try {
       const response = await fetch(button.getAttribute("hx-post"), {
