@@ -158,13 +158,15 @@ def certificate_failure(host, verify_code, verify_message, issuer=""):
         return TlsFailed(
             f"The certificate for {host} is not valid yet{by}.", "Check the site's clock.", code=verify_code
         )
-    if verify_code == 62:
+    if verify_code in (62, 63, 64):  # host name, e-mail or IP address mismatch: another CA would not help
         return TlsFailed(
-            f"The certificate presented by {host} is not valid for that name ({verify_message}){by}.",
+            f"The certificate presented by {host} is not valid for that name ({verify_message.rstrip('.')}){by}.",
             "Check the host name: it must match a name in the server's certificate.",
             code=verify_code,
         )
-    return TlsFailed(f"The certificate for {host} failed verification: {verify_message}{by}.", fix, code=verify_code)
+    return TlsFailed(
+        f"The certificate for {host} failed verification: {verify_message.rstrip('.')}{by}.", fix, code=verify_code
+    )
 
 
 # --- sessions and transport ---------------------------------------------------------------------------------------

@@ -228,6 +228,12 @@ class _Probe:
 
     def tls(self):
         if self.settings.protocol != "https":
+            if self._speaks_tls():
+                # Plain HTTP to a TLS port ends in a reset later on, which would blame the host or the proxy.
+                raise TlsFailed(
+                    f"{self.target} speaks HTTPS, but the integration's Protocol is HTTP.",
+                    "Set Protocol to HTTPS (or check the port: plain HTTP usually listens on another one).",
+                )
             return (
                 SKIPPED,
                 "The API is set to plain HTTP: there is no certificate to check, and traffic is not encrypted.",
@@ -252,6 +258,20 @@ class _Probe:
             f"The certificate for {self.settings.host} (issued by {_name(certificate.get('issuer'))}) is trusted and "
             f"valid until {expires:%Y-%m-%d}; {tls.version()}."
         )
+
+    def _speaks_tls(self):
+        """Whether the API's port completes a TLS handshake (certificate not checked), over the same route."""
+        try:
+            sock = self._open_route()
+        except (OSError, DefenderError):
+            return False
+        try:
+            _handshake(sock, _context(False), self.settings.host, self.settings.connect_timeout, self.target)
+        except (OSError, ssl.SSLError, DefenderError):
+            return False
+        finally:
+            sock.close()
+        return True
 
     def _issuer_of_presented_certificate(self):
         """Who signed the certificate that failed, read over a second connection that does not verify."""
