@@ -1,4 +1,4 @@
-"""The simulator behaves like Entra ID and the Defender, Graph and SIEM APIs as ../shared/reference/defender-api.md
+"""The simulator behaves like Entra ID and the Defender, Graph and SIEM APIs as docs/microsoft-api.md
 documents them: real msal and requests over real HTTPS against the session simulator."""
 
 import time
