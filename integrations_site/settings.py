@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from integrations_site import env
+from integrations_site import env, private_files
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env.read("VAR_DIR", str(BASE_DIR / "var")))
@@ -102,9 +102,14 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "integrations_site.wsgi.application"
 
+_database_url = env.read("DATABASE_URL")  # lower case: never listed among the settings on an error page
+if _database_url is None:
+    # The development database lives in var/, which only this user may enter (the file itself is made 0600 when
+    # SQLite creates it: integrations_site/private_files.py).
+    private_files.private_folder(VAR_DIR)
 DATABASES = {
     "default": dj_database_url.parse(
-        env.read("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        _database_url or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
         conn_max_age=env.integer("DATABASE_CONN_MAX_AGE", 60),
     )
 }
