@@ -3,6 +3,7 @@
 See the configuration table in README.md. Every variable may also be given as NAME_FILE=/path.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -37,6 +38,12 @@ def _required_secret(name):
     return load_or_create(VAR_DIR)[name]
 
 
+def _at_least(name, value, low):
+    if value < low:
+        raise ImproperlyConfigured(f"{name} must be at least {low}, not {value}.")
+    return value
+
+
 SECRET_KEY = _required_secret("SECRET_KEY")
 # The first key encrypts; every key decrypts. Rotate by putting a new key first and running rotate_encryption_key.
 FIELD_ENCRYPTION_KEYS = [key.strip() for key in _required_secret("FIELD_ENCRYPTION_KEYS").split(",") if key.strip()]
@@ -67,6 +74,7 @@ INSTALLED_APPS = [
     "django_tables2",
     "django_filters",
     "django_htmx",
+    "axes",
     "defender",
 ]
 
@@ -81,6 +89,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "integrations_site.middleware.SlidingSessionMiddleware",
+    # Last, so it turns a lockout flagged during the login view into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "integrations_site.urls"
@@ -124,6 +135,27 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "defender:integration-list"
 LOGOUT_REDIRECT_URL = "login"
+# Axes checks every login (the console's and /admin/login/) before the password is; see README, Logins.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _at_least("LOGIN_FAILURE_LIMIT", env.integer("LOGIN_FAILURE_LIMIT", 5), 1)
+AXES_COOLOFF_TIME = timedelta(minutes=_at_least("LOGIN_COOLOFF_MINUTES", env.integer("LOGIN_COOLOFF_MINUTES", 15), 1))
+# A user name is locked from the address that failed, so nobody can lock an administrator out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The cool-off runs from the failure that locked: attempts while locked neither count nor prolong it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "defender.logins.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "defender.logins.client_address"
+# Reverse proxies in front of the site that append the client's address to X-Forwarded-For (0: none, use the
+# connection's address).
+TRUSTED_PROXY_COUNT = _at_least("TRUSTED_PROXY_COUNT", env.integer("TRUSTED_PROXY_COUNT", 0), 0)
+
+# Sessions end after this many seconds without a request (sliding; refreshed at most once a minute).
+SESSION_IDLE_TIMEOUT = _at_least("SESSION_IDLE_TIMEOUT", env.integer("SESSION_IDLE_TIMEOUT", 8 * 60 * 60), 60)
+SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.read("TIME_ZONE", "UTC")

@@ -135,3 +135,36 @@ def test_files_made_before_are_made_private_at_the_next_start(tmp_path):
 
     assert again.returncode == 0, again.stderr
     assert (mode(tmp_path), mode(tmp_path / "dev-secrets.json"), mode(tmp_path / "db.sqlite3")) == (0o700, 0o600, 0o600)
+
+
+def test_login_lockout_and_idle_timeout_come_from_the_environment(tmp_path):
+    result = run_manage(
+        "shell",
+        "-c",
+        "from django.conf import settings as s; "
+        "print(s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME.total_seconds(), s.SESSION_COOKIE_AGE, s.TRUSTED_PROXY_COUNT, "
+        "s.ALLOW_METADATA_HOSTS)",
+        extra_env={
+            "LOGIN_FAILURE_LIMIT": "3",
+            "LOGIN_COOLOFF_MINUTES": "30",
+            "SESSION_IDLE_TIMEOUT": "900",
+            "TRUSTED_PROXY_COUNT": "1",
+            "ALLOW_METADATA_HOSTS": "true",
+        },
+        tmp_path=tmp_path,
+    )
+    assert result.stdout.splitlines()[-1].split() == ["3", "1800.0", "900", "1", "True"], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("LOGIN_FAILURE_LIMIT", "0", "LOGIN_FAILURE_LIMIT must be at least 1, not 0."),
+        ("LOGIN_COOLOFF_MINUTES", "0", "LOGIN_COOLOFF_MINUTES must be at least 1, not 0."),
+        ("SESSION_IDLE_TIMEOUT", "5", "SESSION_IDLE_TIMEOUT must be at least 60, not 5."),
+    ],
+)
+def test_a_setting_out_of_range_stops_start_up(tmp_path, variable, value, message):
+    result = run_manage("check", extra_env={variable: value}, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
