@@ -16,3 +16,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("defender.urls")),
 ]
+
+handler403 = "defender.views.errors.permission_denied"
