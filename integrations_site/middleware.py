@@ -1,10 +1,27 @@
-"""Site-wide session rules: a session ends after a time without use."""
+"""Site-wide response and session rules: pages are never cached, and a session ends after a time without use."""
 
 from django.utils import timezone
 
 LAST_SEEN_KEY = "last_seen"
 # The session's expiry is pushed forward at most this often, so a page that polls does not write on every request.
 REFRESH_EVERY_SECONDS = 60
+
+
+class NoStoreMiddleware:
+    """``Cache-Control: no-store`` on every response that sets no caching of its own.
+
+    Every page shows integrations, alerts, node tokens or who is signed in, and the CSV export is alert data: none of
+    it may stay in a browser's or a proxy's cache after logout. Static files are served before middleware runs.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
+        return response
 
 
 class SlidingSessionMiddleware:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from integrations_site import env, private_files
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "django_filters",
     "django_htmx",
     "axes",
+    "csp",
     "defender",
 ]
 
@@ -88,7 +90,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Pages show integrations, alerts and tokens: no browser or proxy cache keeps them.
+    "integrations_site.middleware.NoStoreMiddleware",
     "integrations_site.middleware.SlidingSessionMiddleware",
     # Last, so it turns a lockout flagged during the login view into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -188,5 +193,21 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env.boolean("SECURE_HSTS_PRELOAD", default=True)
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Only the site's own scripts and styles: no inline script, no style attribute, nothing from elsewhere. Bootstrap's
+# stylesheet draws its form controls with data: SVG images.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 LOGGING = env.logging_config(env.read("LOG_LEVEL", "INFO"))
