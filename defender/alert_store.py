@@ -7,6 +7,7 @@ never stops the others.
 
 import csv
 import logging
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC
@@ -215,8 +216,16 @@ CSV_HEADER = [
 
 
 def neutralise(value):
+    """Prefix a quote to a cell a spreadsheet would run as a formula, so it shows as text.
+
+    Spreadsheets trim leading spaces and line feeds before looking for a formula, and read the full-width and small
+    forms (＝ ＋ － ＠, ﹦ ﹢ ﹣ ﹫) as the ASCII ones; NFKC folds those onto = + - @.
+    """
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    first = text.lstrip()[:1]
+    if text.startswith(FORMULA_STARTS) or unicodedata.normalize("NFKC", first) in FORMULA_STARTS:
+        return "'" + text
+    return text
 
 
 class _Echo:

@@ -13,3 +13,5 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = env.logging_config(env.read("LOG_LEVEL", "INFO"))
+# As on the site: a Test run on the node refuses link-local and cloud metadata addresses unless this is on.
+ALLOW_METADATA_HOSTS = env.boolean("ALLOW_METADATA_HOSTS", default=False)

@@ -220,6 +220,7 @@ def test_an_actor_known_only_by_its_alternate_hostname_gets_alerts(simulator):
         ("-2+3", "'-2+3"),
         ("@SUM(A1)", "'@SUM(A1)"),
         ("\t=1", "'\t=1"),
+        ("\rcmd", "'\rcmd"),
         ("Suspicious PowerShell", "Suspicious PowerShell"),
         ("", ""),
         (None, ""),
@@ -227,6 +228,33 @@ def test_an_actor_known_only_by_its_alternate_hostname_gets_alerts(simulator):
 )
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(cell, written):
     assert alert_store.neutralise(cell) == written
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "  =1+1",
+        " +cmd",
+        '\n=HYPERLINK("http://evil")',
+        "\n\n  @SUM(A1)",
+        "\u00a0-2+3",  # a no-break space
+        "\u3000=1",  # an ideographic (full-width) space
+        "＝1+1",
+        "＋cmd",
+        "－2+3",
+        "＠SUM(A1)",
+        " ＝1",
+        "\n＠SUM(A1)",
+        "﹦1",  # the small form of =
+    ],
+)
+def test_formula_starts_after_leading_whitespace_or_a_line_feed_or_in_full_width_are_neutralised(cell):
+    assert alert_store.neutralise(cell) == "'" + cell
+
+
+@pytest.mark.parametrize("cell", ["Defender saw = 1 alert", "ws-fin-07", "a\n=b", "T1059.001; T1105", " 42"])
+def test_text_with_a_formula_character_later_on_is_left_alone(cell):
+    assert alert_store.neutralise(cell) == cell
 
 
 @pytest.mark.django_db

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from defender.forms.choices import ModelMultipleChoiceField
 from defender.models import Actor, Integration
 
 # Defender keeps an endpoint's data for 180 days at most, and the integration's lookback is capped there too.
@@ -67,7 +68,7 @@ class AlertFetchForm(forms.Form):
     }
     CUSTOM = "custom"
 
-    integrations = forms.ModelMultipleChoiceField(
+    integrations = ModelMultipleChoiceField(
         queryset=Integration.objects.none(),
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Choose at least one integration to ask."},

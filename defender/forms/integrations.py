@@ -8,6 +8,7 @@ from django import forms
 
 from defender import presets
 from defender.forms import destination_changed
+from defender.forms.choices import ModelChoiceField
 from defender.models import Integration, ProxyRule, RemoteNode
 from defender.services.errors import permission_advice
 
@@ -55,14 +56,14 @@ class IntegrationForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="The secret's Value from Certificates & secrets (not its Secret ID). Stored encrypted.",
     )
-    remote_node = forms.ModelChoiceField(
+    remote_node = ModelChoiceField(
         RemoteNode.objects.all(),
         label="Remote node",
         required=False,
         empty_label="Choose a node",
         help_text="For Remote: the node inside the network that reaches Defender runs the Test and alert lookups.",
     )
-    proxy_rule = forms.ModelChoiceField(
+    proxy_rule = ModelChoiceField(
         ProxyRule.objects.all(),
         label="Proxy",
         required=False,

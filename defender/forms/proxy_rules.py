@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from defender.forms import destination_changed
+from defender.forms.choices import ModelMultipleChoiceField
 from defender.models import Integration, ProxyRule
 
 # RFC 1929 allows 255 bytes each for the user name and the password, but the SOCKS client this console uses sends a
@@ -67,7 +68,7 @@ class ProxyRuleForm(forms.ModelForm):
         return cleaned
 
 
-class IntegrationChoiceField(forms.ModelMultipleChoiceField):
+class IntegrationChoiceField(ModelMultipleChoiceField):
     def label_from_instance(self, integration):
         if integration.proxy_rule is None:
             return integration.name

@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from defender import presets
 from defender.services import alerts, auth
+from defender.services.addresses import refuse_metadata
 from defender.services.client import certificate_failure, trust_for
 from defender.services.connection import url_host
 from defender.services.errors import (
@@ -140,10 +141,16 @@ class _Probe:
         name = self.proxy.host if self.proxy else self.settings.host
         port = self.proxy.port if self.proxy else self.settings.port
         whose = f"The proxy {name}" if self.proxy else name
+        if self.proxy:
+            # The proxy resolves the API host itself: refuse at least a host that names a metadata service.
+            refuse_metadata(self.settings.host, [])
         if _is_ip(name):
+            refuse_metadata(name, [name])
             self.addresses = [(name, port)]
             return PASSED, f"{whose} is an IP address; nothing to look up."
         self.addresses = _resolve(name, port, self.settings.connect_timeout)
+        # The form refused such names as typed; this catches a name that resolves there (DNS may say anything).
+        refuse_metadata(name, [address for address, _ in self.addresses])
         shown = ", ".join(dict.fromkeys(address for address, _ in self.addresses))
         note = f" (the proxy looks up {self.settings.host} itself)" if self.proxy else ""
         return PASSED, f"{whose} resolves to {shown}{note}."

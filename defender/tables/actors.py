@@ -3,9 +3,10 @@
 import django_tables2 as tables
 
 from defender.models import Actor
+from defender.tables.paging import ConsoleTable
 
 
-class ActorTable(tables.Table):
+class ActorTable(ConsoleTable):
     name = tables.Column(linkify=("defender:actor-detail", {"pk": tables.A("pk")}))
     hostname = tables.Column()
     alternate_hostname = tables.Column(verbose_name="Alternate hostname")

@@ -7,6 +7,7 @@ from django.utils.html import format_html, format_html_join
 
 from defender.alert_store import safe_portal_url
 from defender.models import Alert
+from defender.tables.paging import ConsoleTable
 
 SEVERITY_BADGES = {
     Alert.Severity.HIGH: "text-bg-danger",
@@ -38,7 +39,7 @@ class SortedColumn(tables.Column):
         return queryset.order_by(*keys, "-created", "-pk"), True
 
 
-class AlertTable(tables.Table):
+class AlertTable(ConsoleTable):
     created = SortedColumn(verbose_name="Created", order_by="created")
     # By rank, not by name: alphabetically High would sort between Informational and Low.
     severity = SortedColumn(order_by="severity_rank")

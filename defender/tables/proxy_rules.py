@@ -3,9 +3,10 @@
 import django_tables2 as tables
 
 from defender.models import ProxyRule
+from defender.tables.paging import ConsoleTable
 
 
-class ProxyRuleTable(tables.Table):
+class ProxyRuleTable(ConsoleTable):
     name = tables.Column(linkify={"viewname": "defender:proxyrule-detail", "args": [tables.A("pk")]})
     proxy = tables.TemplateColumn(
         "{{ record.host }}:{{ record.port }}", verbose_name="Proxy", accessor="host", order_by=("host", "port")
