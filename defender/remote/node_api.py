@@ -26,7 +26,7 @@ from defender.services import untrusted
 logger = logging.getLogger(__name__)
 
 MAX_CHECK_IN_BYTES = 16 * 1024
-# A job's answer nests about twenty levels at most (an alert's raw JSON is cut at untrusted.STORED_DEPTH).
+# A job's answer nests twenty levels at most: an agent cuts an alert's raw JSON at untrusted.STORED_DEPTH.
 MAX_JSON_DEPTH = 32
 # Enough for any 64-bit integer.
 MAX_INTEGER_DIGITS = 20

@@ -8,6 +8,7 @@ the storable copies are made once, where a value is about to be stored or sent o
 
 import math
 import re
+from datetime import UTC, datetime
 from itertools import accumulate
 
 # --- nesting ------------------------------------------------------------------------------------------------------
@@ -46,10 +47,33 @@ def text(value: object, limit: int) -> str:
 
 def text_list(value: object, limit: int, most: int) -> tuple:
     """At most ``most`` texts from a list (e.g. MITRE technique IDs), each cut to ``limit``; () for a non-list."""
-    if not isinstance(value, list):
+    if type(value) is not list:
         return ()
-    texts = (text(item, limit) for item in value[:most])
-    return tuple(item for item in texts if item)
+    items = value[:most]
+    if all(type(item) is str and len(item) <= limit for item in items):
+        return tuple(items)
+    return tuple(item for item in (text(item, limit) for item in items) if item)
+
+
+# The longest ISO 8601 time the APIs send (2026-05-01T12:00:00.1234567+00:00) with room to spare.
+LONGEST_TIME = 40
+
+
+def moment(value: object) -> datetime | None:
+    """An aware datetime from ISO 8601 text (7-digit fractions and Z included; no zone means UTC), or None for
+    anything else. Years at the ends of the calendar are refused: moving them to UTC would overflow."""
+    if type(value) is str:
+        if len(value) > LONGEST_TIME:
+            return None
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    elif not isinstance(value, datetime):
+        return None
+    if not 1 < value.year < 9999:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def identifier(value: object, limit: int) -> str:
@@ -66,7 +90,7 @@ def identifier(value: object, limit: int) -> str:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # How deep and how long stored JSON may be: alerts nest five or six levels, and a command line is at most 32,767
 # characters on Windows.
-STORED_DEPTH = 24
+STORED_DEPTH = 16
 STORED_TEXT = 32768
 TOO_DEEP = "(nested too deeply; not kept)"
 
