@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from integrations_site import env
+from integrations_site import env, log_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env.read("VAR_DIR", str(BASE_DIR / "var")))
@@ -148,4 +148,5 @@ if not DEBUG:
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
-LOGGING = env.logging_config(env.read("LOG_LEVEL", "INFO"))
+# Every handler masks secrets and tokens, whichever library logs them (integrations_site/log_config.py).
+LOGGING = log_config.logging_config(env.read("LOG_LEVEL", "INFO"))
