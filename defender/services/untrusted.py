@@ -49,10 +49,13 @@ def text_list(value: object, limit: int, most: int) -> tuple:
     """At most ``most`` texts from a list (e.g. MITRE technique IDs), each cut to ``limit``; () for a non-list."""
     if type(value) is not list:
         return ()
-    items = value[:most]
-    if all(type(item) is str and len(item) <= limit for item in items):
-        return tuple(items)
-    return tuple(item for item in (text(item, limit) for item in items) if item)
+    if len(value) <= most:
+        for item in value:
+            if type(item) is not str or len(item) > limit:
+                break
+        else:
+            return tuple(value)  # the usual case, checked without building anything
+    return tuple(item for item in (text(item, limit) for item in value[:most]) if item)
 
 
 # The longest ISO 8601 time the APIs send (2026-05-01T12:00:00.1234567+00:00) with room to spare.
@@ -77,12 +80,15 @@ def moment(value: object) -> datetime | None:
 
 
 def identifier(value: object, limit: int) -> str:
-    """An ID to key a record by, or "" when there is none: a number is written out, and text longer than the column
+    """An ID to key a record by, or "" when there is none: an integer is written out, and text longer than the column
     is refused rather than cut (two cut IDs could name different records)."""
-    if isinstance(value, bool):
+    if type(value) is str:
+        value = value.strip()
+    elif type(value) is int:
+        value = str(value)
+    else:
         return ""
-    found = text(value, limit + 1).strip()
-    return found if len(found) <= limit else ""
+    return value if 0 < len(value) <= limit and value != NULL_TEXT else ""
 
 
 # --- making values storable ---------------------------------------------------------------------------------------
