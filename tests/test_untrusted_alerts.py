@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from defender import alert_store, presets
@@ -223,6 +224,23 @@ def test_a_hostile_integration_stores_what_it_could_read_and_the_other_integrati
         text = json.dumps([alert.title, alert.detection_source, alert.raw], ensure_ascii=False)
         assert "\x00" not in text and "\ud800" not in text
     assert stored.filter(title="text with a NUL  inside", detection_source="text with a lone surrogate ? inside")
+
+
+def test_get_alerts_on_the_actor_page_shows_both_integrations_when_one_is_hostile(admin_client, simulator, hostile):
+    actor = Actor.objects.create(name="Finance workstation", hostname=ACTOR)
+    good = simulator_integration(simulator, name="Defender")
+    bad = simulator_integration(hostile, name="Hostile Defender")
+
+    response = admin_client.post(
+        reverse("defender:actor-get-alerts", args=[actor.pk]),
+        {"integrations": [good.pk, bad.pk], "window": "30d"},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "2 alerts could not be read and were skipped." in content
+    assert response.context["table"].paginator.count == 17 + 15
 
 
 @pytest.mark.django_db
