@@ -225,7 +225,11 @@ def _graph_alerts(api, settings, names, window):
 def _graph_device(raw, names):
     """(device name, matching actor name) of an alerts_v2 alert: the first device evidence that names one of
     ``names``; ("", None) when its devices are others; (None, None) when it cannot be told which device it is on."""
-    evidence = raw.get("evidence", []) if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        return None, None
+    evidence = raw.get("evidence")
+    if evidence is None:
+        return "", None  # no evidence names no device: not one of the actor's
     if not isinstance(evidence, list):
         return None, None
     readable = True
