@@ -10,7 +10,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from integrations_site import env, private_files
+from integrations_site import env, log_config, private_files
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env.read("VAR_DIR", str(BASE_DIR / "var")))
@@ -210,4 +210,5 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-LOGGING = env.logging_config(env.read("LOG_LEVEL", "INFO"))
+# Every handler masks secrets and tokens, whichever library logs them (integrations_site/log_config.py).
+LOGGING = log_config.logging_config(env.read("LOG_LEVEL", "INFO"))

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from defender.simulator import Simulator
+from defender.simulator.faults import HOSTILE_VALUES
 from defender.simulator.instructions import form_values, start_or_explain
 
 
@@ -33,6 +34,14 @@ class Command(BaseCommand):
         faults.add_argument(
             "--missing-next-link", action="store_true", help="Leave out @odata.nextLink when the client sends $top."
         )
+        faults.add_argument(
+            "--hostile-alerts",
+            default="",
+            metavar="FIELD=KIND,...;...",
+            help="Serve alerts no documented API sends, one ';' part per alert, e.g. 'title=object;id=missing' "
+            "(kinds: " + ", ".join(HOSTILE_VALUES) + ").",
+        )
+        faults.add_argument("--hostile-alerts-on", default="", metavar="MACHINE", help="Only that machine's alerts.")
         faults.add_argument("--faults-apply-to", choices=["api", "token", "all"], default="api")
 
     def handle(self, *args, **options):
@@ -51,6 +60,8 @@ class Command(BaseCommand):
             delay=options["delay"],
             malformed_page=options["malformed_page"],
             missing_next_link_with_top=options["missing_next_link"],
+            hostile_alerts=options["hostile_alerts"],
+            hostile_alerts_on=options["hostile_alerts_on"],
             applies_to=options["faults_apply_to"],
         )
         stop = threading.Event()
