@@ -10,7 +10,7 @@ import logging
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 from urllib.parse import urlsplit
 
 from django.db import DatabaseError, transaction
@@ -95,13 +95,14 @@ def _ask(integration, settings, names, since, until):
         logger.exception("Getting alerts from integration %s failed unexpectedly", integration.pk)
         message = f"Getting alerts from {integration.name} failed unexpectedly; the server log has the details."
         return Outcome(integration, False, message, since, until, tuple(names))
-    window_since, window_until = result.window
+    # The window as asked (the default lookback when none was given), without the clock-skew widening.
+    skew = timedelta(seconds=settings.clock_skew_seconds)
     return Outcome(
         integration,
         True,
         result.message,
-        window_since,
-        window_until,
+        result.window.since + skew,
+        result.window.until - skew,
         tuple(result.tried_names),
         tuple(result.alerts),
     )
@@ -135,6 +136,7 @@ def _note_ask(actor, outcome, asked_at):
             "asked_at": asked_at,
             "since": outcome.since,
             "until": outcome.until,
+            "clock_skew_seconds": outcome.integration.clock_skew_seconds,
             "tried_names": list(outcome.tried_names),
             "ok": outcome.ok,
             "message": outcome.message,

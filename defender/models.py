@@ -1,5 +1,7 @@
 """The integration data model: integrations, the proxy rules they may use, and the actors whose alerts they fetch."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
@@ -321,13 +323,20 @@ class Alert(models.Model):
 
 
 class AlertFetch(models.Model):
-    """The last time an integration was asked for an actor's alerts: when, for which window, and how it went."""
+    """The last time an integration was asked for an actor's alerts: when, for which window, and how it went.
+
+    ``since`` and ``until`` are the window as the person asked for it; Defender was asked for that window widened on
+    both ends by the clock-skew tolerance, so that an alert stamped by a clock a little ahead or behind is not lost.
+    """
 
     actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="alert_fetches")
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="alert_fetches")
     asked_at = models.DateTimeField()
     since = models.DateTimeField()
     until = models.DateTimeField()
+    clock_skew_seconds = models.PositiveIntegerField(
+        "clock-skew tolerance (seconds)", default=0, help_text="How far the window was widened on both ends."
+    )
     tried_names = models.JSONField(default=list, blank=True)
     ok = models.BooleanField()
     message = models.TextField(blank=True, help_text="What Defender answered, or the error and what to do about it.")
@@ -339,6 +348,12 @@ class AlertFetch(models.Model):
 
     def __str__(self):
         return f"{self.integration} asked for {self.actor} at {self.asked_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def searched(self):
+        """The window Defender was asked for: as asked, widened by the clock-skew tolerance."""
+        skew = timedelta(seconds=self.clock_skew_seconds)
+        return self.since - skew, self.until + skew
 
 
 class RemoteNode(models.Model):

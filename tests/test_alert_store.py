@@ -196,8 +196,11 @@ def test_an_empty_answer_records_the_names_and_the_window_searched(simulator):
 
     assert fetch.ok and fetch.alert_count == 0
     assert fetch.tried_names == ["no-such-host", "no-such-host.corp.contoso.com"]
+    # The window as asked, and the tolerance Defender was asked with on top of it.
+    assert (fetch.since, fetch.until) == (since, until)
+    assert fetch.clock_skew_seconds == integration.clock_skew_seconds == 300
     skew = timedelta(seconds=integration.clock_skew_seconds)
-    assert (fetch.since, fetch.until) == (since - skew, until + skew)
+    assert fetch.searched == (since - skew, until + skew)
     assert "no-such-host" in fetch.message
 
 

@@ -1,6 +1,6 @@
 """For the person at the browser, a Remote integration changes nothing but the wait."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -110,3 +110,31 @@ def test_when_the_nodes_alerts_arrive_the_page_reloads_to_show_them(admin_client
     assert response["HX-Redirect"] == f"/actors/{actor.pk}/"
     page = admin_client.get(f"/actors/{actor.pk}/").content.decode()
     assert "Defender answered 403: the app lacks Alert.Read.All." in page and "Waiting for remote node" not in page
+
+
+def test_a_remote_answer_records_the_window_as_asked_and_joins_the_window_last_asked(admin_client, remote):
+    from defender.models import Actor, AlertFetch
+    from defender.remote import wire
+    from defender.services.alerts import AlertsResult, Window
+    from tests.test_alert_store import defender_alert
+
+    actor = Actor.objects.create(name="Finance workstation", hostname="ws-fin-07")
+    admin_client.post(f"/actors/{actor.pk}/alerts/", {"integrations": [remote.pk], "window": "1h"})
+    job = jobs.claim_next(remote.remote_node)
+    since, until = (datetime.fromisoformat(job.parameters[key]) for key in ("since", "until"))
+    skew = timedelta(seconds=remote.clock_skew_seconds)
+    # The node asked Defender for the window widened by the tolerance, as the services do.
+    found = AlertsResult(
+        [defender_alert("da-remote", created=until - timedelta(minutes=10))],
+        ("ws-fin-07",),
+        Window(since - skew, until + skew),
+        "1 alert on ws-fin-07.corp.contoso.com.",
+    )
+    jobs.complete(job, True, wire.alerts_result_to_wire(found), "")
+    admin_client.get(f"/settings/integrations/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
+
+    fetch = AlertFetch.objects.get(actor=actor, integration=remote)
+    assert (fetch.since, fetch.until, fetch.clock_skew_seconds) == (since, until, 300)
+    page = admin_client.get(f"/actors/{actor.pk}/")
+    assert [row.record.alert_id for row in page.context["table"].page.object_list] == ["da-remote"]
+    assert "1 stored alert on ws-fin-07 in that window." in page.content.decode()

@@ -32,6 +32,8 @@ def _store_alerts(job):
     actor = Actor.objects.filter(pk=job.parameters.get("actor_id")).first()
     if actor is None:
         return  # the actor was deleted while its alerts were being fetched
+    # The window as asked; the node widened it by the integration's clock-skew tolerance when it asked Defender.
+    since, until = (datetime.fromisoformat(job.parameters[key]) for key in ("since", "until"))
     found = None
     if job.state == Job.State.DONE and job.result:
         try:
@@ -40,16 +42,9 @@ def _store_alerts(job):
             _fail(job, UNREADABLE)
     if found is not None:
         outcome = alert_store.Outcome(
-            job.integration,
-            True,
-            found.message,
-            found.window.since,
-            found.window.until,
-            found.tried_names,
-            tuple(found.alerts),
+            job.integration, True, found.message, since, until, found.tried_names, tuple(found.alerts)
         )
     else:
-        since, until = (datetime.fromisoformat(job.parameters[key]) for key in ("since", "until"))
         outcome = alert_store.Outcome(
             job.integration, False, job.error or UNREADABLE, since, until, tuple(job.parameters.get("hostnames", ()))
         )

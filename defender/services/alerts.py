@@ -64,7 +64,7 @@ class AlertsResult:
     alerts: list  # newest first
     tried_names: tuple
     window: Window  # as asked for, widened by the clock-skew tolerance
-    message: str  # one sentence for the person looking at the table
+    message: str  # one sentence for the person looking at the table; the window is said next to it
 
 
 def api_prefix(settings):
@@ -141,8 +141,17 @@ def _either(names):
     return " or ".join(names) if names else "(no host name)"
 
 
-def _span(window):
-    return f"between {window.since:%Y-%m-%d %H:%M} and {window.until:%Y-%m-%d %H:%M} UTC"
+def describe_window(window, clock_skew_seconds: int) -> str:
+    """The window Defender was asked for, as the person asked for it, with the clock-skew tolerance said once."""
+    skew = timedelta(seconds=clock_skew_seconds)
+    since, until = window.since + skew, window.until - skew
+    tolerance = f" (± {clock_skew_text(clock_skew_seconds)} clock-skew tolerance)" if skew else ""
+    return f"between {since:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M} UTC{tolerance}"
+
+
+def clock_skew_text(seconds: int) -> str:
+    """A clock-skew tolerance in the words the console uses for it: "5 min", "90 s"."""
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
 def _odata_time(when):
@@ -199,8 +208,8 @@ def _mde_alerts(api, settings, names, window):
     found = ", ".join(reported for reported, _ in machines.values())
     if not alerts:
         raised = "sent no alerts it could read" if unreadable else "raised no alerts"
-        return alerts, with_unreadable(f"Defender knows {found} but {raised} on it {_span(window)}.", unreadable)
-    return alerts, with_unreadable(f"{_count(alerts)} on {found} {_span(window)}.", unreadable)
+        return alerts, with_unreadable(f"Defender knows {found} but {raised} on it in that window.", unreadable)
+    return alerts, with_unreadable(f"{_count(alerts)} on {found}.", unreadable)
 
 
 def _graph_alerts(api, settings, names, window):
@@ -219,7 +228,7 @@ def _graph_alerts(api, settings, names, window):
             unreadable += 1
         else:
             others += 1
-    return alerts, _client_side_message(alerts, others, unreadable, names, window)
+    return alerts, _client_side_message(alerts, others, unreadable, names)
 
 
 def _graph_device(raw, names):
@@ -271,14 +280,14 @@ def _siem_alerts(api, settings, names, window):
         elif alert.id not in seen:
             seen.add(alert.id)
             alerts.append(alert)
-    return alerts, _client_side_message(alerts, others, unreadable, names, window)
+    return alerts, _client_side_message(alerts, others, unreadable, names)
 
 
-def _client_side_message(alerts, others, unreadable, names, window):
+def _client_side_message(alerts, others, unreadable, names):
     if alerts:
-        return with_unreadable(f"{_count(alerts)} on {_either(names)} {_span(window)}.", unreadable)
+        return with_unreadable(f"{_count(alerts)} on {_either(names)}.", unreadable)
     elsewhere = f" ({_count_of(others)} in that window were on other machines)" if others else ""
-    return with_unreadable(f"No alerts on {_either(names)} {_span(window)}{elsewhere}.", unreadable)
+    return with_unreadable(f"No alerts on {_either(names)} in that window{elsewhere}.", unreadable)
 
 
 def with_unreadable(message: str, unreadable: int) -> str:

@@ -3,6 +3,7 @@
 import django_tables2 as tables
 
 from defender.models import Actor
+from defender.tables.alerts import breakable_host
 from defender.tables.paging import ConsoleTable
 
 
@@ -20,3 +21,9 @@ class ActorTable(ConsoleTable):
         order_by = "name"
         empty_text = "No actors yet."
         attrs = {"class": "table table-hover align-middle"}
+
+    def render_hostname(self, value):
+        return breakable_host(value)
+
+    def render_alternate_hostname(self, value):
+        return breakable_host(value)
