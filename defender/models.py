@@ -1,5 +1,6 @@
 """The integration data model: integrations, the proxy rules they may use, and the actors whose alerts they fetch."""
 
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -354,6 +355,15 @@ class AlertFetch(models.Model):
         """The window Defender was asked for: as asked, widened by the clock-skew tolerance."""
         skew = timedelta(seconds=self.clock_skew_seconds)
         return self.since - skew, self.until + skew
+
+    # The sentence services.alerts.with_unreadable adds when Defender sent alerts that could not be read.
+    UNREADABLE_NOTE = re.compile(r"\S+ alerts? could not be read and (?:was|were) skipped\.")
+
+    @property
+    def unreadable_note(self):
+        """How many alerts of this answer were skipped as unreadable (a sentence), or ""."""
+        found = self.UNREADABLE_NOTE.search(self.message)
+        return found.group(0) if found else ""
 
 
 class RemoteNode(models.Model):
