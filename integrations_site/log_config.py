@@ -89,5 +89,7 @@ def logging_config(level: str) -> dict:
             "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
             "urllib3": {"level": "WARNING"},
             "msal": {"level": "WARNING"},
+            # django-axes writes several INFO lines per login; the console logs each failure itself (defender.logins).
+            "axes": {"level": "WARNING"},
         },
     }

@@ -82,7 +82,7 @@ def test_the_list_shows_each_actor_with_its_stored_alert_count(admin_client):
 
     content = response.content.decode()
     assert f'href="{actor_url(actor)}"' in content
-    for text in ["ws-fin-07", "fin-07-renamed", "10.0.0.7", "Windows", "Add actor"]:
+    for text in ["ws-fin-07", "fin-07-renamed", "10.0.0.7", "Windows", "Add Actor"]:
         assert text in content
     assert response.context["table"].rows[0].get_cell("alert_count") == 3
 
@@ -196,9 +196,9 @@ def test_a_viewer_sees_the_alerts_but_no_get_alerts_edit_or_delete(viewer_client
     content = viewer_client.get(actor_url(actor)).content.decode()
 
     assert "Suspicious PowerShell command line" in content and "Export CSV" in content
-    for text in ["Get alerts", actor_url(actor, "actor-edit"), actor_url(actor, "actor-delete"), "Add actor"]:
+    for text in ["Get alerts", actor_url(actor, "actor-edit"), actor_url(actor, "actor-delete"), "Add Actor"]:
         assert text not in content
-    assert "Add actor" not in viewer_client.get(reverse("defender:actor-list")).content.decode()
+    assert "Add Actor" not in viewer_client.get(reverse("defender:actor-list")).content.decode()
 
 
 def test_a_viewer_is_refused_get_alerts_edit_and_delete(viewer_client):

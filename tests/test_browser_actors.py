@@ -21,12 +21,12 @@ SEVERITY_RANKS = {"High": 4, "Medium": 3, "Low": 2, "Informational": 1, "Unspeci
 
 def add_actor(page, live_server, name, hostname, alternate=""):
     page.goto(f"{live_server.url}/actors/")
-    page.get_by_role("link", name="Add actor").click()
+    page.get_by_role("link", name="Add Actor").click()
     # Required fields carry a "*" in their label.
     page.get_by_label("Name*", exact=True).fill(name)
     page.get_by_label("Hostname*", exact=True).fill(hostname)
     page.get_by_label("Alternate hostname").fill(alternate)
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Submit").click()
     expect(page.get_by_role("heading", name=name)).to_be_visible()
 
 
@@ -353,7 +353,7 @@ def test_the_actor_page_and_the_actors_list_never_scroll_sideways(browser, live_
         page.goto(f"{live_server.url}/actors/")
         expect(page.get_by_role("link", name="Build agent 11 in the long-named lab")).to_be_attached()
         assert not page_scrolls_sideways(page)
-        assert inside_viewport(page, page.get_by_role("link", name="Add actor"))
+        assert inside_viewport(page, page.get_by_role("link", name="Add Actor"))
         row_link = page.get_by_role("link", name="Build agent 0 in the long-named lab")
         row_link.scroll_into_view_if_needed()
         assert inside_viewport(page, row_link)

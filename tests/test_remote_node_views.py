@@ -77,9 +77,14 @@ def test_the_list_does_not_query_per_node(admin_client, django_assert_max_num_qu
 def test_deleting_a_node_that_runs_integrations_is_refused_with_their_names(admin_client):
     node = RemoteNode.objects.create(name="dmz-node")
     make_integration(name="Defender DMZ", location=Integration.Location.REMOTE, remote_node=node)
-    response = admin_client.post(f"/settings/remote-nodes/{node.pk}/delete/", follow=True)
+    url = f"/settings/remote-nodes/{node.pk}/delete/"
+    page = admin_client.get(url).content.decode()
+    assert "cannot be deleted" in page and "Defender DMZ" in page
+    assert '<button class="btn btn-danger" type="submit">' not in page
+    response = admin_client.post(url)
+    assert response.status_code == 409
     assert RemoteNode.objects.filter(pk=node.pk).exists()
-    assert "move them first: Defender DMZ" in response.content.decode()
+    assert "move them first" in response.content.decode() and "Defender DMZ" in response.content.decode()
 
 
 def test_a_viewer_sees_nodes_but_no_token_actions(viewer_client):

@@ -96,14 +96,17 @@ class RemoteNodeDeleteView(PermissionRequiredMixin, DeleteView):
     context_object_name = "node"
     success_url = reverse_lazy("defender:remotenode-list")
 
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(integrations=self.object.integrations.order_by("name"), **kwargs)
+
     def form_valid(self, form):
         try:
             response = super().form_valid(form)
         except ProtectedError:
-            names = ", ".join(self.object.integrations.order_by("name").values_list("name", flat=True))
-            messages.error(self.request, f"{self.object.name} runs these integrations; move them first: {names}.")
-            return redirect(self.object.get_absolute_url())
-        messages.success(self.request, f"Remote node {self.object.name} deleted.")
+            # An integration was assigned after the page was shown: say so on the same page.
+            messages.error(self.request, f"Remote node {self.object.name} runs integrations; move them first.")
+            return self.render_to_response(self.get_context_data(form=form), status=409)
+        messages.success(self.request, f"Remote node {self.object.name} was deleted.")
         return response
 
 

@@ -7,6 +7,7 @@ old keys. All rows are rotated in one transaction: if any secret cannot be opene
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 
 from defender import encryption
 from defender.fields import Ciphertext, EncryptedTextField
@@ -39,4 +40,6 @@ class Command(BaseCommand):
             if failures:
                 transaction.set_rollback(True)
                 raise CommandError("Nothing was changed. " + " ".join(failures))
-        self.stdout.write(self.style.SUCCESS(f"Re-encrypted {rotated} secret(s) with the current first key."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Re-encrypted {rotated} secret{pluralize(rotated)} with the current first key.")
+        )
