@@ -16,6 +16,7 @@ from defender.forms.proxy_rules import ProxyAssignmentForm, ProxyRuleForm
 from defender.models import ProxyRule
 from defender.services import proxy_check
 from defender.tables.proxy_rules import ProxyRuleTable
+from defender.testing import steps_for
 from defender.views.integrations import test_steps_response
 
 ROW_ACTION_PERMISSIONS = ("defender.change_proxyrule", "defender.delete_proxyrule")
@@ -69,6 +70,10 @@ class ProxyRuleCreateView(PermissionRequiredMixin, ProxyRuleFormMixin, CreateVie
 class ProxyRuleUpdateView(PermissionRequiredMixin, ProxyRuleFormMixin, UpdateView):
     permission_required = "defender.change_proxyrule"
     success_message = "Proxy rule %(name)s was saved."
+
+    def get_context_data(self, **kwargs):
+        # Named before saving: whose client secrets an edit of this rule would move.
+        return super().get_context_data(integrations=self.object.integrations.order_by("name"), **kwargs)
 
 
 class ProxyRuleDeleteView(PermissionRequiredMixin, DeleteView):
@@ -128,7 +133,7 @@ class ProxyRuleTestView(PermissionRequiredMixin, SingleObjectMixin, View):
         rule = self.get_object()
         return test_steps_response(
             request,
-            proxy_check.iter_proxy_steps(rule.to_settings()),
+            steps_for(rule.to_settings, run=proxy_check.iter_proxy_steps),
             title=f"proxy rule {rule.name}",
             back_links=[
                 (rule.name, reverse("defender:proxyrule-detail", args=[rule.pk])),
