@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from defender.encryption import DecryptionError
+from defender.destinations import REFUSED_SECRETS
 from defender.models import Alert, AlertFetch
 from defender.services.alerts import alerts_for_actor
 from defender.services.errors import DefenderError
@@ -70,9 +70,9 @@ def fetch_alerts(actor, integrations, since, until):
     prepared, outcomes = [], {}
     for integration in integrations:
         try:
-            # Decrypting happens here, in the request's thread, before any worker starts.
+            # Decrypting (and checking where the secret may go) happens here, before any worker starts.
             prepared.append((integration, integration.to_settings()))
-        except DecryptionError as error:
+        except REFUSED_SECRETS as error:
             outcomes[integration.pk] = Outcome(integration, False, str(error), since, until, tuple(names))
     if prepared:
         with ThreadPoolExecutor(max_workers=min(PARALLEL_ASKS, len(prepared))) as pool:

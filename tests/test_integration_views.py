@@ -380,7 +380,7 @@ def test_pointing_the_auth_url_elsewhere_needs_the_secret_typed_again(admin_clie
     moved = form_data(client_secret="", auth_url="https://login.attacker.example")
     for url in (edit, edit + "test/"):
         body = admin_client.post(url, moved).content.decode()
-        assert "Type the client secret again: you changed where it is sent" in body, url
+        assert "Type the client secret again: where it is sent changed (Auth URL)" in body, url
     integration.refresh_from_db()
     assert integration.auth_url == "https://login.microsoftonline.com"
     admin_client.post(edit, form_data(client_secret="", name="Renamed"))  # other changes keep the secret

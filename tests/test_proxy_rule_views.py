@@ -111,9 +111,11 @@ def test_adding_a_rule_stores_the_password_encrypted_and_never_shows_it(admin_cl
 
 def test_a_blank_password_on_edit_keeps_the_saved_one(admin_client):
     rule = make_proxy_rule(username="svc-proxy", password="proxy-pass-123")
-    admin_client.post(reverse("defender:proxyrule-edit", args=[rule.pk]), rule_data(username="svc-proxy", port="8080"))
+    data = rule_data(username="svc-proxy", name="Renamed proxy", bypass_hosts="intranet.corp.example")
+    admin_client.post(reverse("defender:proxyrule-edit", args=[rule.pk]), data)
     rule.refresh_from_db()
-    assert rule.port == 8080 and rule.password == "proxy-pass-123"
+    assert rule.name == "Renamed proxy" and rule.password == "proxy-pass-123"
+    assert rule.to_settings().password == "proxy-pass-123"
 
 
 def test_clearing_the_username_removes_the_password(admin_client):
@@ -142,9 +144,12 @@ def test_the_rules_page_assigns_and_unassigns_integrations(admin_client):
     dropped = make_integration(name="Dropped", host="uk.api.security.microsoft.com", proxy_rule=rule)
     page = admin_client.get(reverse("defender:proxyrule-detail", args=[rule.pk])).content.decode()
     assert "Moving (now: Branch proxy)" in page
-    response = admin_client.post(
-        reverse("defender:proxyrule-assign", args=[rule.pk]), {"integrations": [staying.pk, moving.pk]}, follow=True
-    )
+    assign = reverse("defender:proxyrule-assign", args=[rule.pk])
+    first = admin_client.post(assign, {"integrations": [staying.pk, moving.pk]}).content.decode()
+    assert "Saving changes where the client secrets of Dropped and Moving go" in first
+    assert Integration.objects.get(pk=dropped.pk).proxy_rule == rule  # nothing saved before the second Submit
+    data = {"integrations": [staying.pk, moving.pk], "confirm_retyping": "yes"}
+    response = admin_client.post(assign, data, follow=True)
     assert "is used by 2 integration(s)" in response.content.decode()
     assert set(rule.integrations.all()) == {staying, moving}
     assert Integration.objects.get(pk=dropped.pk).proxy_rule is None
@@ -284,7 +289,7 @@ def test_pointing_a_rule_at_another_proxy_needs_the_password_typed_again(admin_c
     rule = make_proxy_rule(username="svc", password="proxy-pass-for-test")
     data = rule_data(username="svc", host="proxy.attacker.example")
     body = admin_client.post(f"/settings/proxy-rules/{rule.pk}/edit/", data).content.decode()
-    assert "Type the password again: you changed the proxy it is sent to." in body
+    assert "Type the password again: where it is sent changed (Host)" in body
     rule.refresh_from_db()
     assert rule.host == "proxy.corp.example"
 

@@ -6,8 +6,8 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import HTML, Div, Field, Layout
 from django import forms
 
-from defender import presets
-from defender.forms import destination_changed
+from defender import destinations, presets
+from defender.forms import retype_message
 from defender.forms.choices import ModelChoiceField
 from defender.models import Integration, ProxyRule, RemoteNode
 from defender.services.errors import permission_advice
@@ -26,12 +26,6 @@ ADVANCED_FIELDS = (
 
 REMOTE_NOT_YET = "Remote integrations need a remote node: add one in Settings > Remote Nodes first."
 CHOOSE_NODE = "Choose the remote node that runs this integration."
-# Where the client secret travels: to the Auth URL, through the proxy, trusted by these TLS settings, or to the node.
-SECRET_DESTINATION_FIELDS = ("auth_url", "proxy_rule", "verify_tls", "ca_certificate", "location", "remote_node")
-RETYPE_FOR_NEW_DESTINATION = (
-    "Type the client secret again: you changed where it is sent (Auth URL, proxy, TLS trust or remote node), and a "
-    "saved secret only goes where it went before."
-)
 RETYPE_SECRET = "Type the client secret again: it is never sent back to the page."
 
 
@@ -193,12 +187,17 @@ class IntegrationForm(forms.ModelForm):
             # A Local integration is run by this site: it keeps no node, so the node's page lists only its own.
             cleaned["remote_node"] = None
         if self.instance.pk and not cleaned.get("client_secret"):
-            if self.instance.has_client_secret and destination_changed(self, SECRET_DESTINATION_FIELDS):
-                # Otherwise anyone allowed to edit could point the Auth URL elsewhere, press Test, and receive it.
-                self.add_error("client_secret", RETYPE_FOR_NEW_DESTINATION)
             # Blank on Edit keeps the stored secret: construct_instance skips fields missing from cleaned_data.
             cleaned.pop("client_secret", None)
         return cleaned
+
+    def _post_clean(self):
+        super()._post_clean()
+        # The instance now holds what was typed. A kept secret must still go where it was typed for (Test and Get
+        # alerts refuse it otherwise); ask for it here, where it can be typed, rather than fail later.
+        reasons = destinations.retype_reasons(self.instance)
+        if reasons:
+            self.add_error("client_secret", retype_message("client secret", reasons))
 
     def full_clean(self):
         super().full_clean()

@@ -18,7 +18,7 @@ from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from defender.encryption import DecryptionError
+from defender.destinations import REFUSED_SECRETS
 from defender.models import Job, RemoteNode
 from defender.remote import jobs, tokens, wire
 from defender.services import untrusted
@@ -145,8 +145,9 @@ def check_in(request, node):
         if job is not None:
             try:
                 payload = jobs.payload_for(job)
-            except DecryptionError as error:
-                # Nothing the node could do: the job fails here with the message naming the record.
+            except REFUSED_SECRETS as error:
+                # Nothing the node could do (a secret no key opens, or one typed for another destination): the job
+                # fails here with the message saying why, and the node never sees the secret.
                 jobs.complete(job, False, None, str(error))
                 continue
             logger.info("Remote node %s claimed job %s (%s of %s)", node.name, job.pk, job.kind, job.integration)

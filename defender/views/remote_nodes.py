@@ -21,11 +21,9 @@ def token_page(request, node):
     """The only time a token is shown: in this response, never stored, with the command that uses it."""
     site = settings.SITE_URL or request.build_absolute_uri("/").rstrip("/")
     command = f"python manage.py run_remote_node --site {site} --token-file {TOKEN_FILE}"
-    response = render(
-        request,
-        "defender/remote_nodes/token.html",
-        {"node": node, "token": tokens.issue(node), "command": command, "token_file": TOKEN_FILE},
-    )
+    context = {"node": node, "command": command, "token_file": TOKEN_FILE}
+    context["integrations"] = secrets_moved_by_new_token(node)
+    response = render(request, "defender/remote_nodes/token.html", {**context, "token": tokens.issue(node)})
     response["Cache-Control"] = "no-store"  # never kept by the browser or a proxy, so Back cannot show it again
     return response
 
@@ -72,6 +70,24 @@ class RemoteNodeDetailView(PermissionRequiredMixin, DetailView):
         )
 
 
+class ReissueTokenConfirmView(PermissionRequiredMixin, DetailView):
+    """Before a new token: whose client secrets it stops (they were typed for whoever holds the current token)."""
+
+    permission_required = "defender.change_remotenode"
+    model = RemoteNode
+    template_name = "defender/remote_nodes/confirm_reissue.html"
+    context_object_name = "node"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(integrations=secrets_moved_by_new_token(self.object), **kwargs)
+
+
+def secrets_moved_by_new_token(node):
+    """The node's Remote integrations with a saved client secret: a new token sends them to whoever holds it."""
+    remote = node.integrations.filter(location=Integration.Location.REMOTE).order_by("name")
+    return [integration for integration in remote if integration.has_client_secret]
+
+
 class ReissueTokenView(PermissionRequiredMixin, View):
     permission_required = "defender.change_remotenode"
 
@@ -116,6 +132,11 @@ urlpatterns = [
     path("settings/remote-nodes/<int:pk>/", RemoteNodeDetailView.as_view(), name="remotenode-detail"),
     path("settings/remote-nodes/<int:pk>/edit/", RemoteNodeUpdateView.as_view(), name="remotenode-edit"),
     path("settings/remote-nodes/<int:pk>/delete/", RemoteNodeDeleteView.as_view(), name="remotenode-delete"),
+    path(
+        "settings/remote-nodes/<int:pk>/token/confirm/",
+        ReissueTokenConfirmView.as_view(),
+        name="remotenode-reissue-confirm",
+    ),
     path("settings/remote-nodes/<int:pk>/token/", ReissueTokenView.as_view(), name="remotenode-reissue"),
     path("settings/remote-nodes/<int:pk>/revoke/", RevokeTokenView.as_view(), name="remotenode-revoke"),
 ]
