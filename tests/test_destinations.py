@@ -109,7 +109,7 @@ def test_a_secret_saved_without_a_record_is_refused_until_typed_again():
 
 
 def migration():
-    return importlib.import_module("defender.migrations.0008_secret_destinations")
+    return importlib.import_module("defender.migrations.0009_secret_destinations")
 
 
 def test_the_migration_records_the_current_destination_of_every_saved_secret(settings):

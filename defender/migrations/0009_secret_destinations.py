@@ -25,7 +25,7 @@ def record_destinations(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("defender", "0007_api_version_validator"),
+        ("defender", "0008_alertfetch_clock_skew"),
     ]
 
     operations = [
