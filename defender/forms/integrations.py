@@ -1,14 +1,17 @@
 """Add Integration > Defender ATP, and its Edit: one form, the client secret write-only."""
 
+import json
 from dataclasses import asdict
 
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import HTML, Div, Field, Layout
 from django import forms
+from django.utils.crypto import salted_hmac
 
 from defender import destinations, presets
 from defender.forms import retype_message
 from defender.forms.choices import ModelChoiceField
+from defender.forms.typed_secrets import KeepsTypedSecret
 from defender.models import Integration, ProxyRule, RemoteNode
 from defender.services.errors import permission_advice
 
@@ -43,7 +46,7 @@ class LocationRadioSelect(forms.RadioSelect):
         return option
 
 
-class IntegrationForm(forms.ModelForm):
+class IntegrationForm(KeepsTypedSecret, forms.ModelForm):
     client_secret = forms.CharField(
         label="Client Secret",
         required=False,
@@ -139,8 +142,9 @@ class IntegrationForm(forms.ModelForm):
             "secret_expires_on": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.keep_typed_secret(user)
         editing = self.instance.pk is not None
         self.nodes_exist = RemoteNode.objects.exists()
         self.fields["location"].widget = LocationRadioSelect(
@@ -205,11 +209,22 @@ class IntegrationForm(forms.ModelForm):
             self.ask_to_retype_secret()
 
     def ask_to_retype_secret(self):
-        """A new integration's secret is not sent back with the page: say so where it has to be typed again."""
+        """The typed secret is not sent back with the page: say it is kept, or (when none was typed for a new
+        integration) where it has to be typed."""
         bound = self["client_secret"]
-        if self.instance.pk is None and RETYPE_SECRET not in bound.help_text:
-            # The bound field copied its help text when validation created it: change the copy that is rendered.
+        # The bound field copied its help text when validation created it: change the copy that is rendered.
+        if self.kept_secret_token:
+            bound.help_text = self.KEEP_WORDS
+        elif self.instance.pk is None and RETYPE_SECRET not in bound.help_text:
             bound.help_text = f"{RETYPE_SECRET} {bound.help_text}"
+
+    def values_digest(self) -> str:
+        """A keyed digest of everything this valid form would save (the typed secret included), to tell whether a
+        later POST carries the same values. Keyed, so that the session holds nothing that reveals the secret."""
+        values = {name: getattr(value, "pk", value) for name, value in sorted(self.cleaned_data.items())}
+        values["__integration__"] = self.instance.pk
+        text = json.dumps(values, sort_keys=True, default=str)
+        return salted_hmac("integration-form-values", text, algorithm="sha256").hexdigest()
 
     def connection_settings(self):
         """The settings as typed, for a Test before anything is saved (the stored secret when left blank)."""

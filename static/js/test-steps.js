@@ -58,8 +58,14 @@
       });
       const retarget = response.headers.get("HX-Retarget");
       if (retarget) {
-        // The form had errors: the server sent the form back with each error next to its field.
-        document.querySelector(retarget).outerHTML = await response.text();
+        // The form had errors: the server sent the form back with each error next to its field. htmx swaps it in,
+        // so that its buttons work as before and the page's scripts see the swap (htmx:afterSwap).
+        const html = await response.text();
+        if (window.htmx) {
+          window.htmx.swap(retarget, html, { swapStyle: "outerHTML" });
+        } else {
+          document.querySelector(retarget).outerHTML = html;
+        }
         return;
       }
       if (!response.ok) {
@@ -77,10 +83,15 @@
     } finally {
       button.disabled = false;
       indicator.classList.remove("htmx-request");
-      // Focus follows the result, so a keyboard user who pressed Test hears and reads it next.
-      target.tabIndex = -1;
-      target.focus({ preventScroll: true });
-      target.scrollIntoView({ block: "nearest" });
+      // Focus follows the result, so a keyboard user who pressed Test hears and reads it next; after a form came back
+      // with errors, the first field in error takes it.
+      const invalid = !target.isConnected && document.querySelector(".is-invalid");
+      const focus = invalid || target;
+      if (!invalid) {
+        target.tabIndex = -1;
+      }
+      focus.focus({ preventScroll: true });
+      focus.scrollIntoView({ block: "nearest" });
     }
   }
 
