@@ -97,3 +97,35 @@ def test_a_viewer_sees_nodes_but_no_token_actions(viewer_client):
 def test_the_token_page_is_never_cached(admin_client):
     response = admin_client.post("/settings/remote-nodes/add/", {"name": "dmz-node", "poll_interval_seconds": 30})
     assert response["Cache-Control"] == "no-store"
+
+
+def test_revoking_a_token_asks_first_saying_what_stops_working(admin_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    tokens.issue(node)
+    make_integration(name="Defender DMZ", location=Integration.Location.REMOTE, remote_node=node)
+    detail = admin_client.get(f"/settings/remote-nodes/{node.pk}/").content.decode()
+    assert f'href="/settings/remote-nodes/{node.pk}/revoke/confirm/"' in detail
+    confirm = admin_client.get(f"/settings/remote-nodes/{node.pk}/revoke/confirm/").content.decode()
+    assert "can no longer check in" in confirm and "Defender DMZ" in confirm
+    node.refresh_from_db()
+    assert node.token_hash  # asking is not revoking
+    admin_client.post(f"/settings/remote-nodes/{node.pk}/revoke/")
+    node.refresh_from_db()
+    assert node.token_hash is None
+
+
+def test_a_node_that_never_checked_in_says_how_to_start_its_agent(admin_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    tokens.issue(node)
+    html = admin_client.get(f"/settings/remote-nodes/{node.pk}/").content.decode()
+    assert "Never checked in: start its agent" in html
+    assert "python manage.py run_remote_node --site http://testserver --token-file node-token.txt" in html
+
+
+def test_recent_jobs_show_the_jobs_still_waiting_for_the_node(admin_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    integration = make_integration(name="Defender DMZ", location=Integration.Location.REMOTE, remote_node=node)
+    admin_client.post(f"/settings/integrations/{integration.pk}/test/")
+    html = admin_client.get(f"/settings/remote-nodes/{node.pk}/").content.decode()
+    assert "No jobs yet." not in html
+    assert "Queued" in html and "Defender DMZ" in html.split("Recent jobs", 1)[1]

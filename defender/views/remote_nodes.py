@@ -3,24 +3,29 @@
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
-from django.db.models import Prefetch, ProtectedError
+from django.db.models import Prefetch, ProtectedError, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse_lazy
 from django.views.generic import CreateView, DeleteView, DetailView, UpdateView, View
 from django_tables2 import SingleTableView
 
 from defender.forms.remote_nodes import RemoteNodeForm
-from defender.models import Integration, RemoteNode
+from defender.models import Integration, Job, RemoteNode
 from defender.remote import tokens
 from defender.tables.remote_nodes import RemoteNodeTable
 
 TOKEN_FILE = "node-token.txt"
 
 
+def agent_command(request):
+    """The command that starts a node's agent against this site, with its token in TOKEN_FILE."""
+    site = settings.SITE_URL or request.build_absolute_uri("/").rstrip("/")
+    return f"python manage.py run_remote_node --site {site} --token-file {TOKEN_FILE}"
+
+
 def token_page(request, node):
     """The only time a token is shown: in this response, never stored, with the command that uses it."""
-    site = settings.SITE_URL or request.build_absolute_uri("/").rstrip("/")
-    command = f"python manage.py run_remote_node --site {site} --token-file {TOKEN_FILE}"
+    command = agent_command(request)
     context = {"node": node, "command": command, "token_file": TOKEN_FILE}
     context["integrations"] = secrets_moved_by_new_token(node)
     response = render(request, "defender/remote_nodes/token.html", {**context, "token": tokens.issue(node)})
@@ -63,9 +68,14 @@ class RemoteNodeDetailView(PermissionRequiredMixin, DetailView):
     context_object_name = "node"
 
     def get_context_data(self, **kwargs):
+        node = self.object
+        # A queued job has no node yet: it is this node's when its integration is assigned here.
+        jobs = Job.objects.filter(Q(node=node) | Q(node=None, state=Job.State.QUEUED, integration__remote_node=node))
         return super().get_context_data(
-            integrations=self.object.integrations.order_by("name"),
-            recent_jobs=self.object.jobs.select_related("integration").order_by("-created_at")[:20],
+            integrations=node.integrations.order_by("name"),
+            recent_jobs=jobs.select_related("integration").order_by("-created_at")[:20],
+            agent_command=agent_command(self.request),
+            token_file=TOKEN_FILE,
             **kwargs,
         )
 
@@ -93,6 +103,19 @@ class ReissueTokenView(PermissionRequiredMixin, View):
 
     def post(self, request, pk):
         return token_page(request, get_object_or_404(RemoteNode, pk=pk))
+
+
+class RevokeTokenConfirmView(PermissionRequiredMixin, DetailView):
+    """Before revoking: what stops working (the agent, and the integrations it runs)."""
+
+    permission_required = "defender.change_remotenode"
+    model = RemoteNode
+    template_name = "defender/remote_nodes/confirm_revoke.html"
+    context_object_name = "node"
+
+    def get_context_data(self, **kwargs):
+        remote = self.object.integrations.filter(location=Integration.Location.REMOTE).order_by("name")
+        return super().get_context_data(integrations=remote, **kwargs)
 
 
 class RevokeTokenView(PermissionRequiredMixin, View):
@@ -138,5 +161,10 @@ urlpatterns = [
         name="remotenode-reissue-confirm",
     ),
     path("settings/remote-nodes/<int:pk>/token/", ReissueTokenView.as_view(), name="remotenode-reissue"),
+    path(
+        "settings/remote-nodes/<int:pk>/revoke/confirm/",
+        RevokeTokenConfirmView.as_view(),
+        name="remotenode-revoke-confirm",
+    ),
     path("settings/remote-nodes/<int:pk>/revoke/", RevokeTokenView.as_view(), name="remotenode-revoke"),
 ]
