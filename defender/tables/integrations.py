@@ -35,7 +35,7 @@ class IntegrationTable(ConsoleTable):
         context_object_name="integration",
         verbose_name="",
         orderable=False,
-        attrs={"td": {"class": "text-end text-nowrap"}},
+        attrs={"td": {"class": "text-end text-nowrap row-actions"}},
     )
 
     class Meta:

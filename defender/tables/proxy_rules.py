@@ -18,7 +18,7 @@ class ProxyRuleTable(ConsoleTable):
         template_name="defender/proxy_rules/_row_actions.html",
         verbose_name="",
         orderable=False,
-        attrs={"td": {"class": "text-end text-nowrap"}},
+        attrs={"td": {"class": "text-end text-nowrap row-actions"}},
     )
 
     class Meta:
