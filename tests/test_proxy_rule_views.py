@@ -304,3 +304,9 @@ def test_socks5_credentials_longer_than_127_bytes_are_refused_next_to_their_fiel
 def test_a_typed_proxy_password_is_marked_sensitive_so_error_reports_hide_it(admin_client):
     response = admin_client.post("/settings/proxy-rules/add/", rule_data(port="abc"))
     assert response.wsgi_request.sensitive_post_parameters == ("password",)
+
+
+def test_the_rule_page_names_its_integrations_heading_once(admin_client):
+    rule = make_proxy_rule()
+    html = admin_client.get(reverse("defender:proxyrule-detail", args=[rule.pk])).content.decode()
+    assert html.count("Integrations using this proxy") == 1

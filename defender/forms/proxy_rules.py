@@ -94,7 +94,7 @@ class ProxyAssignmentForm(forms.Form):
 
     integrations = IntegrationChoiceField(
         Integration.objects.select_related("proxy_rule"),
-        label="Integrations using this proxy",
+        label="Integrations to route through this proxy",
         required=False,
         widget=forms.SelectMultiple(attrs={"size": 8}),
         help_text="Hold Ctrl (or Cmd) to choose several. An integration can use one proxy rule at a time.",
