@@ -188,7 +188,7 @@ def test_errors_appear_next_to_their_fields_with_the_input_kept_and_nothing_save
     for message in ("Enter a whole number.", "without http:// or https://", "directory (tenant) ID"):
         assert message in html
     assert html.index("Enter a whole number.") > html.index('id="id_port"')
-    assert "Type the client secret again" in html
+    assert "The secret you typed is kept" in html
     assert TYPED_SECRET not in html
 
 
@@ -352,7 +352,7 @@ def test_the_test_on_the_form_uses_the_values_as_typed_and_saves_nothing(admin_c
     assert not Integration.objects.exists()
     assert 'value="127.0.0.1"' in html
     assert simulator.app.client_secret not in html
-    assert "Type the client secret again" in html
+    assert "The secret you typed is kept" in html
 
 
 def test_the_test_on_the_edit_form_uses_the_stored_secret_when_left_blank(admin_client, simulator):
