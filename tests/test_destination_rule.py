@@ -15,7 +15,7 @@ import pytest
 from django.urls import reverse
 
 from defender import presets
-from defender.models import Integration, Job, ProxyRule, RemoteNode
+from defender.models import Actor, Integration, Job, ProxyRule, RemoteNode
 from defender.remote import jobs, tokens
 from defender.services import proxy_check
 from tests.factories import make_proxy_rule, simulator_integration
@@ -151,6 +151,8 @@ class Move:
     model: type = Integration
     pk: int | None = None
     rule: ProxyRule | None = None
+    # How the retyped secret is shown to reach the watched place (the Test, unless it stops short of sending).
+    send: Callable | None = None
 
 
 def move_auth_url(lab):
@@ -185,8 +187,25 @@ def move_port(lab):
     return Move(lab.typed_for(), {"port": lab.second_capture.port}, (lab.second_capture,), "Port", saw_bearer_token)
 
 
+def get_alerts_with(client, integration):
+    """Get alerts for an actor from this integration alone, as its page's button does."""
+    actor = Actor.objects.get_or_create(name="Finance workstation", defaults={"hostname": "ws-fin-07"})[0]
+    client.post(
+        reverse("defender:actor-get-alerts", args=[actor.pk]), {"integrations": [integration.pk], "window": "24h"}
+    )
+
+
 def move_protocol(lab):
-    return Move(lab.typed_for(), {"protocol": "http"}, (lab.capture,), "Protocol", saw_bearer_token_in_clear)
+    # The Test stops at its TLS step when plain HTTP meets a port that speaks HTTPS, so Get alerts shows the token
+    # would travel in clear.
+    return Move(
+        lab.typed_for(),
+        {"protocol": "http"},
+        (lab.capture,),
+        "Protocol",
+        saw_bearer_token_in_clear,
+        send=get_alerts_with,
+    )
 
 
 def move_proxy_rule(lab):
@@ -303,7 +322,7 @@ def prove_nothing_reaches_the_new_destination(client, lab, move):
     retype_client_secret(move.integration, lab.secret)
     if move.rule is not None and move.rule.username and move.update.get("username", move.rule.username):
         retype_proxy_password(move.rule)
-    run_the_test(client, move.integration)
+    (move.send or run_the_test)(client, move.integration)
     assert move.arrived(move.watched[-1]), "the capture never saw the secret: this test could not fail"
 
 
