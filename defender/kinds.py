@@ -8,17 +8,9 @@ class IntegrationKind:
     key: str
     label: str
     vendor: str
-    remote_capable: bool
-    secret_fields: tuple
 
 
-DEFENDER_ATP = IntegrationKind(
-    key="defender_atp",
-    label="Defender ATP",
-    vendor="Microsoft",
-    remote_capable=True,
-    secret_fields=("client_secret",),
-)
+DEFENDER_ATP = IntegrationKind(key="defender_atp", label="Defender ATP", vendor="Microsoft")
 
 KINDS = {kind.key: kind for kind in [DEFENDER_ATP]}
 KIND_CHOICES = [(kind.key, kind.label) for kind in KINDS.values()]
