@@ -47,10 +47,12 @@ def _alerts_url(api):
 
 
 def test_retry_after_in_seconds_or_as_an_http_date():
-    now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     assert retry_after_seconds(Answer(429, headers={"Retry-After": "7"})) == 7
-    later = format_datetime(now + timedelta(seconds=30), usegmt=True)
-    assert retry_after_seconds(Answer(429, headers={"Retry-After": later}), now=now) == 30
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= retry_after_seconds(Answer(429, headers={"Retry-After": later})) <= 30
+    past = format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
+    assert retry_after_seconds(Answer(429, headers={"Retry-After": past})) == 0
+    assert retry_after_seconds(Answer(429, headers={"Retry-After": "99999999"})) == client.MAX_RETRY_AFTER
     assert retry_after_seconds(Answer(429, headers={"Retry-After": "soon"})) is None
     assert retry_after_seconds(Answer(429)) is None
 

@@ -5,13 +5,11 @@ with Retry-After, one re-authentication on 401, paging, and the translation of l
 person can act on. No other module imports requests.
 """
 
-import email.utils
 import hashlib
 import http
 import json
 import logging
 import os
-import re
 import socket
 import ssl
 import tempfile
@@ -554,25 +552,19 @@ def _reason(chain):
 # --- API calls ----------------------------------------------------------------------------------------------------
 
 
-SECONDS = re.compile(r"[0-9]+")
+# urllib3's parser of Retry-After (seconds or an HTTP date), capped at a day; nothing else of this Retry is used.
+_RETRY_AFTER = urllib3.util.Retry(total=0, retry_after_max=int(MAX_RETRY_AFTER))
 
 
-def retry_after_seconds(response, now=None):
+def retry_after_seconds(response):
     """Retry-After as seconds to wait: it may be a number of seconds or an HTTP date. None when absent or unusable."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
-    value = value.strip()
-    if SECONDS.fullmatch(value):
-        return min(float(value), MAX_RETRY_AFTER)
     try:
-        when = email.utils.parsedate_to_datetime(value)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    except (TypeError, ValueError, IndexError, OverflowError):
+        return float(_RETRY_AFTER.parse_retry_after(value))
+    except (urllib3.exceptions.InvalidHeader, OverflowError, ValueError):
         return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def api_error_detail(response, *secrets):
