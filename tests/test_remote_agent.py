@@ -236,22 +236,28 @@ def test_sigterm_while_waiting_for_work_leaves_a_job_queued_after_it_to_the_next
     remote_node, _ = node
     integration = remote_integration_for(simulator, remote_node)
     agent = in_process_agent(wait=10)
-    looked, saw_work = threading.Event(), threading.Event()
-    work_waiting = jobs.work_waiting
+    its_check_in, saw_work = [], threading.Event()
+    release_unheld, work_waiting = jobs.release_unheld, jobs.work_waiting
+
+    def check_in_arrives(for_node, agent_id, holding=()):
+        if agent_id == agent.agent_id and not its_check_in:
+            its_check_in.append(threading.current_thread())
+            sigterm_to(agent)  # the site has the agent's check-in; the agent waits for the answer
+        return release_unheld(for_node, agent_id, holding)
 
     def look_for_work(for_node):
-        if not looked.is_set():
-            looked.set()
-            sigterm_to(agent)  # the agent is inside its check-in, waiting
         found = work_waiting(for_node)
-        if found:
+        if found and threading.current_thread() in its_check_in:
             saw_work.set()
         return found
 
+    monkeypatch.setattr(jobs, "release_unheld", check_in_arrives)
     monkeypatch.setattr(jobs, "work_waiting", look_for_work)
     assert agent.run() == 0  # at once, not at the end of the check-in's wait
     job = jobs.enqueue(integration, Job.Kind.TEST)  # while the site still holds the agent's check-in open
-    assert saw_work.wait(30)
+    assert saw_work.wait(30)  # that check-in saw the job...
+    its_check_in[0].join(30)  # ...and has answered the agent that left
+    assert not its_check_in[0].is_alive()
     job.refresh_from_db()
     assert job.state == Job.State.QUEUED and job.attempts == 0  # nobody was handed it
 
