@@ -37,4 +37,4 @@ format: install
 benchmark: install
 	$(BIN)/python benchmarks/alerts_fetch.py
 	$(BIN)/python benchmarks/pages_render.py
-	$(BIN)/python benchmarks/test_duration.py
+	$(BIN)/python benchmarks/connectivity_duration.py

@@ -1,8 +1,11 @@
-"""The Django admin lists every model; secrets are write-only there too (a password input that never refills)."""
+"""The Django admin lists every model; secrets are write-only there too (a password input that never refills), and a
+kept secret follows the destination rule as in the console (see defender.destinations)."""
 
 from django import forms
 from django.contrib import admin
 
+from defender import destinations
+from defender.forms import retype_message
 from defender.models import Actor, Alert, AlertFetch, Integration, Job, ProxyRule, RemoteNode
 
 
@@ -19,6 +22,8 @@ class WriteOnlySecretAdminForm(forms.ModelForm):
         if self.instance.pk and self.instance.__dict__.get(self.secret_field):
             field.help_text = "A value is saved. Leave blank to keep it; type a new value to replace it."
 
+    secret_noun = None
+
     def clean(self):
         cleaned = super().clean()
         if not cleaned.get(self.secret_field) and self.instance.pk:
@@ -26,13 +31,28 @@ class WriteOnlySecretAdminForm(forms.ModelForm):
             cleaned.pop(self.secret_field, None)
         return cleaned
 
+    def _post_clean(self):
+        super()._post_clean()
+        # A kept secret only goes where it was typed for: ask for it again when this change moves it.
+        reasons = destinations.retype_reasons(self.instance)
+        if reasons and self.needs_secret():
+            self.add_error(self.secret_field, retype_message(self.secret_noun, reasons))
+
+    def needs_secret(self):
+        return True
+
 
 class IntegrationAdminForm(WriteOnlySecretAdminForm):
     secret_field = "client_secret"
+    secret_noun = "client secret"
 
 
 class ProxyRuleAdminForm(WriteOnlySecretAdminForm):
     secret_field = "password"
+    secret_noun = "password"
+
+    def needs_secret(self):
+        return bool(self.instance.username)  # without a username the password is never sent
 
 
 @admin.register(Integration)
@@ -68,6 +88,19 @@ class ProxyRuleAdmin(admin.ModelAdmin):
     form = ProxyRuleAdminForm
     list_display = ["name", "proxy_type", "host", "port", "username"]
     search_fields = ["name", "host"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        names = [integration.name for integration in obj.integrations.order_by("name")] if obj else []
+        if not names:
+            return fieldsets
+        # Said before saving, as on the console's Edit page: whose client secrets an edit here would move.
+        description = (
+            f"Used by {destinations.spoken_list(names)}. Changing the type, host, port, username, CA certificate or "
+            "bypass hosts changes where their client secrets go: they must then be typed again."
+        )
+        (title, options), *rest = fieldsets
+        return [(title, {**options, "description": description}), *rest]
 
 
 @admin.register(Actor)

@@ -1,24 +1,26 @@
 """Get alerts: ask each chosen integration for an actor's alerts and keep what came back.
 
 The table, its filters and the CSV export read the stored rows, so only this module talks to Defender. One integration
-failing (a wrong secret, a closed port, a key that no longer opens the secret) is recorded for that integration and
-never stops the others.
+failing (a wrong secret, a closed port, a key that no longer opens the secret, an answer that cannot be stored) is
+recorded for that integration and never stops the others, nor touches what they stored.
 """
 
 import csv
 import logging
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 from urllib.parse import urlsplit
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from defender.encryption import DecryptionError
+from defender.destinations import REFUSED_SECRETS
 from defender.models import Alert, AlertFetch
 from defender.services.alerts import alerts_for_actor
 from defender.services.errors import DefenderError
+from defender.services.untrusted import storable_json, storable_text, text
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +70,9 @@ def fetch_alerts(actor, integrations, since, until):
     prepared, outcomes = [], {}
     for integration in integrations:
         try:
-            # Decrypting happens here, in the request's thread, before any worker starts.
+            # Decrypting (and checking where the secret may go) happens here, before any worker starts.
             prepared.append((integration, integration.to_settings()))
-        except DecryptionError as error:
+        except REFUSED_SECRETS as error:
             outcomes[integration.pk] = Outcome(integration, False, str(error), since, until, tuple(names))
     if prepared:
         with ThreadPoolExecutor(max_workers=min(PARALLEL_ASKS, len(prepared))) as pool:
@@ -79,8 +81,8 @@ def fetch_alerts(actor, integrations, since, until):
                 outcome = ask.result()
                 outcomes[outcome.integration.pk] = outcome
     asked_at = timezone.now()
-    with transaction.atomic():
-        return [record_outcome(actor, outcomes[integration.pk], asked_at) for integration in integrations]
+    # One transaction per integration: an answer that cannot be stored fails its own ask, never the others'.
+    return [record_outcome(actor, outcomes[integration.pk], asked_at) for integration in integrations]
 
 
 def _ask(integration, settings, names, since, until):
@@ -93,22 +95,40 @@ def _ask(integration, settings, names, since, until):
         logger.exception("Getting alerts from integration %s failed unexpectedly", integration.pk)
         message = f"Getting alerts from {integration.name} failed unexpectedly; the server log has the details."
         return Outcome(integration, False, message, since, until, tuple(names))
-    window_since, window_until = result.window
+    # The window as asked (the default lookback when none was given), without the clock-skew widening.
+    skew = timedelta(seconds=settings.clock_skew_seconds)
     return Outcome(
         integration,
         True,
         result.message,
-        window_since,
-        window_until,
+        result.window.since + skew,
+        result.window.until - skew,
         tuple(result.tried_names),
         tuple(result.alerts),
     )
 
 
 def record_outcome(actor, outcome, asked_at):
-    """Store what one integration answered (its alerts, if any) and note the ask; used for remote answers too."""
-    if outcome.ok:
-        store_alerts(actor, outcome.integration, outcome.alerts, asked_at)
+    """Store what one integration answered (its alerts, if any) and note the ask, in one transaction; used for remote
+    answers too. If the alerts cannot be stored, the ask is recorded as failed and the rows stored before stay."""
+    try:
+        with transaction.atomic():
+            if outcome.ok:
+                store_alerts(actor, outcome.integration, outcome.alerts, asked_at)
+            return _note_ask(actor, outcome, asked_at)
+    except Exception:
+        # Whatever went wrong belongs to this integration's answer: its row says so, the log has the details.
+        logger.exception("Storing the alerts of integration %s failed", outcome.integration.pk)
+    message = (
+        f"The alerts {outcome.integration.name} sent could not be stored; the server log has the details. "
+        "The alerts stored before are kept."
+    )
+    failed = Outcome(outcome.integration, False, message, outcome.since, outcome.until, outcome.tried_names)
+    with transaction.atomic():
+        return _note_ask(actor, failed, asked_at)
+
+
+def _note_ask(actor, outcome, asked_at):
     fetch, _ = AlertFetch.objects.update_or_create(
         actor=actor,
         integration=outcome.integration,
@@ -116,6 +136,7 @@ def record_outcome(actor, outcome, asked_at):
             "asked_at": asked_at,
             "since": outcome.since,
             "until": outcome.until,
+            "clock_skew_seconds": outcome.integration.clock_skew_seconds,
             "tried_names": list(outcome.tried_names),
             "ok": outcome.ok,
             "message": outcome.message,
@@ -128,41 +149,55 @@ def record_outcome(actor, outcome, asked_at):
 def store_alerts(actor, integration, alerts, now=None):
     """Insert new alerts and update the ones already stored (keyed by integration and Defender's alert ID)."""
     now = now or timezone.now()
-    rows = {}
+    unique = {}
     for alert in alerts:
         # One alert can come back twice (two machine records for the same endpoint); one row each, the first wins.
-        rows.setdefault(alert.id, _row(actor, integration, alert, now))
+        unique.setdefault(alert.id, alert)
+    try:
+        with transaction.atomic():
+            _upsert([_row(actor, integration, alert, now) for alert in unique.values()])
+    except (DatabaseError, ValueError, RecursionError):
+        # The database refused a value as the API sent it (PostgreSQL keeps no NUL character, no database a lone
+        # surrogate, and JSON nested hundreds deep overflows its encoder): store copies any database takes. Making
+        # every value storable first would cost a quarter of the time storing takes, for answers that rarely need it.
+        logger.info("Storing the alerts of integration %s again with their text cleaned", integration.pk)
+        with transaction.atomic():
+            _upsert([_row(actor, integration, alert, now, clean=True) for alert in unique.values()])
+    return len(unique)
+
+
+def _upsert(rows):
     Alert.objects.bulk_create(
-        rows.values(),
+        rows,
         batch_size=BATCH_SIZE,
         update_conflicts=True,
         unique_fields=["integration", "alert_id"],
         update_fields=UPDATED_FIELDS,
     )
-    return len(rows)
 
 
-def _row(actor, integration, alert, now):
+def _row(actor, integration, alert, now, clean=False):
     severity = alert.severity if alert.severity in Alert.Severity.values else Alert.Severity.UNSPECIFIED
     status = alert.status if alert.status in Alert.Status.values else Alert.Status.UNKNOWN
+    fit = _fit_clean if clean else _fit
     return Alert(
         integration=integration,
         actor=actor,
-        alert_id=_fit(alert.id, "alert_id"),
-        title=_fit(alert.title, "title"),
+        alert_id=fit(alert.id, "alert_id"),
+        title=fit(alert.title, "title"),
         severity=severity,
         severity_rank=Alert.SEVERITY_RANKS[severity],
         status=status,
-        category=_fit(alert.category, "category"),
-        detection_source=_fit(alert.detection_source, "detection_source"),
+        category=fit(alert.category, "category"),
+        detection_source=fit(alert.detection_source, "detection_source"),
         created=alert.created,
         first_event=alert.first_event,
         last_event=alert.last_event,
-        machine_name=_fit(alert.machine_name, "machine_name"),
-        matched_name=_fit(alert.matched_name, "matched_name"),
-        mitre_techniques=list(alert.mitre_techniques),
-        portal_url=safe_portal_url(alert.portal_url),
-        raw=alert.raw,
+        machine_name=fit(alert.machine_name, "machine_name"),
+        matched_name=fit(alert.matched_name, "matched_name"),
+        mitre_techniques=storable_json(list(alert.mitre_techniques)) if clean else list(alert.mitre_techniques),
+        portal_url=safe_portal_url(fit(alert.portal_url, "portal_url")),
+        raw=storable_json(alert.raw) if clean else alert.raw,
         first_seen_at=now,
         updated_at=now,
     )
@@ -184,7 +219,11 @@ def _max_length(field_name):
 
 def _fit(value, field_name):
     """Cut a value to its column: PostgreSQL refuses an over-long string where SQLite would keep it."""
-    return (value or "")[: _max_length(field_name)]
+    return text(value, _max_length(field_name))
+
+
+def _fit_clean(value, field_name):
+    return storable_text(_fit(value, field_name))
 
 
 def stored_alerts(actor):
@@ -215,8 +254,16 @@ CSV_HEADER = [
 
 
 def neutralise(value):
+    """Prefix a quote to a cell a spreadsheet would run as a formula, so it shows as text.
+
+    Spreadsheets trim leading spaces and line feeds before looking for a formula, and read the full-width and small
+    forms (＝ ＋ － ＠, ﹦ ﹢ ﹣ ﹫) as the ASCII ones; NFKC folds those onto = + - @.
+    """
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    first = text.lstrip()[:1]
+    if text.startswith(FORMULA_STARTS) or unicodedata.normalize("NFKC", first) in FORMULA_STARTS:
+        return "'" + text
+    return text
 
 
 class _Echo:

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
 
@@ -7,7 +8,11 @@ class DefenderConfig(AppConfig):
     verbose_name = "Defender ATP integrations"
 
     def ready(self):
+        from defender import logins
         from defender.roles import sync_group_permissions
+        from integrations_site.private_files import make_sqlite_file_private
 
         # After auth has created this app's permissions (post_migrate of every app runs in order).
         post_migrate.connect(sync_group_permissions, dispatch_uid="defender-sync-group-permissions")
+        logins.connect()
+        connection_created.connect(make_sqlite_file_private, dispatch_uid="defender-private-sqlite-file")

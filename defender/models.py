@@ -1,15 +1,18 @@
 """The integration data model: integrations, the proxy rules they may use, and the actors whose alerts they fetch."""
 
+import re
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
-from defender import presets, validators
-from defender.fields import EncryptedTextField, has_secret
+from defender import destinations, presets, validators
+from defender.fields import CertificatesField, EncryptedTextField, has_secret
 from defender.kinds import DEFENDER_ATP, KIND_CHOICES
-from defender.services.connection import ConnectionSettings, ProxySettings
+from defender.services.connection import ConnectionSettings, ProxySettings, bare_host, split_host_list
 
 
 class ProxyRule(models.Model):
@@ -24,7 +27,9 @@ class ProxyRule(models.Model):
     port = models.PositiveIntegerField(default=3128, validators=[validators.validate_port])
     username = models.CharField(max_length=255, blank=True, help_text="Leave empty for a proxy without authentication.")
     password = EncryptedTextField(help_text="Stored encrypted; never shown again.")
-    ca_certificate = models.TextField(
+    # Where the password was typed for (see defender.destinations); set when a password is saved.
+    password_destination = models.JSONField(default=dict, blank=True, editable=False)
+    ca_certificate = CertificatesField(
         "CA certificate",
         blank=True,
         validators=[validators.validate_pem_certificates],
@@ -44,20 +49,41 @@ class ProxyRule(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        kwargs["update_fields"] = destinations.record_typed_secret(self, kwargs.get("update_fields"))
+        super().save(*args, **kwargs)
+
     @property
     def has_password(self):
         return has_secret(self, "password")
 
     def bypass_list(self):
-        return tuple(entry.strip() for entry in self.bypass_hosts.replace(",", "\n").splitlines() if entry.strip())
+        return split_host_list(self.bypass_hosts)
+
+    def tunnel_targets(self):
+        """Where this rule's integrations go through it, (host, port) in order: each one's sign-in host, then its API
+        host; hosts on the bypass list are left out, since their traffic never reaches the proxy."""
+        from urllib.parse import urlsplit
+
+        route = ProxySettings(self.proxy_type, self.host, self.port, bypass_hosts=self.bypass_list())
+        targets = []
+        for integration in self.integrations.order_by("name"):
+            auth = urlsplit(integration.auth_url)
+            for host, port in ((auth.hostname, auth.port or 443), (integration.host, integration.port)):
+                if host and not route.bypasses(host):
+                    targets.append((bare_host(host), port))
+        return list(dict.fromkeys(targets))
 
     def to_settings(self):
+        """The plain proxy settings the services take (decrypts the password, if it may go to this proxy)."""
+        password = self.password
+        destinations.check_before_sending(self, password)
         return ProxySettings(
             proxy_type=self.proxy_type,
             host=self.host,
             port=self.port,
             username=self.username,
-            password=self.password,
+            password=str(password),
             ca_certificate=self.ca_certificate,
             bypass_hosts=self.bypass_list(),
         )
@@ -89,6 +115,8 @@ class Integration(models.Model):
     protocol = models.CharField(max_length=5, choices=Protocol.choices, default=Protocol.HTTPS)
     client_id = models.CharField("client ID", max_length=36, validators=[validators.validate_guid])
     client_secret = EncryptedTextField(help_text="Stored encrypted; never shown again.")
+    # Where the client secret was typed for (see defender.destinations); set when a secret is saved.
+    client_secret_destination = models.JSONField(default=dict, blank=True, editable=False)
     secret_expires_on = models.DateField("secret expiry date", null=True, blank=True)
     api_version = models.CharField(
         "API version", max_length=20, blank=True, default="v1.0", validators=[validators.validate_api_version]
@@ -102,7 +130,7 @@ class Integration(models.Model):
     connect_timeout = models.FloatField(default=5.0, validators=[validators.validate_timeout])
     read_timeout = models.FloatField(default=30.0, validators=[validators.validate_timeout])
     verify_tls = models.BooleanField("verify TLS", default=True)
-    ca_certificate = models.TextField("CA certificate", blank=True, validators=[validators.validate_pem_certificates])
+    ca_certificate = CertificatesField("CA certificate", blank=True, validators=[validators.validate_pem_certificates])
     max_retries = models.PositiveSmallIntegerField(
         "maximum retries", default=3, validators=[validators.validate_retries]
     )
@@ -137,6 +165,10 @@ class Integration(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        kwargs["update_fields"] = destinations.record_typed_secret(self, kwargs.get("update_fields"))
+        super().save(*args, **kwargs)
+
     @property
     def has_client_secret(self):
         return has_secret(self, "client_secret")
@@ -157,7 +189,10 @@ class Integration(models.Model):
         if days is None or days > self.SECRET_WARNING_DAYS:
             return ""
         if days < 0:
-            return f"The client secret expired on {self.secret_expires_on:%Y-%m-%d}: create a new one and enter it."
+            return (
+                f"The client secret expired on {self.secret_expires_on:%Y-%m-%d}: Entra ID refuses it, so the Test "
+                "and alert lookups will fail. Create a new one and enter it."
+            )
         when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
         return f"The client secret expires {when} ({self.secret_expires_on:%Y-%m-%d}): create a new one in time."
 
@@ -167,15 +202,33 @@ class Integration(models.Model):
         if self.api_flavour == presets.SIEM and not self.resource:
             raise ValidationError({"resource": "The legacy SIEM API needs a resource, e.g. https://graph.windows.net."})
 
+    @property
+    def secret_destination_warning(self):
+        """What to tell the person when the saved secret would be refused because its destination changed, or ""."""
+        reasons = destinations.retype_reasons(self)
+        if not reasons:
+            return ""
+        if reasons == [destinations.NOT_RECORDED]:
+            return "Type the client secret again on the Edit page: no destination is recorded for the saved one."
+        return (
+            f"Type the client secret again on the Edit page: since it was typed, {destinations.spoken_list(reasons)} "
+            "changed, and a saved secret only goes where it went before."
+        )
+
     def to_settings(self):
-        """The plain connection settings the services take (decrypts the secret)."""
+        """The plain connection settings the services take: decrypts the secret, and refuses (with
+        SecretDestinationChanged) when it or the proxy's password would go elsewhere than where it was typed for.
+        Every path that sends a secret builds its settings here."""
+        secret = self.client_secret
+        destinations.check_before_sending(self, secret)
+        proxy = self.proxy_rule.to_settings() if self.proxy_rule_id else None
         return ConnectionSettings(
             flavour=self.api_flavour,
             host=self.host,
             port=self.port,
             protocol=self.protocol,
             client_id=self.client_id,
-            client_secret=self.client_secret,
+            client_secret=str(secret),
             tenant_id=self.tenant_id,
             auth_url=self.auth_url,
             api_version=self.api_version,
@@ -188,7 +241,7 @@ class Integration(models.Model):
             page_size=self.page_size,
             lookback_hours=self.lookback_hours,
             clock_skew_seconds=self.clock_skew_seconds,
-            proxy=self.proxy_rule.to_settings() if self.proxy_rule_id else None,
+            proxy=proxy,
             name=self.name,
             integration_id=self.pk,
         )
@@ -304,13 +357,20 @@ class Alert(models.Model):
 
 
 class AlertFetch(models.Model):
-    """The last time an integration was asked for an actor's alerts: when, for which window, and how it went."""
+    """The last time an integration was asked for an actor's alerts: when, for which window, and how it went.
+
+    ``since`` and ``until`` are the window as the person asked for it; Defender was asked for that window widened on
+    both ends by the clock-skew tolerance, so that an alert stamped by a clock a little ahead or behind is not lost.
+    """
 
     actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="alert_fetches")
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="alert_fetches")
     asked_at = models.DateTimeField()
     since = models.DateTimeField()
     until = models.DateTimeField()
+    clock_skew_seconds = models.PositiveIntegerField(
+        "clock-skew tolerance (seconds)", default=0, help_text="How far the window was widened on both ends."
+    )
     tried_names = models.JSONField(default=list, blank=True)
     ok = models.BooleanField()
     message = models.TextField(blank=True, help_text="What Defender answered, or the error and what to do about it.")
@@ -322,6 +382,21 @@ class AlertFetch(models.Model):
 
     def __str__(self):
         return f"{self.integration} asked for {self.actor} at {self.asked_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def searched(self):
+        """The window Defender was asked for: as asked, widened by the clock-skew tolerance."""
+        skew = timedelta(seconds=self.clock_skew_seconds)
+        return self.since - skew, self.until + skew
+
+    # The sentence services.alerts.with_unreadable adds when Defender sent alerts that could not be read.
+    UNREADABLE_NOTE = re.compile(r"\S+ alerts? could not be read and (?:was|were) skipped\.")
+
+    @property
+    def unreadable_note(self):
+        """How many alerts of this answer were skipped as unreadable (a sentence), or ""."""
+        found = self.UNREADABLE_NOTE.search(self.message)
+        return found.group(0) if found else ""
 
 
 class RemoteNode(models.Model):

@@ -1,6 +1,6 @@
 """Host presets: where each API flavour lives in each cloud, as data.
 
-Sources: ../shared/reference/defender-api.md section 1 (Microsoft's Defender for Endpoint, legacy SIEM and Graph
+Sources: docs/microsoft-api.md (hosts per cloud) (Microsoft's Defender for Endpoint, legacy SIEM and Graph
 documentation). The form lists the common regions first and the rest under "More".
 """
 

@@ -4,18 +4,18 @@ from dataclasses import asdict
 
 from django.utils import timezone
 
-from defender.encryption import DecryptionError
+from defender.destinations import REFUSED_SECRETS
 from defender.services.connectivity import FAILED, Step, iter_test_steps
 
 
-def steps_for(build_settings):
-    """The Test's steps for the settings ``build_settings()`` makes; a stored secret that no key opens is a failed
-    first step naming the record, not an error page."""
+def steps_for(build_settings, run=iter_test_steps):
+    """The Test's steps (``run`` of the settings ``build_settings()`` makes); a stored secret that cannot be sent is a
+    failed first step saying why, not an error page, and nothing is sent anywhere."""
     try:
         settings = build_settings()
-    except DecryptionError as error:
+    except REFUSED_SECRETS as error:
         return iter([Step("Stored secret", FAILED, 0, str(error))])
-    return iter_test_steps(settings)
+    return run(settings)
 
 
 def record_test_result(integration, result):

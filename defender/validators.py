@@ -9,8 +9,11 @@ import uuid
 from urllib.parse import urlsplit
 
 from cryptography import x509
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.deconstruct import deconstructible
+
+from defender.services import addresses
 
 HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
@@ -45,6 +48,21 @@ def validate_tenant(value):
 
 
 def validate_host(value):
+    """A host the site connects to (an API host, a proxy): a bare name or address, and not a metadata service."""
+    validate_host_syntax(value)
+    refuse_metadata_host(str(value).strip())
+
+
+def refuse_metadata_host(host):
+    """Link-local and cloud metadata hosts are refused unless ALLOW_METADATA_HOSTS is on (services/addresses.py)."""
+    if settings.ALLOW_METADATA_HOSTS:
+        return
+    reason = addresses.host_refusal(host)
+    if reason:
+        raise ValidationError(f"Refused: {reason} {addresses.HOW_TO_ALLOW}", code="metadata_host")
+
+
+def validate_host_syntax(value):
     """A bare hostname or IP address: no scheme, path or port (those have their own fields)."""
     value = str(value).strip()
     if "://" in value:
@@ -72,6 +90,7 @@ def validate_https_url(value):
             "Enter an https:// URL, e.g. https://login.microsoftonline.com (Entra ID accepts only HTTPS).",
             code="auth_url_https",
         )
+    refuse_metadata_host(parts.hostname)
 
 
 def validate_pem_certificates(value):
@@ -101,8 +120,8 @@ def validate_api_version(value):
 
 
 def validate_hostname_or_fqdn(value):
-    """An actor's hostname: a short name (ws-fin-07) or an FQDN; no scheme, path or port."""
-    validate_host(value)
+    """An actor's hostname: a short name (ws-fin-07) or an FQDN; no scheme, path or port; matched, never reached."""
+    validate_host_syntax(value)
 
 
 @deconstructible

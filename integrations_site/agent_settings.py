@@ -4,7 +4,7 @@ The agent only runs the services on jobs the site hands it; it reads nothing fro
 starts on a node that has a checkout of this project and nothing else configured.
 """
 
-from integrations_site import env
+from integrations_site import env, log_config
 
 DEBUG = False
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "defender"]
@@ -12,4 +12,6 @@ DATABASES = {}
 USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-LOGGING = env.logging_config(env.read("LOG_LEVEL", "INFO"))
+LOGGING = log_config.logging_config(env.read("LOG_LEVEL", "INFO"))
+# As on the site: a Test run on the node refuses link-local and cloud metadata addresses unless this is on.
+ALLOW_METADATA_HOSTS = env.boolean("ALLOW_METADATA_HOSTS", default=False)

@@ -9,18 +9,19 @@ import sys
 
 from cryptography.fernet import Fernet
 
+from integrations_site.private_files import make_private, write_private
+
 
 def load_or_create(var_dir):
     path = var_dir / "dev-secrets.json"
     if path.exists():
+        make_private(path)
         return json.loads(path.read_text())
-    var_dir.mkdir(parents=True, exist_ok=True)
     values = {
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     }
-    path.write_text(json.dumps(values, indent=2))
-    path.chmod(0o600)
+    write_private(path, json.dumps(values, indent=2))
     print(
         f"WARNING: generated development keys in {path}. Set SECRET_KEY and FIELD_ENCRYPTION_KEYS in production.",
         file=sys.stderr,

@@ -60,15 +60,3 @@ def integer(name, default, environ=None):
         return int(value)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}.") from exc
-
-
-def logging_config(level):
-    """Console logging at ``level``. urllib3 and msal stay at WARNING: their DEBUG lines carry request URLs."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-        "root": {"handlers": ["console"], "level": level},
-        "loggers": {"urllib3": {"level": "WARNING"}, "msal": {"level": "WARNING"}},
-    }

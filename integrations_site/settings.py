@@ -3,12 +3,14 @@
 See the configuration table in README.md. Every variable may also be given as NAME_FILE=/path.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from integrations_site import env
+from integrations_site import env, log_config, private_files
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env.read("VAR_DIR", str(BASE_DIR / "var")))
@@ -37,6 +39,12 @@ def _required_secret(name):
     return load_or_create(VAR_DIR)[name]
 
 
+def _at_least(name, value, low):
+    if value < low:
+        raise ImproperlyConfigured(f"{name} must be at least {low}, not {value}.")
+    return value
+
+
 SECRET_KEY = _required_secret("SECRET_KEY")
 # The first key encrypts; every key decrypts. Rotate by putting a new key first and running rotate_encryption_key.
 FIELD_ENCRYPTION_KEYS = [key.strip() for key in _required_secret("FIELD_ENCRYPTION_KEYS").split(",") if key.strip()]
@@ -50,6 +58,10 @@ SITE_URL = env.read("SITE_URL", "").rstrip("/")
 REMOTE_JOB_DEADLINE_SECONDS = env.integer("REMOTE_JOB_DEADLINE_SECONDS", 90)
 REMOTE_JOB_LEASE_SECONDS = env.integer("REMOTE_JOB_LEASE_SECONDS", 300)
 REMOTE_NODE_MAX_RESULT_BYTES = env.integer("REMOTE_NODE_MAX_RESULT_BYTES", 64 * 1024 * 1024)
+# Link-local and cloud metadata addresses hand out the machine's own credentials: a Test never reaches them unless
+# this is on (defender/services/addresses.py).
+ALLOW_METADATA_HOSTS = env.boolean("ALLOW_METADATA_HOSTS", default=False)
+
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -63,6 +75,8 @@ INSTALLED_APPS = [
     "django_tables2",
     "django_filters",
     "django_htmx",
+    "axes",
+    "csp",
     "defender",
 ]
 
@@ -76,7 +90,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Pages show integrations, alerts and tokens: no browser or proxy cache keeps them.
+    "integrations_site.middleware.NoStoreMiddleware",
+    "integrations_site.middleware.SlidingSessionMiddleware",
+    # Last, so it turns a lockout flagged during the login view into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "integrations_site.urls"
@@ -98,9 +118,14 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "integrations_site.wsgi.application"
 
+_database_url = env.read("DATABASE_URL")  # lower case: never listed among the settings on an error page
+if _database_url is None:
+    # The development database lives in var/, which only this user may enter (the file itself is made 0600 when
+    # SQLite creates it: integrations_site/private_files.py).
+    private_files.private_folder(VAR_DIR)
 DATABASES = {
     "default": dj_database_url.parse(
-        env.read("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        _database_url or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
         conn_max_age=env.integer("DATABASE_CONN_MAX_AGE", 60),
     )
 }
@@ -115,6 +140,27 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "defender:integration-list"
 LOGOUT_REDIRECT_URL = "login"
+# Axes checks every login (the console's and /admin/login/) before the password is; see README, Logins.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _at_least("LOGIN_FAILURE_LIMIT", env.integer("LOGIN_FAILURE_LIMIT", 5), 1)
+AXES_COOLOFF_TIME = timedelta(minutes=_at_least("LOGIN_COOLOFF_MINUTES", env.integer("LOGIN_COOLOFF_MINUTES", 15), 1))
+# A user name is locked from the address that failed, so nobody can lock an administrator out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The cool-off runs from the failure that locked: attempts while locked neither count nor prolong it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "defender.logins.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "defender.logins.client_address"
+# Reverse proxies in front of the site that append the client's address to X-Forwarded-For (0: none, use the
+# connection's address).
+TRUSTED_PROXY_COUNT = _at_least("TRUSTED_PROXY_COUNT", env.integer("TRUSTED_PROXY_COUNT", 0), 0)
+
+# Sessions end after this many seconds without a request (sliding; refreshed at most once a minute).
+SESSION_IDLE_TIMEOUT = _at_least("SESSION_IDLE_TIMEOUT", env.integer("SESSION_IDLE_TIMEOUT", 8 * 60 * 60), 60)
+SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.read("TIME_ZONE", "UTC")
@@ -147,5 +193,22 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env.boolean("SECURE_HSTS_PRELOAD", default=True)
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Only the site's own scripts and styles: no inline script, no style attribute, nothing from elsewhere. Bootstrap's
+# stylesheet draws its form controls with data: SVG images.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
-LOGGING = env.logging_config(env.read("LOG_LEVEL", "INFO"))
+# Every handler masks secrets and tokens, whichever library logs them (integrations_site/log_config.py).
+LOGGING = log_config.logging_config(env.read("LOG_LEVEL", "INFO"))

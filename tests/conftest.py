@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.simulator",
     "tests.fixtures.proxy",
     "tests.fixtures.tls_front",
+    "tests.fixtures.capture",
 ]
 
 PASSWORD = "correct horse battery staple"

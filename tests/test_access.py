@@ -3,21 +3,16 @@
 The URL patterns are walked, not listed, so a page added later is covered without editing this file.
 """
 
+import logging
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 # Pages that must stay reachable without signing in.
-PUBLIC = {
-    "login",
-    "logout",
-    "password_reset",
-    "password_reset_done",
-    "password_reset_confirm",
-    "password_reset_complete",
-}
+PUBLIC = {"login", "logout"}
 NON_HTML_PREFIXES = ("api/",)
 POST_ONLY_SUFFIXES = ("-test", "-reissue", "-revoke", "-get-alerts")
-SAMPLE_KWARGS = {"pk": 1, "uidb64": "MQ", "token": "set-password", "object_id": "1", "app_label": "defender"}
+SAMPLE_KWARGS = {"pk": 1, "object_id": "1", "app_label": "defender"}
 
 
 def walk(patterns, prefix=""):
@@ -136,3 +131,61 @@ def test_an_administrator_opens_every_page_without_a_server_error(admin_client):
         assert status < 500, f"{url} answered {status}"
         checked += 1
     assert checked > 20
+
+
+@pytest.mark.django_db
+def test_a_viewer_refused_a_page_sees_the_console_saying_they_are_read_only(viewer_client):
+    response = viewer_client.get("/settings/integrations/add/defender_atp/")
+
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert "console.css" in page and 'aria-label="Main"' in page  # the site's own page, with its navigation
+    assert "Your account is a <strong>Viewer</strong>: it is read-only." in page
+    assert "never run a Test or Get alerts" in page
+
+
+@pytest.mark.django_db
+def test_an_administrator_without_a_permission_is_not_called_a_viewer(admin_client, admin_user):
+    from django.contrib.auth.models import Group, Permission
+
+    administrators = Group.objects.get(name="Administrators")
+    administrators.permissions.remove(Permission.objects.get(codename="add_integration"))
+
+    page = admin_client.get("/settings/integrations/add/defender_atp/").content.decode()
+
+    assert "does not have the permission this page needs" in page
+    assert "Viewer" not in page
+
+
+@pytest.mark.django_db
+def test_a_refusal_is_logged_once_without_a_traceback(viewer_client, caplog):
+    with caplog.at_level(logging.INFO):
+        viewer_client.get("/settings/integrations/add/defender_atp/")
+
+    [record] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert (
+        record.getMessage() == "Refused GET /settings/integrations/add/defender_atp/ to 'victor-viewer': no permission"
+    )
+    assert record.exc_info is None
+    # In DEBUG Django's own loggers print to a console handler of their own as well as the site's: none is used.
+    assert not any(record.name.startswith("django") for record in caplog.records)
+
+
+@pytest.mark.django_db
+def test_the_navigation_says_a_viewer_is_read_only(viewer_user, admin_user):
+    from django.test import Client
+
+    viewer, administrator = Client(), Client()
+    viewer.force_login(viewer_user)
+    administrator.force_login(admin_user)
+    assert "Viewer · read-only" in viewer.get("/settings/integrations/").content.decode()
+    assert "read-only" not in administrator.get("/settings/integrations/").content.decode()
+
+
+@pytest.mark.django_db
+def test_every_page_names_a_favicon_the_site_serves(admin_client, client):
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("img/favicon.svg")
+    for page in (admin_client.get("/actors/"), client.get("/accounts/login/"), client.get("/admin/login/")):
+        assert '<link rel="icon" href="/static/img/favicon.svg" type="image/svg+xml">' in page.content.decode()

@@ -196,8 +196,11 @@ def test_an_empty_answer_records_the_names_and_the_window_searched(simulator):
 
     assert fetch.ok and fetch.alert_count == 0
     assert fetch.tried_names == ["no-such-host", "no-such-host.corp.contoso.com"]
+    # The window as asked, and the tolerance Defender was asked with on top of it.
+    assert (fetch.since, fetch.until) == (since, until)
+    assert fetch.clock_skew_seconds == integration.clock_skew_seconds == 300
     skew = timedelta(seconds=integration.clock_skew_seconds)
-    assert (fetch.since, fetch.until) == (since - skew, until + skew)
+    assert fetch.searched == (since - skew, until + skew)
     assert "no-such-host" in fetch.message
 
 
@@ -220,6 +223,7 @@ def test_an_actor_known_only_by_its_alternate_hostname_gets_alerts(simulator):
         ("-2+3", "'-2+3"),
         ("@SUM(A1)", "'@SUM(A1)"),
         ("\t=1", "'\t=1"),
+        ("\rcmd", "'\rcmd"),
         ("Suspicious PowerShell", "Suspicious PowerShell"),
         ("", ""),
         (None, ""),
@@ -227,6 +231,33 @@ def test_an_actor_known_only_by_its_alternate_hostname_gets_alerts(simulator):
 )
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(cell, written):
     assert alert_store.neutralise(cell) == written
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "  =1+1",
+        " +cmd",
+        '\n=HYPERLINK("http://evil")',
+        "\n\n  @SUM(A1)",
+        "\u00a0-2+3",  # a no-break space
+        "\u3000=1",  # an ideographic (full-width) space
+        "＝1+1",
+        "＋cmd",
+        "－2+3",
+        "＠SUM(A1)",
+        " ＝1",
+        "\n＠SUM(A1)",
+        "﹦1",  # the small form of =
+    ],
+)
+def test_formula_starts_after_leading_whitespace_or_a_line_feed_or_in_full_width_are_neutralised(cell):
+    assert alert_store.neutralise(cell) == "'" + cell
+
+
+@pytest.mark.parametrize("cell", ["Defender saw = 1 alert", "ws-fin-07", "a\n=b", "T1059.001; T1105", " 42"])
+def test_text_with_a_formula_character_later_on_is_left_alone(cell):
+    assert alert_store.neutralise(cell) == cell
 
 
 @pytest.mark.django_db

@@ -113,7 +113,8 @@ def test_defender_alerts_prints_a_table_and_a_summary(integration):
     lines = out.strip().splitlines()
     assert lines[0].split()[:4] == ["created", "severity", "status", "machine"]
     assert len(lines) == 1 + 17 + 1
-    assert lines[-1].startswith("17 alerts on ws-fin-07.corp.contoso.com")
+    assert lines[-1].startswith("17 alerts on ws-fin-07.corp.contoso.com. Window asked: between ")
+    assert lines[-1].endswith(" UTC (± 5 min clock-skew tolerance).")
 
 
 def test_defender_alerts_default_window_is_the_lookback(integration):

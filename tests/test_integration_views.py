@@ -188,7 +188,7 @@ def test_errors_appear_next_to_their_fields_with_the_input_kept_and_nothing_save
     for message in ("Enter a whole number.", "without http:// or https://", "directory (tenant) ID"):
         assert message in html
     assert html.index("Enter a whole number.") > html.index('id="id_port"')
-    assert "Type the client secret again" in html
+    assert "The secret you typed is kept" in html
     assert TYPED_SECRET not in html
 
 
@@ -352,7 +352,7 @@ def test_the_test_on_the_form_uses_the_values_as_typed_and_saves_nothing(admin_c
     assert not Integration.objects.exists()
     assert 'value="127.0.0.1"' in html
     assert simulator.app.client_secret not in html
-    assert "Type the client secret again" in html
+    assert "The secret you typed is kept" in html
 
 
 def test_the_test_on_the_edit_form_uses_the_stored_secret_when_left_blank(admin_client, simulator):
@@ -380,7 +380,7 @@ def test_pointing_the_auth_url_elsewhere_needs_the_secret_typed_again(admin_clie
     moved = form_data(client_secret="", auth_url="https://login.attacker.example")
     for url in (edit, edit + "test/"):
         body = admin_client.post(url, moved).content.decode()
-        assert "Type the client secret again: you changed where it is sent" in body, url
+        assert "Type the client secret again: where it is sent changed (Auth URL)" in body, url
     integration.refresh_from_db()
     assert integration.auth_url == "https://login.microsoftonline.com"
     admin_client.post(edit, form_data(client_secret="", name="Renamed"))  # other changes keep the secret
@@ -406,3 +406,15 @@ def test_a_secret_that_expires_soon_or_has_expired_is_flagged_in_the_list_and_on
     assert body.count("Secret expires soon") == 1 and body.count("Secret expired<") == 1
     page = admin_client.get(f"/settings/integrations/{soon.pk}/").content.decode()
     assert "The client secret expires in 10 days" in page
+
+
+def test_a_secret_expiry_date_in_the_past_is_saved_with_a_warning_that_the_integration_will_fail(admin_client):
+    response = admin_client.post(
+        reverse("defender:integration-add", args=["defender_atp"]),
+        form_data(secret_expires_on="2020-01-31"),
+        follow=True,
+    )
+    html = response.content.decode()
+    assert "Integration Defender EU was added." in html
+    assert "The client secret expired on 2020-01-31" in html and "will fail" in html
+    assert Integration.objects.get().secret_expires_on == date(2020, 1, 31)

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from defender.models import Integration, ProxyRule
 from defender.services import proxy_check
-from tests.factories import make_integration, make_proxy_rule
+from tests.factories import make_integration, make_proxy_rule, simulator_integration
 from tests.fixtures.proxy import AUTH_PASSWORD, AUTH_USER
 
 LIST = reverse("defender:proxyrule-list")
@@ -111,9 +111,11 @@ def test_adding_a_rule_stores_the_password_encrypted_and_never_shows_it(admin_cl
 
 def test_a_blank_password_on_edit_keeps_the_saved_one(admin_client):
     rule = make_proxy_rule(username="svc-proxy", password="proxy-pass-123")
-    admin_client.post(reverse("defender:proxyrule-edit", args=[rule.pk]), rule_data(username="svc-proxy", port="8080"))
+    data = rule_data(username="svc-proxy", name="Renamed proxy", bypass_hosts="intranet.corp.example")
+    admin_client.post(reverse("defender:proxyrule-edit", args=[rule.pk]), data)
     rule.refresh_from_db()
-    assert rule.port == 8080 and rule.password == "proxy-pass-123"
+    assert rule.name == "Renamed proxy" and rule.password == "proxy-pass-123"
+    assert rule.to_settings().password == "proxy-pass-123"
 
 
 def test_clearing_the_username_removes_the_password(admin_client):
@@ -142,9 +144,12 @@ def test_the_rules_page_assigns_and_unassigns_integrations(admin_client):
     dropped = make_integration(name="Dropped", host="uk.api.security.microsoft.com", proxy_rule=rule)
     page = admin_client.get(reverse("defender:proxyrule-detail", args=[rule.pk])).content.decode()
     assert "Moving (now: Branch proxy)" in page
-    response = admin_client.post(
-        reverse("defender:proxyrule-assign", args=[rule.pk]), {"integrations": [staying.pk, moving.pk]}, follow=True
-    )
+    assign = reverse("defender:proxyrule-assign", args=[rule.pk])
+    first = admin_client.post(assign, {"integrations": [staying.pk, moving.pk]}).content.decode()
+    assert "Saving changes where the client secrets of Dropped and Moving go" in first
+    assert Integration.objects.get(pk=dropped.pk).proxy_rule == rule  # nothing saved before the second Submit
+    data = {"integrations": [staying.pk, moving.pk], "confirm_retyping": "yes"}
+    response = admin_client.post(assign, data, follow=True)
     assert "is used by 2 integration(s)" in response.content.decode()
     assert set(rule.integrations.all()) == {staying, moving}
     assert Integration.objects.get(pk=dropped.pk).proxy_rule is None
@@ -209,6 +214,31 @@ def test_the_test_reports_a_tunnel_the_proxy_refuses(admin_client, proxy, closed
     assert f"answered CONNECT 127.0.0.1:{closed_port} with HTTP/1.1 502 Bad Gateway" in html
 
 
+def test_the_test_tunnels_to_the_hosts_of_the_integrations_that_use_the_rule(admin_client, proxy, simulator):
+    # An isolated lab's proxy reaches only its integrations' hosts: the Test must ask for those, not the internet.
+    rule = make_proxy_rule(host=proxy.host, port=proxy.port)
+    simulator_integration(simulator, proxy_rule=rule)
+    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
+    assert "The Test passed." in html
+    assert f"opened a tunnel to {simulator.host}:{simulator.port}" in html
+    assert proxy.connect_targets == [f"{simulator.host}:{simulator.port}"]
+
+
+def test_the_test_names_the_integration_host_the_proxy_cannot_reach(admin_client, proxy, simulator, closed_port):
+    rule = make_proxy_rule(host=proxy.host, port=proxy.port)
+    simulator_integration(simulator, proxy_rule=rule)
+    simulator_integration(simulator, name="Unreachable API", host="127.0.0.1", port=closed_port, proxy_rule=rule)
+    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
+    assert f"answered CONNECT 127.0.0.1:{closed_port} with HTTP/1.1 502 Bad Gateway" in html
+    assert f"{simulator.host}:{simulator.port}" in proxy.connect_targets
+
+
+def test_hosts_on_the_bypass_list_are_not_tunnelled(db, simulator):
+    rule = make_proxy_rule(bypass_hosts=simulator.host)
+    simulator_integration(simulator, proxy_rule=rule)
+    assert rule.tunnel_targets() == []
+
+
 def test_the_test_is_bounded_by_its_timeout_when_the_proxy_never_answers(silent_listener, db):
     rule = make_proxy_rule(host=silent_listener.host, port=silent_listener.port)
     result = proxy_check.check_proxy(rule.to_settings(), timeout=0.3)
@@ -259,7 +289,7 @@ def test_pointing_a_rule_at_another_proxy_needs_the_password_typed_again(admin_c
     rule = make_proxy_rule(username="svc", password="proxy-pass-for-test")
     data = rule_data(username="svc", host="proxy.attacker.example")
     body = admin_client.post(f"/settings/proxy-rules/{rule.pk}/edit/", data).content.decode()
-    assert "Type the password again: you changed the proxy it is sent to." in body
+    assert "Type the password again: where it is sent changed (Host)" in body
     rule.refresh_from_db()
     assert rule.host == "proxy.corp.example"
 
@@ -274,3 +304,9 @@ def test_socks5_credentials_longer_than_127_bytes_are_refused_next_to_their_fiel
 def test_a_typed_proxy_password_is_marked_sensitive_so_error_reports_hide_it(admin_client):
     response = admin_client.post("/settings/proxy-rules/add/", rule_data(port="abc"))
     assert response.wsgi_request.sensitive_post_parameters == ("password",)
+
+
+def test_the_rule_page_names_its_integrations_heading_once(admin_client):
+    rule = make_proxy_rule()
+    html = admin_client.get(reverse("defender:proxyrule-detail", args=[rule.pk])).content.decode()
+    assert html.count("Integrations using this proxy") == 1

@@ -379,3 +379,60 @@ def test_an_answer_for_a_cancelled_job_is_refused_with_410_and_records_nothing(c
     assert job.state == Job.State.CANCELLED and job.result is None
     integration.refresh_from_db()
     assert integration.last_test_ok is None
+
+
+def claimed_job(client, token, node):
+    job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
+    claim(client, token)
+    return job
+
+
+def raw_post(client, url, token, body):
+    return client.post(url, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+@pytest.mark.parametrize("endpoint", ["check-in", "answer"])
+def test_five_thousand_nested_arrays_are_refused_with_400_not_a_crash(client, endpoint):
+    node, token = make_node()
+    job = claimed_job(client, token, node)
+    url = CHECK_IN if endpoint == "check-in" else f"/api/nodes/jobs/{job.pk}/answer/"
+    nested = "[" * 5000 + "]" * 5000
+    response = raw_post(client, url, token, f'{{"ok": true, "wait": 0, "result": {nested}}}')
+    assert response.status_code == 400
+    assert response.json() == {"error": "The body nests arrays or objects more than 32 levels deep."}
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(client):
+    node, token = make_node()
+    job = claimed_job(client, token, node)
+    message = '[{"quoted": "]]"}' + "[" * 100 + '\\"'
+    steps = [{"name": "DNS lookup", "outcome": "passed", "duration_ms": 1, "message": message}]
+    response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"steps": steps}})
+    assert response.status_code == 200
+    job.refresh_from_db()
+    assert job.result["steps"][0]["message"] == message
+
+
+@pytest.mark.parametrize("version", ["1.0\\u0000", "1.0\\ud800", "\\udc00"], ids=["nul", "high-surrogate", "low"])
+def test_text_no_database_can_store_is_refused_with_400(client, version):
+    node, token = make_node()
+    response = raw_post(client, CHECK_IN, token, f'{{"agent_version": "{version}", "wait": 0}}')
+    assert response.status_code == 400
+    assert "NUL character or an unpaired surrogate" in response.json()["error"]
+    node.refresh_from_db()
+    assert node.agent_version == ""
+
+
+def test_a_character_beyond_the_basic_plane_is_stored_as_sent(client):
+    node, token = make_node()
+    response = raw_post(client, CHECK_IN, token, '{"agent_version": "1.0 \\ud83d\\ude80", "wait": 0}')
+    assert response.status_code == 200
+    node.refresh_from_db()
+    assert node.agent_version == "1.0 \N{ROCKET}"
+
+
+@pytest.mark.parametrize("number", ["1" + "0" * 400, "-1" + "0" * 400], ids=["huge", "hugely-negative"])
+def test_a_number_no_column_can_hold_reads_as_missing(client, number):
+    _node, token = make_node()
+    response = raw_post(client, CHECK_IN, token, f'{{"wait": {number}}}')
+    assert response.status_code == 200 and response.json()["job"] is None

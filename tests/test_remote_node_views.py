@@ -77,9 +77,14 @@ def test_the_list_does_not_query_per_node(admin_client, django_assert_max_num_qu
 def test_deleting_a_node_that_runs_integrations_is_refused_with_their_names(admin_client):
     node = RemoteNode.objects.create(name="dmz-node")
     make_integration(name="Defender DMZ", location=Integration.Location.REMOTE, remote_node=node)
-    response = admin_client.post(f"/settings/remote-nodes/{node.pk}/delete/", follow=True)
+    url = f"/settings/remote-nodes/{node.pk}/delete/"
+    page = admin_client.get(url).content.decode()
+    assert "cannot be deleted" in page and "Defender DMZ" in page
+    assert '<button class="btn btn-danger" type="submit">' not in page
+    response = admin_client.post(url)
+    assert response.status_code == 409
     assert RemoteNode.objects.filter(pk=node.pk).exists()
-    assert "move them first: Defender DMZ" in response.content.decode()
+    assert "move them first" in response.content.decode() and "Defender DMZ" in response.content.decode()
 
 
 def test_a_viewer_sees_nodes_but_no_token_actions(viewer_client):
@@ -126,3 +131,35 @@ def test_a_development_site_on_https_shows_the_command_without_the_insecure_flag
     node = RemoteNode.objects.create(name="dmz-node")
     command = shown_command(admin_client.post(f"/settings/remote-nodes/{node.pk}/token/"))
     assert command == "python manage.py run_remote_node --site https://director.example.com --token-file node-token.txt"
+
+
+def test_revoking_a_token_asks_first_saying_what_stops_working(admin_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    tokens.issue(node)
+    make_integration(name="Defender DMZ", location=Integration.Location.REMOTE, remote_node=node)
+    detail = admin_client.get(f"/settings/remote-nodes/{node.pk}/").content.decode()
+    assert f'href="/settings/remote-nodes/{node.pk}/revoke/confirm/"' in detail
+    confirm = admin_client.get(f"/settings/remote-nodes/{node.pk}/revoke/confirm/").content.decode()
+    assert "can no longer check in" in confirm and "Defender DMZ" in confirm
+    node.refresh_from_db()
+    assert node.token_hash  # asking is not revoking
+    admin_client.post(f"/settings/remote-nodes/{node.pk}/revoke/")
+    node.refresh_from_db()
+    assert node.token_hash is None
+
+
+def test_a_node_that_never_checked_in_says_how_to_start_its_agent(admin_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    tokens.issue(node)
+    html = admin_client.get(f"/settings/remote-nodes/{node.pk}/").content.decode()
+    assert "Never checked in: start its agent" in html
+    assert "python manage.py run_remote_node --site https://testserver --token-file node-token.txt" in html
+
+
+def test_recent_jobs_show_the_jobs_still_waiting_for_the_node(admin_client):
+    node = RemoteNode.objects.create(name="dmz-node")
+    integration = make_integration(name="Defender DMZ", location=Integration.Location.REMOTE, remote_node=node)
+    admin_client.post(f"/settings/integrations/{integration.pk}/test/")
+    html = admin_client.get(f"/settings/remote-nodes/{node.pk}/").content.decode()
+    assert "No jobs yet." not in html
+    assert "Queued" in html and "Defender DMZ" in html.split("Recent jobs", 1)[1]

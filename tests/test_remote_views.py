@@ -1,7 +1,7 @@
 """For the person at the browser, a Remote integration changes nothing but the wait."""
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -58,10 +58,12 @@ def test_without_a_node_checking_in_the_test_expires_with_the_message(admin_clie
     assert "remote node dmz-node has never checked in" in body and "The Test failed." in body
 
 
-def test_test_on_the_form_of_a_remote_integration_says_to_submit_first(admin_client, remote):
+def test_test_on_the_form_of_a_remote_integration_says_to_submit_and_is_never_green(admin_client, remote):
     data = integration_form_data(location="remote", remote_node=remote.remote_node.pk)
     body = admin_client.post(f"/settings/integrations/{remote.pk}/edit/test/", data).content.decode()
-    assert "Submit first, then press Test" in body
+    assert "Submit, then press Test" in body and "runs on node dmz-node" in body
+    assert "Nothing was tested." in body
+    assert "The Test passed." not in body
     assert not Job.objects.exists()
 
 
@@ -220,3 +222,31 @@ def test_a_test_whose_node_took_it_and_went_quiet_shows_why_once_its_time_bound_
     body = admin_client.get(f"/settings/integrations/jobs/{job.pk}/").content.decode()
     assert "The Test failed." in body and "remote node dmz-node took the job at " in body
     assert "and has not answered" in body
+
+
+def test_a_remote_answer_records_the_window_as_asked_and_joins_the_window_last_asked(admin_client, remote):
+    from defender.models import Actor, AlertFetch
+    from defender.remote import wire
+    from defender.services.alerts import AlertsResult, Window
+    from tests.test_alert_store import defender_alert
+
+    actor = Actor.objects.create(name="Finance workstation", hostname="ws-fin-07")
+    admin_client.post(f"/actors/{actor.pk}/alerts/", {"integrations": [remote.pk], "window": "1h"})
+    job = jobs.claim_next(remote.remote_node)
+    since, until = (datetime.fromisoformat(job.parameters[key]) for key in ("since", "until"))
+    skew = timedelta(seconds=remote.clock_skew_seconds)
+    # The node asked Defender for the window widened by the tolerance, as the services do.
+    found = AlertsResult(
+        [defender_alert("da-remote", created=until - timedelta(minutes=10))],
+        ("ws-fin-07",),
+        Window(since - skew, until + skew),
+        "1 alert on ws-fin-07.corp.contoso.com.",
+    )
+    jobs.complete(job, True, wire.alerts_result_to_wire(found), "")
+    admin_client.get(f"/settings/integrations/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
+
+    fetch = AlertFetch.objects.get(actor=actor, integration=remote)
+    assert (fetch.since, fetch.until, fetch.clock_skew_seconds) == (since, until, 300)
+    page = admin_client.get(f"/actors/{actor.pk}/")
+    assert [row.record.alert_id for row in page.context["table"].page.object_list] == ["da-remote"]
+    assert "1 stored alert on ws-fin-07 in that window." in page.content.decode()

@@ -7,7 +7,7 @@ import pytest
 
 from defender import presets
 from defender.services import alerts
-from defender.services.alerts import alerts_for_actor, same_host
+from defender.services.alerts import Window, alerts_for_actor, describe_window, same_host
 from defender.services.errors import BadResponse, PermissionMissing
 from tests.fixtures.connection import settings_for
 
@@ -128,8 +128,18 @@ def test_graph_and_siem_say_how_many_alerts_were_for_other_machines(simulator):
     for flavour in (presets.GRAPH, presets.SIEM):
         result = alerts_for_actor(settings_for(simulator, flavour), ["ws-nowhere"], datetime.now(UTC) - MONTH)
         assert result.alerts == []
-        assert result.message.startswith("No alerts on ws-nowhere between")
+        assert result.message.startswith("No alerts on ws-nowhere in that window")
         assert "were on other machines" in result.message
+
+
+def test_the_window_is_described_as_asked_with_the_clock_skew_tolerance_said_once():
+    asked = Window(datetime(2026, 11, 9, 23, 55, tzinfo=UTC), datetime(2026, 11, 20, 0, 5, tzinfo=UTC))
+
+    assert describe_window(asked, 300) == (
+        "between 2026-11-10 00:00 and 2026-11-20 00:00 UTC (± 5 min clock-skew tolerance)"
+    )
+    assert describe_window(asked, 0) == "between 2026-11-09 23:55 and 2026-11-20 00:05 UTC"
+    assert describe_window(asked, 90).endswith("(± 90 s clock-skew tolerance)")
 
 
 def test_paging_across_several_pages_returns_every_alert_once(clean_simulator):

@@ -7,7 +7,8 @@ import pytest
 from defender import presets
 from defender.services import alerts, auth
 from defender.services.connection import ConnectionSettings
-from defender.services.errors import TlsFailed, TokenFailed
+from defender.services.connectivity import run_test
+from defender.services.errors import Throttled, TlsFailed, TokenFailed
 from tests.fixtures.connection import settings_for
 
 
@@ -188,3 +189,43 @@ def test_unknown_resource_says_defender_is_not_in_the_tenant(simulator):
 def test_token_claims_of_something_that_is_not_a_jwt_are_empty():
     assert auth.token_claims("not-a-jwt") == {}
     assert auth.token_claims("a.!!!.c") == {}
+
+
+def _token_requests(simulator):
+    return [record for record in simulator.requests if record.kind == "token"]
+
+
+@pytest.mark.parametrize("flavour", [presets.MDE, presets.SIEM])
+def test_a_throttle_from_entra_says_it_was_entra_and_for_how_long(clean_simulator, flavour):
+    clean_simulator.faults.set(throttle_every=1, applies_to="token", retry_after=600)
+    with pytest.raises(Throttled) as failure:
+        auth.acquire_token(settings_for(clean_simulator, flavour))
+    assert str(failure.value).startswith(
+        f"Entra ID throttled this app: retry after 600 s (HTTP 429 from 127.0.0.1:{clean_simulator.port}, AADSTS50196)."
+    )
+    assert failure.value.code == 429 and failure.value.retry_at is not None
+
+
+def test_after_entra_recovers_a_test_asks_it_again_while_alert_lookups_wait_out_the_replayed_throttle(
+    clean_simulator,
+):
+    settings = settings_for(clean_simulator)
+    clean_simulator.faults.set(throttle_every=1, applies_to="token", retry_after=600)
+    with pytest.raises(Throttled):
+        auth.acquire_token(settings)
+    clean_simulator.faults.clear()  # Entra ID has recovered
+    asked = len(_token_requests(clean_simulator))
+
+    # msal replays Entra ID's 429 without asking it: an alert lookup says so, and how long is left.
+    with pytest.raises(Throttled) as replayed:
+        auth.acquire_token(settings)
+    assert len(_token_requests(clean_simulator)) == asked
+    seconds = int(str(replayed.value).removeprefix("Entra ID throttled this app: retry after ").split(" ")[0])
+    assert 590 <= seconds <= 600
+    assert "a Test asks Entra ID at once" in str(replayed.value)
+
+    # The Test asks Entra ID afresh, and passes.
+    result = run_test(settings)
+    assert result.ok, result.summary
+    assert len(_token_requests(clean_simulator)) == asked + 1
+    assert auth.acquire_token(settings).from_cache  # and what it got serves the alert lookups from now on

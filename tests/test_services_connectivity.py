@@ -1,9 +1,14 @@
 """The Test, step by step, against the simulator over real sockets, TLS and msal."""
 
+import contextlib
 import dataclasses
+import socket
+import ssl
+import threading
 import time
 
 import pytest
+import trustme
 
 from defender import presets
 from defender.services import auth
@@ -214,3 +219,45 @@ def test_a_wrong_socks5_password_fails_at_tcp(simulator, socks_proxy):
 def test_a_proxy_that_cannot_reach_the_host_says_so(simulator, proxy, closed_port):
     result = run_test(settings_for(simulator, port=closed_port, proxy=proxy_for(proxy)))
     assert f"refused to open a tunnel to 127.0.0.1:{closed_port} (HTTP/1.1 502 Bad Gateway)" in result.steps[1].message
+
+
+def test_plain_http_to_a_port_that_speaks_https_fails_at_tls_advising_the_protocol(simulator):
+    result = run_test(settings_for(simulator, protocol="http"))
+    by_name = {step.name: step for step in result.steps}
+    assert by_name["TLS handshake"].outcome == "failed"
+    assert "speaks HTTPS, but the integration's Protocol is HTTP" in by_name["TLS handshake"].message
+    assert "Set Protocol to HTTPS" in by_name["TLS handshake"].message
+    assert by_name["Token"].outcome == "skipped"
+
+
+@pytest.fixture
+def tls_server_for_another_name():
+    """A TLS server on 127.0.0.1 whose certificate names only other.example, and the CA that signed it."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("other.example").configure_cert(context)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            with contextlib.suppress(OSError):
+                context.wrap_socket(client, server_side=True).close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1], ca.cert_pem.bytes().decode()
+    listener.close()
+
+
+def test_a_certificate_for_another_name_advises_checking_the_host_not_setting_a_ca(
+    simulator, tls_server_for_another_name
+):
+    port, ca_pem = tls_server_for_another_name
+    result = run_test(settings_for(simulator, port=port, ca_certificate=ca_pem))
+    message = result.steps[2].message
+    assert "is not valid for that name" in message
+    assert "Check the host name" in message
+    assert "CA certificate" not in message

@@ -9,6 +9,7 @@ import socket
 import ssl
 import threading
 import time
+import tracemalloc
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -474,6 +475,42 @@ def test_a_compressed_bomb_counts_its_decompressed_size(serve, monkeypatch):
     api = api_for(server.port)
     with pytest.raises(BadResponse, match="is larger than 1 MB"):
         api.get(api.url("/api/alerts"))
+
+
+def test_a_gzip_bomb_stops_decompressing_at_its_bound_well_below_the_body_cap(serve, monkeypatch):
+    monkeypatch.setattr(client, "MAX_DECODED_BYTES", 2**20, raising=False)
+    bomb = gzip.compress(b"0" * (10 * 2**20))
+    assert len(bomb) < 20_000  # ten megabytes of zeros, ten kilobytes on the wire
+    server = serve(lambda request: (200, {"Content-Encoding": "gzip"}, bomb))
+    api = api_for(server.port)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadResponse) as failure:
+            api.get(api.url("/api/alerts"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(failure.value) == (
+        f"The compressed answer from 127.0.0.1:{server.port} (gzip) expands to more than 1 MB; decompression stopped "
+        "there, not read. No page of alerts is that large; if the service really sends one, lower the page size in "
+        "Advanced options."
+    )
+    assert peak < 4 * 2**20  # it stopped early: inflating the whole bomb takes ten megabytes
+
+
+def test_a_plain_body_beyond_the_decompression_bound_is_read(serve, monkeypatch):
+    monkeypatch.setattr(client, "MAX_DECODED_BYTES", 2**20, raising=False)
+    body = b"[" + b" " * (2 * 2**20) + b"]"
+    server = serve(lambda request: (200, {}, body))
+    api = api_for(server.port)
+    assert api.get_json(api.url("/api/alerts")) == []
+
+
+def test_an_answer_nested_too_deeply_to_parse_is_a_bad_response(serve):
+    server = serve(lambda request: (200, {}, b"[" * 100_000 + b"]" * 100_000))
+    api = api_for(server.port)
+    with pytest.raises(BadResponse, match="nests arrays or objects too deeply to read"):
+        api.get_json(api.url("/api/alerts"))
 
 
 def test_a_broken_compressed_body_is_a_bad_response(serve):

@@ -1,4 +1,5 @@
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -19,14 +20,21 @@ PRODUCTION = {
 }
 
 
-def run_manage(*args, extra_env, tmp_path):
-    # A clean environment: none of the production variables, and not the browser tests' async-unsafe switch.
-    inherited = set(PRODUCTION) | {"DJANGO_ALLOW_ASYNC_UNSAFE"}
+def run_manage(*args, extra_env, tmp_path, umask=0o022):
+    # A clean environment: none of the production variables, not the suite's database (the development default
+    # applies), and not the browser tests' async-unsafe switch. A usual umask, which would make files world-readable.
+    inherited = set(PRODUCTION) | {"DJANGO_ALLOW_ASYNC_UNSAFE", "DATABASE_URL"}
     environment = {key: value for key, value in os.environ.items() if key not in inherited}
     environment.update({"VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "integrations_site.settings"})
     environment.update(extra_env)
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        umask=umask,
     )
 
 
@@ -101,3 +109,62 @@ def test_production_database_comes_from_database_url(tmp_path):
         tmp_path=tmp_path,
     )
     assert "django.db.backends.postgresql" in result.stdout, result.stderr
+
+
+def mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_development_database_and_keys_are_created_readable_by_their_owner_only(tmp_path):
+    var = tmp_path / "var"
+    result = run_manage("migrate", "--noinput", extra_env={}, tmp_path=var)
+    assert result.returncode == 0, result.stderr
+
+    assert mode(var) == 0o700
+    assert mode(var / "dev-secrets.json") == 0o600
+    assert mode(var / "db.sqlite3") == 0o600
+
+
+def test_files_made_before_are_made_private_at_the_next_start(tmp_path):
+    first = run_manage("migrate", "--noinput", extra_env={}, tmp_path=tmp_path)
+    assert first.returncode == 0, first.stderr
+    for path in (tmp_path, tmp_path / "dev-secrets.json", tmp_path / "db.sqlite3"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+    again = run_manage("migrate", "--noinput", extra_env={}, tmp_path=tmp_path)
+
+    assert again.returncode == 0, again.stderr
+    assert (mode(tmp_path), mode(tmp_path / "dev-secrets.json"), mode(tmp_path / "db.sqlite3")) == (0o700, 0o600, 0o600)
+
+
+def test_login_lockout_and_idle_timeout_come_from_the_environment(tmp_path):
+    result = run_manage(
+        "shell",
+        "-c",
+        "from django.conf import settings as s; "
+        "print(s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME.total_seconds(), s.SESSION_COOKIE_AGE, s.TRUSTED_PROXY_COUNT, "
+        "s.ALLOW_METADATA_HOSTS)",
+        extra_env={
+            "LOGIN_FAILURE_LIMIT": "3",
+            "LOGIN_COOLOFF_MINUTES": "30",
+            "SESSION_IDLE_TIMEOUT": "900",
+            "TRUSTED_PROXY_COUNT": "1",
+            "ALLOW_METADATA_HOSTS": "true",
+        },
+        tmp_path=tmp_path,
+    )
+    assert result.stdout.splitlines()[-1].split() == ["3", "1800.0", "900", "1", "True"], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("LOGIN_FAILURE_LIMIT", "0", "LOGIN_FAILURE_LIMIT must be at least 1, not 0."),
+        ("LOGIN_COOLOFF_MINUTES", "0", "LOGIN_COOLOFF_MINUTES must be at least 1, not 0."),
+        ("SESSION_IDLE_TIMEOUT", "5", "SESSION_IDLE_TIMEOUT must be at least 60, not 5."),
+    ],
+)
+def test_a_setting_out_of_range_stops_start_up(tmp_path, variable, value, message):
+    result = run_manage("check", extra_env={variable: value}, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -1,4 +1,4 @@
-"""The simulator behaves like Entra ID and the Defender, Graph and SIEM APIs as ../shared/reference/defender-api.md
+"""The simulator behaves like Entra ID and the Defender, Graph and SIEM APIs as docs/microsoft-api.md
 documents them: real msal and requests over real HTTPS against the session simulator."""
 
 import time
@@ -574,6 +574,33 @@ def test_http_control_endpoint_sets_reads_and_clears_faults(clean_simulator, def
     assert api(clean_simulator, "/api/machines", defender_token).status_code == 200
     counters = requests.get(f"{clean_simulator.base_url}/_simulator/counters", verify=clean_simulator.ca_path).json()
     assert counters["api_calls"] == 2
+
+
+def test_hostile_alerts_change_the_named_fields_of_the_first_alerts_and_leave_the_rest(clean_simulator, defender_token):
+    machine = "ws-fin-07.corp.contoso.com"
+    path = f"/api/machines/{machine}/alerts"
+    plain = api(clean_simulator, path, defender_token).json()["value"]
+    control = f"{clean_simulator.base_url}/_simulator/faults"
+    hostile = "title=object,computerDnsName=missing; relatedUser.userName=nul,evidence.0.sha1=nul; alert=number"
+    assert requests.post(control, json={"hostile_alerts": hostile}, verify=clean_simulator.ca_path).ok
+    served = api(clean_simulator, path, defender_token).json()["value"]
+    assert served[0]["title"] == {"text": "an object where text belongs"} and "computerDnsName" not in served[0]
+    assert {key: value for key, value in served[0].items() if key not in ("title", "computerDnsName")} == {
+        key: value for key, value in plain[0].items() if key not in ("title", "computerDnsName")
+    }
+    assert served[1]["relatedUser"]["userName"] == "text with a NUL \x00 inside"
+    assert served[1]["evidence"] == []  # a path the alert does not have is left alone
+    assert served[2] == 42 and served[3:] == plain[3:]
+    assert api(clean_simulator, path, defender_token).json()["value"][0]["title"] == served[0]["title"]
+    refused = requests.post(control, json={"hostile_alerts": "title=poison"}, verify=clean_simulator.ca_path)
+    assert refused.status_code == 400 and "kind one of object, list" in refused.json()["error"]["message"]
+
+
+def test_hostile_alerts_on_one_machine_leave_the_other_machines_alerts_alone(clean_simulator, defender_token):
+    clean_simulator.faults.set(hostile_alerts="title=null", hostile_alerts_on="ws-fin-07")
+    everything = api(clean_simulator, "/api/alerts", defender_token).json()["value"]
+    hostile = [alert for alert in everything if alert["title"] is None]
+    assert [alert["computerDnsName"] for alert in hostile] == ["ws-fin-07.corp.contoso.com"]
 
 
 def test_run_faults_from_the_constructor_come_back_after_clear(tmp_path):

@@ -1,21 +1,23 @@
 """Forms of the Actors area: the actor itself, and the Get alerts form of an actor's page."""
 
 import zoneinfo
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from crispy_forms.bootstrap import InlineRadios
 from crispy_forms.helper import FormHelper
-from crispy_forms.layout import Column, Div, Field, Layout, Row
+from crispy_forms.layout import HTML, Column, Div, Field, Layout, Row
 from django import forms
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from defender.forms.choices import ModelMultipleChoiceField
 from defender.models import Actor, Integration
 
 # Defender keeps an endpoint's data for 180 days at most, and the integration's lookback is capped there too.
 OLDEST_WINDOW = timedelta(days=180)
 DEFAULT_CLOCK_SKEW = timedelta(seconds=300)
+REMEMBERED_CHOICE = "actor-get-alerts-choice"  # the session key of the Get alerts form's last choice
 
 
 class ActorForm(forms.ModelForm):
@@ -49,6 +51,18 @@ class ActorForm(forms.ModelForm):
         )
 
 
+def in_zone(moment: datetime, zone_name: str) -> datetime:
+    """A moment typed as wall-clock time in the named IANA zone (the server's when unknown or empty), made aware.
+
+    Django made it aware in the server's zone already; the person meant their own wall-clock time.
+    """
+    try:
+        zone = zoneinfo.ZoneInfo(zone_name.strip()) if zone_name and zone_name.strip() else None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = None
+    return moment.replace(tzinfo=None).replace(tzinfo=zone or timezone.get_current_timezone())
+
+
 class DateTimeLocalInput(forms.DateTimeInput):
     input_type = "datetime-local"
 
@@ -67,7 +81,7 @@ class AlertFetchForm(forms.Form):
     }
     CUSTOM = "custom"
 
-    integrations = forms.ModelMultipleChoiceField(
+    integrations = ModelMultipleChoiceField(
         queryset=Integration.objects.none(),
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Choose at least one integration to ask."},
@@ -94,16 +108,14 @@ class AlertFetchForm(forms.Form):
     # The browser's IANA time zone, filled in by alerts.js: From and Until are read as the person's local time.
     time_zone = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, remembered=None, **kwargs):
         super().__init__(*args, **kwargs)
         enabled = Integration.objects.filter(enabled=True).order_by("name")
         self.fields["integrations"].queryset = enabled
         rows = list(enabled.values_list("pk", "name", "lookback_hours"))
         self.enabled_integrations = [(pk, name) for pk, name, _ in rows]
         if not self.is_bound:
-            self.fields["integrations"].initial = [pk for pk, _ in self.enabled_integrations]
-            lookback = max((hours for _, _, hours in rows), default=24)
-            self.fields["window"].initial = self.window_covering(timedelta(hours=lookback))
+            self._start_from(remembered or {}, rows)
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True
@@ -116,10 +128,48 @@ class AlertFetchForm(forms.Form):
                     Column("window_from", css_class="col-sm-6 col-lg-3"),
                     Column("window_until", css_class="col-sm-6 col-lg-3"),
                 ),
+                # alerts.js names the viewer's zone; without JavaScript the server's zone applies.
+                HTML(
+                    '<p class="form-text mt-0">From and Until are in your time zone, '
+                    '<span class="viewer-zone">{{ server_zone }}</span>.</p>'
+                ),
                 css_class="custom-range",
             ),
             Field("time_zone"),
         )
+
+    def _start_from(self, remembered, rows):
+        """The choice last made on this page, or else every enabled integration and a window covering their
+        lookback. An integration since disabled or deleted drops out of the remembered choice."""
+        enabled = [pk for pk, _, _ in rows]
+        chosen = [pk for pk in remembered.get("integrations", ()) if pk in enabled]
+        self.fields["integrations"].initial = chosen or enabled
+        if remembered.get("window") in dict(self.fields["window"].choices) and chosen:
+            self.fields["window"].initial = remembered["window"]
+            self.fields["window_from"].initial = remembered.get("window_from") or None
+            self.fields["window_until"].initial = remembered.get("window_until") or None
+        else:
+            lookback = max((hours for _, _, hours in rows), default=24)
+            self.fields["window"].initial = self.window_covering(timedelta(hours=lookback))
+
+    def remember(self, session, actor):
+        """Keep this (valid) choice for the actor's page, so sorting, filtering or paging its table keeps it too.
+
+        One actor's at a time: another actor's page starts from every enabled integration again."""
+        custom = self.cleaned_data["window"] == self.CUSTOM
+        session[REMEMBERED_CHOICE] = {
+            "actor": actor.pk,
+            "integrations": [integration.pk for integration in self.cleaned_data["integrations"]],
+            "window": self.cleaned_data["window"],
+            "window_from": self.data.get(self.add_prefix("window_from"), "") if custom else "",
+            "window_until": self.data.get(self.add_prefix("window_until"), "") if custom else "",
+        }
+
+    @staticmethod
+    def recall(session, actor):
+        """The choice last made on this actor's page, if the last Get alerts was on it."""
+        remembered = session.get(REMEMBERED_CHOICE)
+        return remembered if isinstance(remembered, dict) and remembered.get("actor") == actor.pk else None
 
     @classmethod
     def window_covering(cls, lookback):
@@ -140,16 +190,8 @@ class AlertFetchForm(forms.Form):
     def has_integrations(self):
         return bool(self.enabled_integrations)
 
-    def _zone(self):
-        name = (self.data.get(self.add_prefix("time_zone")) or "").strip()
-        try:
-            return zoneinfo.ZoneInfo(name) if name else timezone.get_current_timezone()
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            return timezone.get_current_timezone()
-
     def _aware(self, moment):
-        # Django made it aware in the server's zone; the person meant their own wall-clock time.
-        return moment.replace(tzinfo=None).replace(tzinfo=self._zone()) if moment else None
+        return in_zone(moment, self.data.get(self.add_prefix("time_zone")) or "") if moment else None
 
     def clean(self):
         cleaned = super().clean()

@@ -1,13 +1,17 @@
 """Add Integration > Defender ATP, and its Edit: one form, the client secret write-only."""
 
+import json
 from dataclasses import asdict
 
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import HTML, Div, Field, Layout
 from django import forms
+from django.utils.crypto import salted_hmac
 
-from defender import presets
-from defender.forms import destination_changed
+from defender import destinations, presets
+from defender.forms import retype_message
+from defender.forms.choices import ModelChoiceField
+from defender.forms.typed_secrets import KeepsTypedSecret
 from defender.models import Integration, ProxyRule, RemoteNode
 from defender.services.errors import permission_advice
 
@@ -25,12 +29,6 @@ ADVANCED_FIELDS = (
 
 REMOTE_NOT_YET = "Remote integrations need a remote node: add one in Settings > Remote Nodes first."
 CHOOSE_NODE = "Choose the remote node that runs this integration."
-# Where the client secret travels: to the Auth URL, through the proxy, trusted by these TLS settings, or to the node.
-SECRET_DESTINATION_FIELDS = ("auth_url", "proxy_rule", "verify_tls", "ca_certificate", "location", "remote_node")
-RETYPE_FOR_NEW_DESTINATION = (
-    "Type the client secret again: you changed where it is sent (Auth URL, proxy, TLS trust or remote node), and a "
-    "saved secret only goes where it went before."
-)
 RETYPE_SECRET = "Type the client secret again: it is never sent back to the page."
 
 
@@ -48,21 +46,21 @@ class LocationRadioSelect(forms.RadioSelect):
         return option
 
 
-class IntegrationForm(forms.ModelForm):
+class IntegrationForm(KeepsTypedSecret, forms.ModelForm):
     client_secret = forms.CharField(
         label="Client Secret",
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="The secret's Value from Certificates & secrets (not its Secret ID). Stored encrypted.",
     )
-    remote_node = forms.ModelChoiceField(
+    remote_node = ModelChoiceField(
         RemoteNode.objects.all(),
         label="Remote node",
         required=False,
         empty_label="Choose a node",
         help_text="For Remote: the node inside the network that reaches Defender runs the Test and alert lookups.",
     )
-    proxy_rule = forms.ModelChoiceField(
+    proxy_rule = ModelChoiceField(
         ProxyRule.objects.all(),
         label="Proxy",
         required=False,
@@ -144,8 +142,9 @@ class IntegrationForm(forms.ModelForm):
             "secret_expires_on": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.keep_typed_secret(user)
         editing = self.instance.pk is not None
         self.nodes_exist = RemoteNode.objects.exists()
         self.fields["location"].widget = LocationRadioSelect(
@@ -192,12 +191,17 @@ class IntegrationForm(forms.ModelForm):
             # A Local integration is run by this site: it keeps no node, so the node's page lists only its own.
             cleaned["remote_node"] = None
         if self.instance.pk and not cleaned.get("client_secret"):
-            if self.instance.has_client_secret and destination_changed(self, SECRET_DESTINATION_FIELDS):
-                # Otherwise anyone allowed to edit could point the Auth URL elsewhere, press Test, and receive it.
-                self.add_error("client_secret", RETYPE_FOR_NEW_DESTINATION)
             # Blank on Edit keeps the stored secret: construct_instance skips fields missing from cleaned_data.
             cleaned.pop("client_secret", None)
         return cleaned
+
+    def _post_clean(self):
+        super()._post_clean()
+        # The instance now holds what was typed. A kept secret must still go where it was typed for (Test and Get
+        # alerts refuse it otherwise); ask for it here, where it can be typed, rather than fail later.
+        reasons = destinations.retype_reasons(self.instance)
+        if reasons:
+            self.add_error("client_secret", retype_message("client secret", reasons))
 
     def full_clean(self):
         super().full_clean()
@@ -205,11 +209,22 @@ class IntegrationForm(forms.ModelForm):
             self.ask_to_retype_secret()
 
     def ask_to_retype_secret(self):
-        """A new integration's secret is not sent back with the page: say so where it has to be typed again."""
+        """The typed secret is not sent back with the page: say it is kept, or (when none was typed for a new
+        integration) where it has to be typed."""
         bound = self["client_secret"]
-        if self.instance.pk is None and RETYPE_SECRET not in bound.help_text:
-            # The bound field copied its help text when validation created it: change the copy that is rendered.
+        # The bound field copied its help text when validation created it: change the copy that is rendered.
+        if self.kept_secret_token:
+            bound.help_text = self.KEEP_WORDS
+        elif self.instance.pk is None and RETYPE_SECRET not in bound.help_text:
             bound.help_text = f"{RETYPE_SECRET} {bound.help_text}"
+
+    def values_digest(self) -> str:
+        """A keyed digest of everything this valid form would save (the typed secret included), to tell whether a
+        later POST carries the same values. Keyed, so that the session holds nothing that reveals the secret."""
+        values = {name: getattr(value, "pk", value) for name, value in sorted(self.cleaned_data.items())}
+        values["__integration__"] = self.instance.pk
+        text = json.dumps(values, sort_keys=True, default=str)
+        return salted_hmac("integration-form-values", text, algorithm="sha256").hexdigest()
 
     def connection_settings(self):
         """The settings as typed, for a Test before anything is saved (the stored secret when left blank)."""

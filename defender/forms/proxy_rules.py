@@ -5,13 +5,14 @@ from django import forms
 from django.db import transaction
 from django.utils import timezone
 
-from defender.forms import destination_changed
+from defender import destinations
+from defender.forms import confirmed_retyping, moved_secrets_message, retype_message
+from defender.forms.choices import ModelMultipleChoiceField
 from defender.models import Integration, ProxyRule
 
 # RFC 1929 allows 255 bytes each for the user name and the password, but the SOCKS client this console uses sends a
 # correct length byte only below 128 (the services refuse longer credentials for the same reason).
 SOCKS5_MAX_BYTES = 127
-PASSWORD_DESTINATION_FIELDS = ("proxy_type", "host", "ca_certificate")
 
 
 class ProxyRuleForm(forms.ModelForm):
@@ -41,6 +42,7 @@ class ProxyRuleForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.moved_integrations = []
         if self.instance.pk and self.instance.has_password:
             self.fields[
                 "password"
@@ -59,15 +61,28 @@ class ProxyRuleForm(forms.ModelForm):
             # Without a username the proxy gets no credentials, so a saved password would only linger.
             cleaned["password"] = ""
         elif self.instance.pk and not cleaned.get("password"):
-            if self.instance.has_password and destination_changed(self, PASSWORD_DESTINATION_FIELDS):
-                # A saved password is only ever offered to the proxy it was typed for.
-                self.add_error("password", "Type the password again: you changed the proxy it is sent to.")
             # Blank on Edit keeps the stored password: construct_instance skips fields missing from cleaned_data.
             cleaned.pop("password", None)
         return cleaned
 
+    def _post_clean(self):
+        super()._post_clean()
+        self.moved_integrations = []
+        if self.instance.pk is None:
+            return
+        # A saved password is only ever offered to the proxy it was typed for.
+        reasons = destinations.retype_reasons(self.instance)
+        if reasons and self.instance.username:
+            self.add_error("password", retype_message("password", reasons))
+        # The integrations' client secrets cannot be typed here: say which ones this change moves, before saving.
+        # Their rule is loaded afresh, so the comparison is between the saved rule and this form's.
+        using = Integration.objects.filter(proxy_rule_id=self.instance.pk).select_related("proxy_rule", "remote_node")
+        self.moved_integrations = destinations.moved_by(using.order_by("name"), proxy_rule=self.instance)
+        if self.moved_integrations and not confirmed_retyping(self):
+            self.add_error(None, moved_secrets_message(self.moved_integrations))
 
-class IntegrationChoiceField(forms.ModelMultipleChoiceField):
+
+class IntegrationChoiceField(ModelMultipleChoiceField):
     def label_from_instance(self, integration):
         if integration.proxy_rule is None:
             return integration.name
@@ -79,7 +94,7 @@ class ProxyAssignmentForm(forms.Form):
 
     integrations = IntegrationChoiceField(
         Integration.objects.select_related("proxy_rule"),
-        label="Integrations using this proxy",
+        label="Integrations to route through this proxy",
         required=False,
         widget=forms.SelectMultiple(attrs={"size": 8}),
         help_text="Hold Ctrl (or Cmd) to choose several. An integration can use one proxy rule at a time.",
@@ -87,12 +102,28 @@ class ProxyAssignmentForm(forms.Form):
 
     def __init__(self, *args, rule, user, **kwargs):
         super().__init__(*args, **kwargs)
+        self.moved_integrations = []
         self.rule = rule
         self.user = user
         self.fields["integrations"].initial = [integration.pk for integration in rule.integrations.all()]
         self.helper = FormHelper(self)
         self.helper.form_tag = False
         self.helper.disable_csrf = True
+
+    def clean(self):
+        cleaned = super().clean()
+        chosen = cleaned.get("integrations")
+        if chosen is None:
+            return cleaned
+        chosen_ids = {integration.pk for integration in chosen}
+        leaving = self.rule.integrations.exclude(pk__in=chosen_ids).select_related("remote_node")
+        arriving = [integration for integration in chosen if integration.proxy_rule_id != self.rule.pk]
+        moved = destinations.moved_by(leaving, proxy_rule=None) + destinations.moved_by(arriving, proxy_rule=self.rule)
+        self.moved_integrations = sorted(moved, key=lambda integration: integration.name)
+        if self.moved_integrations and not confirmed_retyping(self):
+            # Assigning here cannot ask for each client secret: say whose must be typed again, before saving.
+            raise forms.ValidationError(moved_secrets_message(self.moved_integrations))
+        return cleaned
 
     def save(self):
         chosen = [integration.pk for integration in self.cleaned_data["integrations"]]

@@ -24,14 +24,19 @@ from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from defender.encryption import DecryptionError
+from defender.destinations import REFUSED_SECRETS
 from defender.models import Job, RemoteNode
 from defender.remote import jobs, tokens, wire
+from defender.services import untrusted
 
 logger = logging.getLogger(__name__)
 
 MAX_CHECK_IN_BYTES = 16 * 1024
 MAX_AGENT_ID = 64
+# A job's answer nests twenty levels at most: an agent cuts an alert's raw JSON at untrusted.STORED_DEPTH.
+MAX_JSON_DEPTH = 32
+# Enough for any 64-bit integer.
+MAX_INTEGER_DIGITS = 20
 MAX_WAIT_SECONDS = 25
 CLAIM_EVERY_SECONDS = 0.5
 
@@ -67,13 +72,41 @@ def read_json(request, limit):
             raise BadBody(400, "The body is not valid gzip.") from exc
     if len(raw) > limit:
         raise BadBody(413, f"The body is larger than {limit} bytes.")
+    # Python's parser recurses once per level: thousands of nested arrays would end in a RecursionError, and a body
+    # this site stores (a job's answer) must nest shallowly enough for every later step.
+    if untrusted.nesting_depth(raw) > MAX_JSON_DEPTH:
+        raise BadBody(400, f"The body nests arrays or objects more than {MAX_JSON_DEPTH} levels deep.")
     try:
-        body = json.loads(raw or b"{}")
+        # Strictly UTF-8 (RFC 8259), so that the text parsed has the structure whose depth was counted in bytes.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadBody(400, "The body is not UTF-8.") from exc
+    try:
+        body = json.loads(text or "{}", parse_constant=_unstorable, parse_int=_integer, parse_float=_finite)
     except ValueError as exc:
         raise BadBody(400, "The body is not valid JSON.") from exc
     if not isinstance(body, dict):
         raise BadBody(400, "The body must be a JSON object.")
+    if not untrusted.storable_document(text, body):
+        # No database keeps a NUL character in text, nor an unpaired surrogate (JSON's \ud800): refused here
+        # rather than failing where the body is stored.
+        raise BadBody(400, "The body holds a NUL character or an unpaired surrogate, which this site cannot store.")
     return body
+
+
+# Numbers no database column or JSON column takes (NaN, Infinity, beyond a float, integers beyond 64 bits) read as
+# null, as a missing value would.
+def _unstorable(name):
+    return None
+
+
+def _integer(digits):
+    return int(digits) if len(digits.lstrip("-")) <= MAX_INTEGER_DIGITS else None
+
+
+def _finite(digits):
+    number = float(digits)
+    return number if math.isfinite(number) else None
 
 
 def node_endpoint(view):
@@ -125,8 +158,9 @@ def hand_out(node, agent_id):
             return None
         try:
             payload = jobs.payload_for(job)
-        except DecryptionError as error:
-            # Nothing the node could do: the job fails here with the message naming the record.
+        except REFUSED_SECRETS as error:
+            # Nothing the node could do (a secret no key opens, or one typed for another destination): the job fails
+            # here with the message saying why, and the node never sees the secret.
             jobs.complete(job, False, None, str(error))
             continue
         logger.info("Remote node %s claimed job %s (%s of %s)", node.name, job.pk, job.kind, job.integration)

@@ -11,6 +11,7 @@ from defender.services.connectivity import FAILED, Step, TestResult
 from defender.testing import record_test_result
 
 REMOTE_STEP = "Remote node"
+UNREADABLE = "The remote node's answer could not be read; update its agent."
 
 
 def test_result_of(job):
@@ -31,20 +32,30 @@ def _store_alerts(job):
     actor = Actor.objects.filter(pk=job.parameters.get("actor_id")).first()
     if actor is None:
         return  # the actor was deleted while its alerts were being fetched
+    # The window as asked; the node widened it by the integration's clock-skew tolerance when it asked Defender.
+    since, until = (datetime.fromisoformat(job.parameters[key]) for key in ("since", "until"))
+    found = None
     if job.state == Job.State.DONE and job.result:
-        found = wire.alerts_result_from_wire(job.result)
+        try:
+            found = wire.alerts_result_from_wire(job.result)
+        except ValueError:
+            _fail(job, UNREADABLE)
+    if found is not None:
         outcome = alert_store.Outcome(
-            job.integration,
-            True,
-            found.message,
-            found.window.since,
-            found.window.until,
-            found.tried_names,
-            tuple(found.alerts),
+            job.integration, True, found.message, since, until, found.tried_names, tuple(found.alerts)
         )
     else:
-        since, until = (datetime.fromisoformat(job.parameters[key]) for key in ("since", "until"))
         outcome = alert_store.Outcome(
-            job.integration, False, job.error, since, until, tuple(job.parameters.get("hostnames", ()))
+            job.integration, False, job.error or UNREADABLE, since, until, tuple(job.parameters.get("hostnames", ()))
         )
-    alert_store.record_outcome(actor, outcome, timezone.now())
+    fetch = alert_store.record_outcome(actor, outcome, timezone.now())
+    if job.state == Job.State.DONE and not fetch.ok:
+        # The answer arrived but could not be stored: the job ends now with the reason, rather than staying
+        # "running" until its lease sends it round again to the same result.
+        _fail(job, fetch.message)
+
+
+def _fail(job, message):
+    """End a job whose node answered "done" as failed instead; called inside the transaction that records it."""
+    Job.objects.filter(pk=job.pk).update(state=Job.State.FAILED, error=message)
+    job.state, job.error = Job.State.FAILED, message

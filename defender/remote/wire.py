@@ -8,11 +8,20 @@ import dataclasses
 import threading
 from datetime import datetime
 
-from defender.services.alerts import Alert, AlertsResult, Window, alerts_for_actor
+from defender.services.alerts import (
+    MACHINE_NAME_LENGTH,
+    Alert,
+    AlertsResult,
+    Window,
+    alert_from_fields,
+    alerts_for_actor,
+    with_unreadable,
+)
 from defender.services.client import RESPONSE_READ_TIMEOUTS
 from defender.services.connection import ConnectionSettings, ProxySettings
 from defender.services.connectivity import FAILED, SKIPPED, STEP_NAMES, Step, TestResult, iter_test_steps
 from defender.services.errors import DefenderError
+from defender.services.untrusted import STORED_DEPTH, moment, storable_json, text
 
 TEST = "test"
 ALERTS = "alerts"
@@ -31,7 +40,8 @@ def settings_from_wire(data):
 
 
 def test_result_to_wire(result):
-    return {"steps": [dataclasses.asdict(step) for step in result.steps]}
+    # The site stores the answer as it comes: only text its database keeps (a step may quote an API's error text).
+    return storable_json({"steps": [dataclasses.asdict(step) for step in result.steps]})
 
 
 def test_result_from_wire(data):
@@ -47,6 +57,9 @@ def _time_from_wire(text):
 
 
 TIME_FIELDS = ("created", "first_event", "last_event")
+# The answer's own levels above an alert's raw JSON: the result, its list of alerts, the alert.
+RAW_LEVEL = 3
+MESSAGE_LENGTH = 4000
 
 
 def alerts_result_to_wire(result):
@@ -57,24 +70,37 @@ def alerts_result_to_wire(result):
             item[name] = _time_to_wire(item[name])
         item["mitre_techniques"] = list(item["mitre_techniques"])
         alerts.append(item)
-    return {
+    answer = {
         "alerts": alerts,
         "tried_names": list(result.tried_names),
         "window": [_time_to_wire(result.window.since), _time_to_wire(result.window.until)],
         "message": result.message,
     }
+    # What Defender sent rides along in each alert's raw JSON: made storable here, so that the site can keep the
+    # answer as it arrives (a NUL character from a hostile server would otherwise make PostgreSQL refuse all of it).
+    return storable_json(answer, RAW_LEVEL + STORED_DEPTH)
 
 
 def alerts_result_from_wire(data):
-    alerts = []
+    """The AlertsResult a node sent, read as untrusted: alerts it cannot read are skipped and counted in the message.
+    Raises ValueError when the answer as a whole is not in the shape this site reads."""
+    if not isinstance(data, dict) or not isinstance(data.get("alerts"), list):
+        raise ValueError("the answer has no list of alerts")
+    window = data.get("window")
+    since, until = (moment(edge) for edge in window) if isinstance(window, list) and len(window) == 2 else (None, None)
+    if since is None or until is None:
+        raise ValueError("the answer's window is not two times")
+    names = data.get("tried_names")
+    tried_names = tuple(text(name, MACHINE_NAME_LENGTH) for name in names) if isinstance(names, list) else ()
+    alerts, unreadable = [], 0
     for item in data["alerts"]:
-        item = dict(item)
-        for name in TIME_FIELDS:
-            item[name] = _time_from_wire(item[name])
-        item["mitre_techniques"] = tuple(item["mitre_techniques"])
-        alerts.append(Alert(**item))
-    since, until = (_time_from_wire(moment) for moment in data["window"])
-    return AlertsResult(alerts, tuple(data["tried_names"]), Window(since, until), data["message"])
+        alert = alert_from_fields(item)
+        if alert is None:
+            unreadable += 1
+        else:
+            alerts.append(alert)
+    message = with_unreadable(text(data.get("message"), MESSAGE_LENGTH), unreadable)
+    return AlertsResult(alerts, tried_names, Window(since, until), message)
 
 
 def test_time_bound(connect_timeout: float, read_timeout: float) -> float:

@@ -3,12 +3,17 @@
 One credential object per credential set lives in a module-level cache; its key holds the authority, tenant, client
 ID, a hash of the secret, the proxy and the TLS trust, so a corrected secret or a new CA takes effect at once (a new
 msal app, whose HTTP cache does not replay the previous 400), while an unchanged integration reuses its token.
+
+msal's HTTP cache also replays a 429 from Entra ID for its Retry-After (up to an hour) without asking again. Get
+alerts lets it, and says for how long Entra ID throttled the app; a Test empties that cache first, so that it reports
+what Entra ID answers now.
 """
 
 import base64
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -20,8 +25,8 @@ import msal
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from defender import presets
-from defender.services.client import Transport
-from defender.services.errors import BadResponse, TokenFailed, aadsts_advice, redact
+from defender.services.client import Transport, retry_after_seconds
+from defender.services.errors import BadResponse, Throttled, TokenFailed, aadsts_advice, redact
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +140,35 @@ def _credential_key(settings, transport):
     )
 
 
+# How long msal 1.39 replays a throttled answer (throttled_http_client.RetryAfterParser): Retry-After in whole
+# seconds, else 5 s for a confidential client, and never more than an hour.
+MSAL_DEFAULT_THROTTLE = 5
+MSAL_LONGEST_THROTTLE = 3600
+
+
+def msal_throttle_seconds(response):
+    value = response.headers.get("Retry-After", "").strip()
+    return min(MSAL_LONGEST_THROTTLE, int(value) if value.isascii() and value.isdigit() else MSAL_DEFAULT_THROTTLE)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What Entra ID last answered a token request: msal replays it from its cache while it is throttled."""
+
+    status: int
+    at: float  # time.monotonic()
+    throttle_seconds: int
+
+
 class _MsalHttp:
     """The seam msal talks through; remembers the last discovery error body, since msal turns it into a bare
-    ValueError and we branch on its error_codes."""
+    ValueError and we branch on its error_codes, and the last token answer, since msal keeps its headers to itself."""
 
     def __init__(self, transport):
         self.transport = transport
         self.discovery_error = None
+        self.posts = 0
+        self.last_answer = None
 
     def get(self, url, params=None, headers=None, **kwargs):
         response = self.transport.get(url, params=params, headers=headers)
@@ -150,7 +177,10 @@ class _MsalHttp:
         return response
 
     def post(self, url, params=None, data=None, headers=None, **kwargs):
-        return self.transport.post(url, params=params, data=data, headers=headers)
+        response = self.transport.post(url, params=params, data=data, headers=headers)
+        self.posts += 1
+        self.last_answer = _Answer(response.status_code, time.monotonic(), msal_throttle_seconds(response))
+        return response
 
     def close(self):
         self.transport.close()
@@ -170,6 +200,9 @@ class _MsalCredential:
     def __init__(self, settings, transport):
         self.settings = settings
         self.http = _MsalHttp(transport)
+        # msal's HTTP cache for this app alone: discovery answers, and error answers it replays (a 400 for 60 s,
+        # a 429 or 5xx for its Retry-After) instead of asking Entra ID again.
+        self.http_cache = {}
         self.scope = scope_for(settings)
         self.lock = threading.Lock()
         self.app = None
@@ -188,7 +221,7 @@ class _MsalCredential:
                 # requires HTTPS and the tenant's OpenID configuration, and known Microsoft hosts skip the check.
                 instance_discovery=None if host in WELL_KNOWN_AUTHORITY_HOSTS else False,
                 # A private HTTP cache per app: a 400 replayed for 60 s only ever replays this credential set.
-                http_cache={},
+                http_cache=self.http_cache,
             )
         except ValueError:
             raise self._discovery_failure(authority) from None
@@ -214,6 +247,7 @@ class _MsalCredential:
             if self.app is None:
                 self.app = self._build_app()
             app = self.app
+        posts = self.http.posts
         try:
             result = app.acquire_token_for_client(scopes=[self.scope])
         except msal.exceptions.MsalServiceError as exc:
@@ -228,9 +262,18 @@ class _MsalCredential:
                 "Check the Auth URL: it must be the Entra ID sign-in host, not the API host.",
             ) from None
         if "access_token" not in result:
+            answer = self.http.last_answer
+            if answer is not None and answer.status == 429:
+                replayed = self.http.posts == posts
+                left = answer.throttle_seconds - (time.monotonic() - answer.at) if replayed else answer.throttle_seconds
+                raise entra_throttled(self.settings, result, left, replayed)
             raise token_failure(self.settings, result)
         expires_at = datetime.now(UTC) + timedelta(seconds=int(result.get("expires_in", 0)))
         return Token(result["access_token"], expires_at, self.scope, result.get("token_source") == "cache")
+
+    def forget_answers(self):
+        """Ask Entra ID again on the next token request, rather than have msal replay an answer it keeps."""
+        self.http_cache.clear()
 
     def drop(self):
         """Forget the cached access tokens (after a 401, or before a Test that must see current permissions)."""
@@ -274,6 +317,8 @@ class _V1Credential:
                 headers={"Accept": "application/json"},
             )
             result = _json_or_empty(response.content)
+            if response.status_code == 429:
+                raise entra_throttled(self.settings, result, retry_after_seconds(response) or MSAL_DEFAULT_THROTTLE)
             if response.status_code >= 500 and not result:
                 raise TokenFailed(
                     f"Entra ID at {_sign_in_host(self.settings)} failed with HTTP {response.status_code} "
@@ -290,6 +335,30 @@ class _V1Credential:
     def drop(self):
         with self.lock:
             self.token = None
+
+    def forget_answers(self):
+        """Nothing to forget: this credential keeps no answer but its token."""
+
+
+def entra_throttled(settings, result, seconds, replayed=False):
+    """Throttled, saying it was Entra ID (not the API) and for how long; ``replayed`` when msal answered from its
+    cache without asking."""
+    codes = [code for code in result.get("error_codes") or [] if isinstance(code, int)]
+    code = f", AADSTS{codes[0]}" if codes else ""
+    seconds = max(1, math.ceil(seconds))
+    if replayed:
+        advice = (
+            "This is Entra ID's earlier answer, which the sign-in library keeps until then without asking again; "
+            "a Test asks Entra ID at once."
+        )
+    else:
+        advice = "Too many token requests from this app in a short time; it passes by itself."
+    return Throttled(
+        f"Entra ID throttled this app: retry after {seconds} s (HTTP 429 from {_sign_in_host(settings)}{code}).",
+        advice,
+        code=429,
+        retry_at=datetime.now(UTC) + timedelta(seconds=seconds),
+    )
 
 
 def token_failure(settings, result):
@@ -327,11 +396,13 @@ def _credential_for(settings):
 def acquire_token(settings, fresh=False):
     """A token for this integration's API, from the cache while it has more than five minutes left.
 
-    fresh=True drops the cached token first: the Test uses it so that a permission granted a minute ago shows.
+    fresh=True drops the cached token and any answer msal keeps, and asks Entra ID: the Test uses it so that a
+    permission granted a minute ago shows, and a throttle that has ended no longer does.
     """
     credential = _credential_for(settings)
     if fresh:
         credential.drop()
+        credential.forget_answers()
     started = time.monotonic()
     token = credential.acquire()
     if not token.from_cache:

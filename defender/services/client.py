@@ -59,7 +59,11 @@ MAX_RETRY_AFTER = 86400.0
 RESPONSE_READ_TIMEOUTS = 2
 # The largest body we read (after decompression): ten times the largest page of alerts the APIs send.
 MAX_BODY_BYTES = 200 * 2**20
-# How much one read of the body may return.
+# The most a compressed body may expand to: twice the largest page of alerts (10,000 alerts with their evidence,
+# about 30 MB). A few kilobytes of gzip can expand a thousandfold, so without this a hostile server (or proxy) could
+# make each ask hold the whole body cap for the price of a small answer.
+MAX_DECODED_BYTES = 64 * 2**20
+# How much one read of the body may return; urllib3 decompresses no more than this per read.
 BODY_CHUNK = 1 << 20
 
 # The most pages one listing may take. A listing of more (a million alerts at the default page size of 1,000, or an
@@ -158,13 +162,15 @@ def certificate_failure(host, verify_code, verify_message, issuer=""):
         return TlsFailed(
             f"The certificate for {host} is not valid yet{by}.", "Check the site's clock.", code=verify_code
         )
-    if verify_code == 62:
+    if verify_code in (62, 63, 64):  # host name, e-mail or IP address mismatch: another CA would not help
         return TlsFailed(
-            f"The certificate presented by {host} is not valid for that name ({verify_message}){by}.",
+            f"The certificate presented by {host} is not valid for that name ({verify_message.rstrip('.')}){by}.",
             "Check the host name: it must match a name in the server's certificate.",
             code=verify_code,
         )
-    return TlsFailed(f"The certificate for {host} failed verification: {verify_message}{by}.", fix, code=verify_code)
+    return TlsFailed(
+        f"The certificate for {host} failed verification: {verify_message.rstrip('.')}{by}.", fix, code=verify_code
+    )
 
 
 # --- sessions and transport ---------------------------------------------------------------------------------------
@@ -272,6 +278,8 @@ class Transport:
         if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             raise _too_large(target)
         read_timeout = self.settings.read_timeout
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        limit = min(MAX_BODY_BYTES, MAX_DECODED_BYTES) if encoding not in ("", "identity") else MAX_BODY_BYTES
         chunks, size = [], 0
         while True:
             # Never wait past the deadline; at the deadline, take only what has already arrived. The socket is
@@ -294,7 +302,6 @@ class Transport:
                     "Try again; raise the read timeout in Advanced options if it persists.",
                 ) from None
             except urllib3.exceptions.DecodeError:
-                encoding = response.headers.get("Content-Encoding", "")
                 raise BadResponse(
                     f"The answer from {target} could not be decompressed ({encoding[:40]}).",
                     "The service or a proxy sent a broken answer; try again.",
@@ -313,8 +320,9 @@ class Transport:
             if sock is None and time.monotonic() > deadline:
                 raise self._too_slow(target, size)
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise _too_large(target)
+            if size > limit:
+                # Decompression stops here: urllib3 inflates one chunk per read, and no further read is made.
+                raise _too_large(target) if limit == MAX_BODY_BYTES else _inflates_too_far(target, encoding)
             chunks.append(chunk)
         response._content = b"".join(chunks)
         response._content_consumed = True
@@ -497,6 +505,14 @@ def _too_large(target):
     )
 
 
+def _inflates_too_far(target, encoding):
+    return BadResponse(
+        f"The compressed answer from {target} ({encoding[:40]}) expands to more than "
+        f"{MAX_DECODED_BYTES // 2**20} MB; decompression stopped there, not read.",
+        "No page of alerts is that large; if the service really sends one, lower the page size in Advanced options.",
+    )
+
+
 def _causes(exc):
     """The exception and everything it wraps (urllib3 nests its reasons in args, .reason and __context__)."""
     seen, stack, chain = set(), [exc], []
@@ -670,6 +686,13 @@ class ApiClient:
             raise BadResponse(
                 f"Page {page} of {urlsplit(url).path} was not valid JSON; no partial result shown.",
                 "The service sent a broken answer; try again, or lower the page size if a proxy cuts large answers.",
+            ) from None
+        except RecursionError:
+            # Python's parser recurses once per level: no API nests hundreds of levels deep.
+            raise BadResponse(
+                f"Page {page} of {urlsplit(url).path} nests arrays or objects too deeply to read; no partial result "
+                "shown.",
+                "The service sent an answer no documented API sends; check the Host.",
             ) from None
 
     def iter_items(self, path, params=None, page_size=None):

@@ -20,6 +20,11 @@ def url_host(host):
     return f"[{host}]" if ":" in host else host
 
 
+def split_host_list(text):
+    """Hosts typed one per line or comma-separated, as a tuple without blanks."""
+    return tuple(entry.strip() for entry in (text or "").replace(",", "\n").splitlines() if entry.strip())
+
+
 @dataclass(frozen=True)
 class ProxySettings:
     proxy_type: str  # "http", "https" or "socks5"

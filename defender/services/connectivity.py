@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from defender import presets
 from defender.services import alerts, auth
+from defender.services.addresses import refuse_metadata
 from defender.services.client import certificate_failure, trust_for
 from defender.services.connection import url_host
 from defender.services.errors import (
@@ -36,6 +37,7 @@ from defender.services.errors import (
 logger = logging.getLogger(__name__)
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+NOT_TESTED = "not tested"  # a verdict, never a step's outcome
 STEP_NAMES = ("DNS lookup", "TCP connection", "TLS handshake", "Token", "Permissions", "API call")
 
 
@@ -53,14 +55,29 @@ class TestResult:
 
     @property
     def ok(self):
-        return bool(self.steps) and all(step.outcome != FAILED for step in self.steps)
+        """Passed only when nothing failed and the last step, the one that proves the whole road (the API call, the
+        proxy's tunnel), passed: a Test whose steps were all skipped tested nothing and is never green."""
+        return bool(self.steps) and not self.failed_step and self.steps[-1].outcome == PASSED
+
+    @property
+    def failed_step(self):
+        return next((step for step in self.steps if step.outcome == FAILED), None)
+
+    @property
+    def verdict(self):
+        """passed, failed, or "not tested" (nothing failed, but nothing decisive ran either)."""
+        if self.ok:
+            return PASSED
+        return FAILED if self.failed_step else NOT_TESTED
 
     @property
     def summary(self):
-        """One line for the integration list: what failed, or that everything passed."""
-        failed = next((step for step in self.steps if step.outcome == FAILED), None)
+        """One line for the integration list: what failed, what to do when nothing was tested, or that all passed."""
+        failed = self.failed_step
         if failed:
             return f"{failed.name} failed: {failed.message}"
+        if not self.ok:
+            return self.steps[-1].message if self.steps else "No step ran."
         total = sum(step.duration_ms for step in self.steps) / 1000
         return f"All steps passed in {total:.1f} s."
 
@@ -124,10 +141,16 @@ class _Probe:
         name = self.proxy.host if self.proxy else self.settings.host
         port = self.proxy.port if self.proxy else self.settings.port
         whose = f"The proxy {name}" if self.proxy else name
+        if self.proxy:
+            # The proxy resolves the API host itself: refuse at least a host that names a metadata service.
+            refuse_metadata(self.settings.host, [])
         if _is_ip(name):
+            refuse_metadata(name, [name])
             self.addresses = [(name, port)]
             return PASSED, f"{whose} is an IP address; nothing to look up."
         self.addresses = _resolve(name, port, self.settings.connect_timeout)
+        # The form refused such names as typed; this catches a name that resolves there (DNS may say anything).
+        refuse_metadata(name, [address for address, _ in self.addresses])
         shown = ", ".join(dict.fromkeys(address for address, _ in self.addresses))
         note = f" (the proxy looks up {self.settings.host} itself)" if self.proxy else ""
         return PASSED, f"{whose} resolves to {shown}{note}."
@@ -212,6 +235,12 @@ class _Probe:
 
     def tls(self):
         if self.settings.protocol != "https":
+            if self._speaks_tls():
+                # Plain HTTP to a TLS port ends in a reset later on, which would blame the host or the proxy.
+                raise TlsFailed(
+                    f"{self.target} speaks HTTPS, but the integration's Protocol is HTTP.",
+                    "Set Protocol to HTTPS (or check the port: plain HTTP usually listens on another one).",
+                )
             return (
                 SKIPPED,
                 "The API is set to plain HTTP: there is no certificate to check, and traffic is not encrypted.",
@@ -236,6 +265,20 @@ class _Probe:
             f"The certificate for {self.settings.host} (issued by {_name(certificate.get('issuer'))}) is trusted and "
             f"valid until {expires:%Y-%m-%d}; {tls.version()}."
         )
+
+    def _speaks_tls(self):
+        """Whether the API's port completes a TLS handshake (certificate not checked), over the same route."""
+        try:
+            sock = self._open_route()
+        except (OSError, DefenderError):
+            return False
+        try:
+            _handshake(sock, _context(False), self.settings.host, self.settings.connect_timeout, self.target)
+        except (OSError, ssl.SSLError, DefenderError):
+            return False
+        finally:
+            sock.close()
+        return True
 
     def _issuer_of_presented_certificate(self):
         """Who signed the certificate that failed, read over a second connection that does not verify."""

@@ -63,6 +63,11 @@ class BadResponse(ApiFailed):
     """The answer was not what the API documents (malformed JSON, unexpected shape, a foreign next link)."""
 
 
+class SecretDestinationChanged(DefenderError):
+    """A saved secret would go somewhere other than where it was typed for (its record changed since), so it is not
+    sent: the message names what changed and asks for the secret to be typed again."""
+
+
 # Advice for the AADSTS codes a client-credentials flow meets; see the reference sheet, section 4.
 AADSTS_ADVICE = {
     7000215: "The client secret is wrong: paste the secret's Value, not its ID (Secret ID).",

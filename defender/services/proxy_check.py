@@ -1,4 +1,4 @@
-"""The Test of a proxy rule: does the proxy answer, accept its credentials, and open a tunnel to Entra ID?
+"""The Test of a proxy rule: does the proxy answer, accept its credentials, and open tunnels where its integrations go?
 
 Plain sockets, like the integration Test's network steps: the point is to show which of the three fails. Every socket
 operation is bounded by the timeout, so a proxy that never answers fails within it.
@@ -14,7 +14,7 @@ from defender.services.connection import url_host
 from defender.services.connectivity import PASSED, SKIPPED, TestResult, run_checks
 from defender.services.errors import ProxyFailed, socks_credentials_failure
 
-# Where the tunnel is asked to go: the sign-in host every integration needs first.
+# Where the tunnel is asked to go when no integration uses the rule yet: the sign-in host every integration needs first.
 PROBE_TARGET = ("login.microsoftonline.com", 443)
 # For each socket operation; the whole check takes at most a few of these.
 TIMEOUT = 5.0
@@ -32,16 +32,35 @@ SOCKS_REPLIES = {
 }
 
 
-def check_proxy(proxy, timeout=TIMEOUT, target=None):
+def check_proxy(proxy, timeout=TIMEOUT, targets=()):
     """Run the three steps against ``proxy`` (a ProxySettings); a TestResult with one Step each."""
-    return TestResult(tuple(iter_proxy_steps(proxy, timeout, target)))
+    return TestResult(tuple(iter_proxy_steps(proxy, timeout, targets)))
 
 
-def iter_proxy_steps(proxy, timeout=TIMEOUT, target=None):
-    """Yield each Step as it finishes; ``target`` is the host and port the tunnel is asked for."""
-    probe = _ProxyProbe(proxy, timeout, target or PROBE_TARGET)
+def iter_proxy_steps(proxy, timeout=TIMEOUT, targets=()):
+    """Yield each Step as it finishes. ``targets`` are the (host, port) pairs the tunnel is asked for, in order: the
+    hosts the rule's integrations reach through it (an isolated lab's proxy may reach only those); Entra ID's public
+    sign-in host when there are none."""
+    targets = list(dict.fromkeys(targets)) or [PROBE_TARGET]
+    probe = _ProxyProbe(proxy, timeout, targets[0])
+
+    def tunnels():
+        opened = [probe.open_tunnel()]
+        for target in targets[1:]:
+            # An HTTP proxy opens one tunnel per connection: each further destination gets a connection of its own.
+            extra = _ProxyProbe(proxy, timeout, target)
+            try:
+                extra.connect()
+                extra.authenticate()
+                opened.append(extra.open_tunnel())
+            finally:
+                extra.close()
+        if len(opened) == 1:
+            return PASSED, f"The proxy opened a tunnel to {opened[0]}."
+        return PASSED, f"The proxy opened tunnels to {', '.join(opened)}."
+
     try:
-        checks = (probe.connect, probe.authenticate, probe.tunnel)
+        checks = (probe.connect, probe.authenticate, tunnels)
         yield from run_checks(zip(STEP_NAMES, checks, strict=True), f"proxy {proxy.host}")
     finally:
         probe.close()
@@ -109,14 +128,15 @@ class _ProxyProbe:
             return SKIPPED, "The proxy rule has no credentials, and the proxy asked for none."
         return PASSED, f"The proxy {self.name} accepted the credentials of {self.proxy.username}."
 
-    def tunnel(self):
+    def open_tunnel(self):
+        """Ask for the tunnel to the target; its host:port once open, else ProxyFailed naming it."""
         destination = f"{url_host(self.target_host)}:{self.target_port}"
         if self.proxy.proxy_type == "socks5":
             self._socks_connect()
-            return PASSED, f"The proxy opened a tunnel to {destination}."
+            return destination
         status, status_line = self.answer
         if status == 200:
-            return PASSED, f"The proxy opened a tunnel to {destination}."
+            return destination
         raise ProxyFailed(
             f"The proxy answered CONNECT {destination} with {status_line or 'nothing'}.",
             "Check that the proxy allows this destination and can reach the internet.",

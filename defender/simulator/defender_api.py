@@ -1,6 +1,6 @@
 """The Defender for Endpoint API: /api/machines, /api/machines/{id}, /api/machines/{id}/alerts, /api/alerts.
 
-Shapes, filterable fields, limits, permissions and errors follow ../shared/reference/defender-api.md section 2.
+Shapes, filterable fields, limits, permissions and errors follow docs/microsoft-api.md (Defender for Endpoint API).
 Notably, `computerDnsName` is an alert property but not a filterable one: asking gets 400 ODataError.
 """
 

@@ -2,7 +2,7 @@
 
 Errors carry Microsoft's body (error, an `AADSTSnnnn:` description with Trace ID, Correlation ID and Timestamp
 lines, error_codes, timestamp, trace_id, correlation_id, error_uri) and the status the real service uses.
-Source: ../shared/reference/defender-api.md section 4.
+Source: docs/microsoft-api.md (Entra ID).
 """
 
 import re

@@ -3,13 +3,49 @@
 A run starts with the faults given to the Simulator (or the run_simulator flags); `set()` changes them while it runs
 (in-process, or over HTTP at /_simulator/faults) and `clear()` goes back to the run's own settings. Each switch
 applies to API calls by default; `applies_to="token"` or `"all"` aims it at the token endpoints too.
+
+`hostile_alerts` serves alerts no documented API sends, as a broken or hostile server (or a proxy rewriting answers)
+would. "title=object,computerDnsName=list; id=missing" gives the first alert of every alert listing an object for a
+title and a list for a computer name, and the second no ID: one ";"-separated part per alert, in listing order,
+counting only the alerts of the machine `hostile_alerts_on` when it is set. A field may be a path into the alert
+("evidence.0.deviceDnsName"); the field "alert" replaces the whole alert. The kinds are the keys of HOSTILE_VALUES.
 """
 
+import copy
+import json
 import math
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+
+MISSING = object()
+WHOLE_ALERT = "alert"
+
+
+def _nested(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+HOSTILE_VALUES = {
+    "object": {"text": "an object where text belongs"},
+    "list": ["a list", "where text belongs"],
+    "number": 42,
+    "boolean": True,
+    "null": None,
+    "null-text": "null",
+    "missing": MISSING,
+    "empty": "",
+    "huge": "H" * 1_000_000,
+    "nul": "text with a NUL \x00 inside",
+    "surrogate": "text with a lone surrogate \ud800 inside",
+    "deep": _nested(500),
+    "not-a-time": "yesterday",
+    "overflowing-time": "0001-01-01T00:00:00+01:00",
+}
 
 DEFAULTS = {
     # 429 with Retry-After on every Nth call (counted from the last set/clear) ...
@@ -28,6 +64,9 @@ DEFAULTS = {
     "malformed_next": 0,
     # Leave out @odata.nextLink when the client paged with $top, as users report of the real API.
     "missing_next_link_with_top": False,
+    # Alerts no documented API sends ("field=kind,...; ..." per alert, see above), on the machine named here if any.
+    "hostile_alerts": "",
+    "hostile_alerts_on": "",
     "applies_to": "api",
 }
 TARGETS = {"api": {"api"}, "token": {"token"}, "all": {"api", "token"}}
@@ -61,7 +100,53 @@ def _validated(changes):
         raise ValueError("fail_status must be 500, 502, 503 or 504")
     if clean.get("applies_to", "api") not in TARGETS:
         raise ValueError("applies_to must be api, token or all")
+    hostile_spec(clean.get("hostile_alerts", ""))
     return clean
+
+
+def hostile_spec(text):
+    """One ((path, kind), ...) per alert from "field=kind,...; ...": what hostile_alert changes in each."""
+    specs = []
+    for alert_part in str(text).split(";") if str(text).strip() else ():
+        spec = []
+        for part in alert_part.split(","):
+            field, _, kind = (piece.strip() for piece in part.partition("="))
+            if not field or kind not in HOSTILE_VALUES:
+                raise ValueError(f"hostile_alerts takes field=kind pairs, kind one of {', '.join(HOSTILE_VALUES)}")
+            spec.append((tuple(field.split(".")), kind))
+        specs.append(tuple(spec))
+    return tuple(specs)
+
+
+def _copy(value):
+    # Through JSON, not copy.deepcopy: "deep" nests further than deepcopy's recursion goes.
+    return json.loads(json.dumps(value))
+
+
+def hostile_alert(alert, spec):
+    """A copy of one alert with the fields of ``spec`` replaced; a path that does not exist in it is skipped."""
+    alert = copy.deepcopy(alert)
+    for path, kind in spec:
+        value = HOSTILE_VALUES[kind]
+        if path == (WHOLE_ALERT,):
+            alert = None if value is MISSING else _copy(value)
+            continue
+        container = alert
+        try:
+            for step in path[:-1]:
+                container = container[int(step)] if isinstance(container, list) else container[step]
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue
+        last = int(path[-1]) if isinstance(container, list) and path[-1].isdigit() else path[-1]
+        if value is MISSING:
+            if isinstance(container, dict):
+                container.pop(last, None)
+        elif isinstance(container, dict | list):
+            try:
+                container[last] = _copy(value)
+            except (IndexError, TypeError):
+                continue
+    return alert
 
 
 class Faults:
@@ -131,3 +216,9 @@ class Faults:
     def drop_next_link(self):
         with self._lock:
             return self._active["missing_next_link_with_top"]
+
+    def hostile_alerts(self):
+        """(one spec per alert, machine name or "") while hostile alerts are switched on, else None."""
+        with self._lock:
+            specs = hostile_spec(self._active["hostile_alerts"])
+            return (specs, self._active["hostile_alerts_on"]) if specs else None

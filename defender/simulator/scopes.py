@@ -1,6 +1,6 @@
 """Which resource (v1 `resource`, v2 `scope` without `/.default`) names which simulated API, and its app roles.
 
-Sources: ../shared/reference/defender-api.md sections 1 and 3. Every Defender for Endpoint alias gives a token the
+Sources: docs/microsoft-api.md (hosts and scopes). Every Defender for Endpoint alias gives a token the
 Defender API accepts; the token's `aud` is the resource as asked for, as Entra ID does.
 """
 

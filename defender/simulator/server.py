@@ -21,7 +21,7 @@ from .defender_api import DefenderAPI
 from .defender_api import error as defender_error
 from .entra import Entra
 from .entra import error as entra_error
-from .faults import Faults
+from .faults import Faults, hostile_alert
 from .graph_api import GraphAPI
 from .graph_api import error as graph_error
 from .reply import Reply
@@ -304,7 +304,37 @@ class Simulator:
         reply = self.fault_reply(request, kind, decision) if decision.status else route()
         if decision.malformed or (reply.status == 200 and self.faults.malformed_page(reply.page)):
             reply.malformed = True
+        if kind == "api" and reply.status == 200:
+            self.make_hostile(request, reply)
         return reply
+
+    def make_hostile(self, request, reply):
+        """Serve the first alerts of an alert listing (MDE, Graph or SIEM) as the hostile_alerts switch says."""
+        hostile = self.faults.hostile_alerts()
+        if hostile is None or not request.path.rstrip("/").lower().endswith(("/alerts", "/alerts_v2")):
+            return
+        specs, machine_name = hostile
+        items = reply.body.get("value") if isinstance(reply.body, dict) else reply.body
+        if not isinstance(items, list):
+            return
+        on_machine = self.alert_ids_on(machine_name) if machine_name else None
+        changed = 0
+        for index, item in enumerate(items):
+            if changed == len(specs):
+                break
+            if on_machine is None or (item.get("id") or item.get("AlertId")) in on_machine:
+                items[index] = hostile_alert(item, specs[changed])
+                changed += 1
+
+    def alert_ids_on(self, machine_name):
+        """The IDs of the seed alerts raised on the machine of that name (short or full, any case)."""
+        wanted = machine_name.lower()
+        machine_ids = {
+            machine["id"]
+            for machine in self.data.machines
+            if wanted in (machine["computerDnsName"].lower(), machine["computerDnsName"].lower().partition(".")[0])
+        }
+        return {alert["id"] for alert in self.data.alerts if alert["machineId"] in machine_ids}
 
     def fault_reply(self, request, kind, decision):
         headers = {"Retry-After": decision.retry_after} if decision.retry_after else {}

@@ -3,9 +3,11 @@
 import django_tables2 as tables
 
 from defender.models import Actor
+from defender.tables.alerts import breakable_host
+from defender.tables.paging import ConsoleTable
 
 
-class ActorTable(tables.Table):
+class ActorTable(ConsoleTable):
     name = tables.Column(linkify=("defender:actor-detail", {"pk": tables.A("pk")}))
     hostname = tables.Column()
     alternate_hostname = tables.Column(verbose_name="Alternate hostname")
@@ -19,3 +21,9 @@ class ActorTable(tables.Table):
         order_by = "name"
         empty_text = "No actors yet."
         attrs = {"class": "table table-hover align-middle"}
+
+    def render_hostname(self, value):
+        return breakable_host(value)
+
+    def render_alternate_hostname(self, value):
+        return breakable_host(value)

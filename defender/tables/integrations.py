@@ -3,9 +3,10 @@
 import django_tables2 as tables
 
 from defender.models import Integration
+from defender.tables.paging import ConsoleTable
 
 
-class IntegrationTable(tables.Table):
+class IntegrationTable(ConsoleTable):
     name = tables.TemplateColumn(
         "<a href=\"{% url 'defender:integration-detail' record.pk %}\">{{ record.name }}</a>"
         "{% with warning=record.secret_expiry_warning %}{% if warning %} "
@@ -34,7 +35,7 @@ class IntegrationTable(tables.Table):
         context_object_name="integration",
         verbose_name="",
         orderable=False,
-        attrs={"td": {"class": "text-end text-nowrap"}},
+        attrs={"td": {"class": "text-end text-nowrap row-actions"}},
     )
 
     class Meta:

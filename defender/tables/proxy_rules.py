@@ -3,9 +3,10 @@
 import django_tables2 as tables
 
 from defender.models import ProxyRule
+from defender.tables.paging import ConsoleTable
 
 
-class ProxyRuleTable(tables.Table):
+class ProxyRuleTable(ConsoleTable):
     name = tables.Column(linkify={"viewname": "defender:proxyrule-detail", "args": [tables.A("pk")]})
     proxy = tables.TemplateColumn(
         "{{ record.host }}:{{ record.port }}", verbose_name="Proxy", accessor="host", order_by=("host", "port")
@@ -17,7 +18,7 @@ class ProxyRuleTable(tables.Table):
         template_name="defender/proxy_rules/_row_actions.html",
         verbose_name="",
         orderable=False,
-        attrs={"td": {"class": "text-end text-nowrap"}},
+        attrs={"td": {"class": "text-end text-nowrap row-actions"}},
     )
 
     class Meta:

@@ -3,9 +3,10 @@
 import django_tables2 as tables
 
 from defender.models import RemoteNode
+from defender.tables.paging import ConsoleTable
 
 
-class RemoteNodeTable(tables.Table):
+class RemoteNodeTable(ConsoleTable):
     name = tables.Column(linkify={"viewname": "defender:remotenode-detail", "args": [tables.A("pk")]})
     status = tables.TemplateColumn(
         template_name="defender/remote_nodes/_status.html",

@@ -6,13 +6,15 @@ from django.db.models import Count
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse, reverse_lazy
+from django.utils import timezone
 from django.utils.text import slugify
 from django.views import View
 from django.views.generic import CreateView, DeleteView, DetailView, UpdateView
+from django_htmx.http import replace_url
 from django_tables2 import RequestConfig, SingleTableView
 
 from defender import alert_store, runner
-from defender.filters import AlertFilter
+from defender.filters import ANY_TIME, AlertFilter, window_counts
 from defender.forms.actors import ActorForm, AlertFetchForm
 from defender.models import Actor
 from defender.remote import jobs
@@ -22,10 +24,14 @@ from defender.tables.alerts import AlertTable
 ALERTS_PER_PAGE = 50
 
 
-def shown_alerts(request, actor, exclude=()):
+# The time filter's fields: a Get alerts resets them, so the table shows the window just asked.
+TIME_FILTER_FIELDS = ("period", "since", "until", "tz")
+
+
+def shown_alerts(request, actor, fetches, exclude=()):
     """The actor's stored alerts as the table shows them (filter and sort from the query string), with the table."""
-    alert_filter = AlertFilter(request.GET, queryset=alert_store.stored_alerts(actor))
-    table = AlertTable(alert_filter.qs, actor=actor, exclude=exclude)
+    alert_filter = AlertFilter(request.GET, queryset=alert_store.stored_alerts(actor), fetches=fetches)
+    table = AlertTable(alert_filter.qs, actor=actor, exclude=exclude, columns=request.GET.getlist("columns"))
     return alert_filter, table
 
 
@@ -33,21 +39,36 @@ def alerts_section(request, actor, fetch_form=None):
     """What the Alerts section of an actor's page shows; the page and the htmx swap after Get alerts share it."""
     fetches = list(alert_store.last_fetches(actor))
     # Alerts only come from integrations that were asked: with one, an Integration column would say the same thing.
-    alert_filter, table = shown_alerts(request, actor, exclude=("integration",) if len(fetches) < 2 else ())
+    alert_filter, table = shown_alerts(request, actor, fetches, exclude=("integration",) if len(fetches) < 2 else ())
     RequestConfig(request, paginate={"per_page": ALERTS_PER_PAGE}).configure(table)
     if request.user.has_perm("defender.fetch_alerts"):
-        fetch_form = fetch_form or AlertFetchForm()
-    query = request.GET.copy()
-    query.pop("page", None)
+        fetch_form = fetch_form or AlertFetchForm(remembered=AlertFetchForm.recall(request.session, actor))
+    window = alert_filter.window
+    counts = window_counts(alert_store.stored_alerts(actor), window, fetches)
     return {
         "actor": actor,
         "fetch_form": fetch_form,
-        "fetches": fetches,
+        "fetches": [(fetch, counts.by_fetch[fetch.pk]) for fetch in fetches],
         "pending_jobs": jobs.pending_alert_jobs(actor),
         "alert_filter": alert_filter,
+        "window": window,
+        "counts": counts,
         "table": table,
-        "query": query.urlencode(),
+        "server_zone": timezone.get_current_timezone_name(),
+        "query": query_without(request.GET, "page"),
+        "show_all_query": query_without(request.GET, "page", *TIME_FILTER_FIELDS, period=ANY_TIME),
+        "clear_filter_query": query_without(request.GET, "page", "severity", "status"),
     }
+
+
+def query_without(query, *names, **values):
+    """The query string without the named parameters (and with the given ones), for a link that keeps the rest."""
+    query = query.copy()
+    for name in names:
+        query.pop(name, None)
+    for name, value in values.items():
+        query[name] = value
+    return query.urlencode()
 
 
 class ActorListView(PermissionRequiredMixin, SingleTableView):
@@ -92,6 +113,15 @@ class ActorDetailView(PermissionRequiredMixin, DetailView):
     model = Actor
     template_name = "defender/actors/detail.html"
 
+    def get_template_names(self):
+        # After Get alerts, htmx follows the redirect here and swaps in the Alerts section.
+        return ["defender/actors/_alerts.html"] if self.request.htmx else super().get_template_names()
+
+    def render_to_response(self, context, **kwargs):
+        response = super().render_to_response(context, **kwargs)
+        # The address bar then says what the section shows, so a reload or a shared link shows it again.
+        return replace_url(response, self.request.get_full_path()) if self.request.htmx else response
+
     def get_context_data(self, **kwargs):
         return super().get_context_data(**kwargs) | alerts_section(self.request, self.object)
 
@@ -108,9 +138,11 @@ class GetAlertsView(PermissionRequiredMixin, View):
         if form.is_valid():
             data = form.cleaned_data
             runner.get_alerts(actor, list(data["integrations"]), data["since"], data["until"], request.user)
-            if not request.htmx:
-                query = request.GET.urlencode()
-                return redirect(reverse("defender:actor-detail", args=[pk]) + (f"?{query}" if query else ""))
+            form.remember(request.session, actor)
+            # Back to the actor's page on the window just asked, keeping the sort and the other filters; htmx
+            # follows the redirect and asks for the Alerts section only.
+            query = query_without(request.GET, "page", *TIME_FILTER_FIELDS)
+            return redirect(reverse("defender:actor-detail", args=[pk]) + (f"?{query}" if query else ""))
         context = alerts_section(request, actor, form)
         template = "defender/actors/_alerts.html" if request.htmx else "defender/actors/detail.html"
         return render(request, template, context | {"object": actor})
@@ -123,7 +155,7 @@ class AlertCsvView(PermissionRequiredMixin, View):
 
     def get(self, request, pk):
         actor = get_object_or_404(Actor, pk=pk)
-        _, table = shown_alerts(request, actor)
+        _, table = shown_alerts(request, actor, list(alert_store.last_fetches(actor)))
         RequestConfig(request, paginate=False).configure(table)
         # The table's queryset, sorted as the table sorts it (severity by rank), every page of it.
         response = StreamingHttpResponse(alert_store.csv_lines(table.data.data), content_type="text/csv")

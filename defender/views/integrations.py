@@ -1,5 +1,8 @@
 """Settings > Integrations: the list, Add and Edit, the detail page, Delete, and the Test."""
 
+from dataclasses import asdict
+
+from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
 from django.http import Http404, StreamingHttpResponse
@@ -16,7 +19,7 @@ from defender.forms.integrations import IntegrationForm, preset_data
 from defender.kinds import KINDS
 from defender.models import Integration, Job
 from defender.remote import jobs
-from defender.services.connectivity import SKIPPED, Step, TestResult
+from defender.services.connectivity import NOT_TESTED, SKIPPED, Step, TestResult
 from defender.tables.integrations import IntegrationTable
 from defender.testing import record_test_result, steps_for
 from defender.views.jobs import job_response
@@ -99,31 +102,74 @@ class IntegrationFormMixin(SuccessMessageMixin):
     template_name = "defender/integrations/form.html"
     success_url = reverse_lazy("defender:integration-list")
 
+    def get_form_kwargs(self):
+        # The user a typed secret is kept for, when the page comes back with errors.
+        return {**super().get_form_kwargs(), "user": self.request.user}
+
     def get_context_data(self, **kwargs):
         submit_url, test_url = self.form_urls()
         return super().get_context_data(presets=preset_data(), submit_url=submit_url, test_url=test_url, **kwargs)
 
     def form_valid(self, form):
         form.instance.updated_by = self.request.user
-        return super().form_valid(form)
+        tested = recorded_form_test(self.request, form)
+        response = super().form_valid(form)
+        if tested is not None:
+            record_test_result(self.object, tested)
+        if warning := self.object.secret_expiry_warning:
+            # Saved as typed (the date may be what Entra ID shows), but the person must know it will not work.
+            messages.warning(self.request, warning)
+        return response
+
+
+# The last Test run on a form, remembered so that Submit with the same values records it (the new row is not left
+# "Never tested" after a Test that passed a moment before).
+FORM_TEST_SESSION_KEY = "integration_form_test"
+
+
+def remember_form_test(request, form, result):
+    if result.verdict == NOT_TESTED:
+        return  # nothing to record: Submit leaves the row as it was
+    request.session[FORM_TEST_SESSION_KEY] = {
+        "values": form.values_digest(),
+        "steps": [asdict(step) for step in result.steps],
+    }
+    # A streamed Test finishes after the response's session cookie was handled: store the session now.
+    request.session.save()
+
+
+def recorded_form_test(request, form):
+    """The Test last run on this form with exactly these values, as a TestResult, or None."""
+    remembered = request.session.pop(FORM_TEST_SESSION_KEY, None)
+    if not isinstance(remembered, dict) or remembered.get("values") != form.values_digest():
+        return None
+    return TestResult(tuple(Step(**step) for step in remembered["steps"]))
 
 
 class FormTestMixin:
     """Test with the values as typed, before anything is saved: validate, run the steps, save nothing."""
 
-    http_method_names = ["post"]
+    http_method_names = ["get", "post"]
+
+    def get(self, request, *args, **kwargs):
+        # A Test is a POST; opening or reloading its address goes back to the form rather than to a blank 405.
+        if "pk" in kwargs:
+            self.object = self.get_object()
+        return redirect(self.form_urls()[0])
 
     def form_valid(self, form):
         if not self.request.htmx:
             form.ask_to_retype_secret()
         if form.instance.location == Integration.Location.REMOTE:
             # The node runs saved integrations only: their settings, secret included, are sent when it claims a job.
+            node = form.instance.remote_node
             steps = [
                 Step(
                     "Remote node",
                     SKIPPED,
                     0,
-                    "Submit first, then press Test: a Remote integration's Test runs on its node.",
+                    f"Submit, then press Test: the Test of a Remote integration runs on node {node}, which takes only "
+                    "saved integrations.",
                 )
             ]
         else:
@@ -133,6 +179,7 @@ class FormTestMixin:
             steps,
             title=form.instance.name,
             template=self.template_name,
+            on_finish=lambda result: remember_form_test(self.request, form, result),
             **self.get_context_data(form=form),
         )
 

@@ -1,5 +1,7 @@
 """Settings > Proxy Rules: the list, Add and Edit, the detail page with its integrations, Delete, and the Test."""
 
+from functools import partial
+
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
@@ -16,6 +18,7 @@ from defender.forms.proxy_rules import ProxyAssignmentForm, ProxyRuleForm
 from defender.models import ProxyRule
 from defender.services import proxy_check
 from defender.tables.proxy_rules import ProxyRuleTable
+from defender.testing import steps_for
 from defender.views.integrations import test_steps_response
 
 ROW_ACTION_PERMISSIONS = ("defender.change_proxyrule", "defender.delete_proxyrule")
@@ -69,6 +72,10 @@ class ProxyRuleCreateView(PermissionRequiredMixin, ProxyRuleFormMixin, CreateVie
 class ProxyRuleUpdateView(PermissionRequiredMixin, ProxyRuleFormMixin, UpdateView):
     permission_required = "defender.change_proxyrule"
     success_message = "Proxy rule %(name)s was saved."
+
+    def get_context_data(self, **kwargs):
+        # Named before saving: whose client secrets an edit of this rule would move.
+        return super().get_context_data(integrations=self.object.integrations.order_by("name"), **kwargs)
 
 
 class ProxyRuleDeleteView(PermissionRequiredMixin, DeleteView):
@@ -128,7 +135,7 @@ class ProxyRuleTestView(PermissionRequiredMixin, SingleObjectMixin, View):
         rule = self.get_object()
         return test_steps_response(
             request,
-            proxy_check.iter_proxy_steps(rule.to_settings()),
+            steps_for(rule.to_settings, run=partial(proxy_check.iter_proxy_steps, targets=rule.tunnel_targets())),
             title=f"proxy rule {rule.name}",
             back_links=[
                 (rule.name, reverse("defender:proxyrule-detail", args=[rule.pk])),

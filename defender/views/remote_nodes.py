@@ -5,46 +5,44 @@ from urllib.parse import urlsplit, urlunsplit
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
-from django.db.models import Prefetch, ProtectedError
+from django.db.models import Prefetch, ProtectedError, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse_lazy
 from django.views.generic import CreateView, DeleteView, DetailView, UpdateView, View
 from django_tables2 import SingleTableView
 
 from defender.forms.remote_nodes import RemoteNodeForm
-from defender.models import Integration, RemoteNode
+from defender.models import Integration, Job, RemoteNode
 from defender.remote import tokens
 from defender.tables.remote_nodes import RemoteNodeTable
 
 TOKEN_FILE = "node-token.txt"
 
 
-def agent_command(site_url: str, *, debug: bool) -> str:
-    """The command that starts a node's agent against this site.
+def agent_command(request) -> str:
+    """The command that starts a node's agent against this site, with its token in TOKEN_FILE.
 
     Nodes reach the site over HTTPS only. A plain-HTTP URL is shown only for a development site (DEBUG on), with the
     flag the agent needs to accept it; in production HTTPS ends at the reverse proxy, so the public URL is https even
     when the request reached Django over HTTP.
     """
-    parts = urlsplit(site_url)
+    site = settings.SITE_URL or request.build_absolute_uri("/").rstrip("/")
+    parts = urlsplit(site)
     extra = ""
     if parts.scheme == "http":
-        if debug:
+        if settings.DEBUG:
             extra = " --allow-insecure-http"
         else:
-            site_url = urlunsplit(parts._replace(scheme="https"))
-    return f"python manage.py run_remote_node --site {site_url} --token-file {TOKEN_FILE}{extra}"
+            site = urlunsplit(parts._replace(scheme="https"))
+    return f"python manage.py run_remote_node --site {site} --token-file {TOKEN_FILE}{extra}"
 
 
 def token_page(request, node):
     """The only time a token is shown: in this response, never stored, with the command that uses it."""
-    site = settings.SITE_URL or request.build_absolute_uri("/").rstrip("/")
-    command = agent_command(site, debug=settings.DEBUG)
-    response = render(
-        request,
-        "defender/remote_nodes/token.html",
-        {"node": node, "token": tokens.issue(node), "command": command, "token_file": TOKEN_FILE},
-    )
+    command = agent_command(request)
+    context = {"node": node, "command": command, "token_file": TOKEN_FILE}
+    context["integrations"] = secrets_moved_by_new_token(node)
+    response = render(request, "defender/remote_nodes/token.html", {**context, "token": tokens.issue(node)})
     response["Cache-Control"] = "no-store"  # never kept by the browser or a proxy, so Back cannot show it again
     return response
 
@@ -84,11 +82,34 @@ class RemoteNodeDetailView(PermissionRequiredMixin, DetailView):
     context_object_name = "node"
 
     def get_context_data(self, **kwargs):
+        node = self.object
+        # A queued job has no node yet: it is this node's when its integration is assigned here.
+        jobs = Job.objects.filter(Q(node=node) | Q(node=None, state=Job.State.QUEUED, integration__remote_node=node))
         return super().get_context_data(
-            integrations=self.object.integrations.order_by("name"),
-            recent_jobs=self.object.jobs.select_related("integration").order_by("-created_at")[:20],
+            integrations=node.integrations.order_by("name"),
+            recent_jobs=jobs.select_related("integration").order_by("-created_at")[:20],
+            agent_command=agent_command(self.request),
+            token_file=TOKEN_FILE,
             **kwargs,
         )
+
+
+class ReissueTokenConfirmView(PermissionRequiredMixin, DetailView):
+    """Before a new token: whose client secrets it stops (they were typed for whoever holds the current token)."""
+
+    permission_required = "defender.change_remotenode"
+    model = RemoteNode
+    template_name = "defender/remote_nodes/confirm_reissue.html"
+    context_object_name = "node"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(integrations=secrets_moved_by_new_token(self.object), **kwargs)
+
+
+def secrets_moved_by_new_token(node):
+    """The node's Remote integrations with a saved client secret: a new token sends them to whoever holds it."""
+    remote = node.integrations.filter(location=Integration.Location.REMOTE).order_by("name")
+    return [integration for integration in remote if integration.has_client_secret]
 
 
 class ReissueTokenView(PermissionRequiredMixin, View):
@@ -96,6 +117,19 @@ class ReissueTokenView(PermissionRequiredMixin, View):
 
     def post(self, request, pk):
         return token_page(request, get_object_or_404(RemoteNode, pk=pk))
+
+
+class RevokeTokenConfirmView(PermissionRequiredMixin, DetailView):
+    """Before revoking: what stops working (the agent, and the integrations it runs)."""
+
+    permission_required = "defender.change_remotenode"
+    model = RemoteNode
+    template_name = "defender/remote_nodes/confirm_revoke.html"
+    context_object_name = "node"
+
+    def get_context_data(self, **kwargs):
+        remote = self.object.integrations.filter(location=Integration.Location.REMOTE).order_by("name")
+        return super().get_context_data(integrations=remote, **kwargs)
 
 
 class RevokeTokenView(PermissionRequiredMixin, View):
@@ -115,14 +149,17 @@ class RemoteNodeDeleteView(PermissionRequiredMixin, DeleteView):
     context_object_name = "node"
     success_url = reverse_lazy("defender:remotenode-list")
 
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(integrations=self.object.integrations.order_by("name"), **kwargs)
+
     def form_valid(self, form):
         try:
             response = super().form_valid(form)
         except ProtectedError:
-            names = ", ".join(self.object.integrations.order_by("name").values_list("name", flat=True))
-            messages.error(self.request, f"{self.object.name} runs these integrations; move them first: {names}.")
-            return redirect(self.object.get_absolute_url())
-        messages.success(self.request, f"Remote node {self.object.name} deleted.")
+            # An integration was assigned after the page was shown: say so on the same page.
+            messages.error(self.request, f"Remote node {self.object.name} runs integrations; move them first.")
+            return self.render_to_response(self.get_context_data(form=form), status=409)
+        messages.success(self.request, f"Remote node {self.object.name} was deleted.")
         return response
 
 
@@ -132,6 +169,16 @@ urlpatterns = [
     path("settings/remote-nodes/<int:pk>/", RemoteNodeDetailView.as_view(), name="remotenode-detail"),
     path("settings/remote-nodes/<int:pk>/edit/", RemoteNodeUpdateView.as_view(), name="remotenode-edit"),
     path("settings/remote-nodes/<int:pk>/delete/", RemoteNodeDeleteView.as_view(), name="remotenode-delete"),
+    path(
+        "settings/remote-nodes/<int:pk>/token/confirm/",
+        ReissueTokenConfirmView.as_view(),
+        name="remotenode-reissue-confirm",
+    ),
     path("settings/remote-nodes/<int:pk>/token/", ReissueTokenView.as_view(), name="remotenode-reissue"),
+    path(
+        "settings/remote-nodes/<int:pk>/revoke/confirm/",
+        RevokeTokenConfirmView.as_view(),
+        name="remotenode-revoke-confirm",
+    ),
     path("settings/remote-nodes/<int:pk>/revoke/", RevokeTokenView.as_view(), name="remotenode-revoke"),
 ]

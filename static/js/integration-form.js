@@ -29,6 +29,36 @@
     }
   }
 
+  function presetButtons(form) {
+    return form.querySelectorAll("[data-preset-host]");
+  }
+
+  // The preset the form's Host, Auth URL and Resource hold now, if any: the one last clicked when several match
+  // (GCC High and DoD share a host), else the first that matches.
+  function currentPresetKey(form) {
+    const values = {};
+    Object.keys(PRESET_FIELDS).forEach(function (field) {
+      values[field] = form.elements.namedItem(field).value.trim();
+    });
+    const matching = Array.from(presetButtons(form)).filter(function (button) {
+      return !button.closest("[hidden]") && Object.entries(PRESET_FIELDS).every(function ([field, key]) {
+        return button.dataset[key] === values[field];
+      });
+    });
+    const last = matching.find(function (button) { return button.dataset.presetKey === form.dataset.presetKey; });
+    const chosen = last || matching[0];
+    return chosen ? chosen.dataset.presetKey : "";
+  }
+
+  function markSelectedPreset(form) {
+    const key = currentPresetKey(form);
+    presetButtons(form).forEach(function (button) {
+      const selected = key !== "" && button.dataset.presetKey === key && !button.closest("[hidden]");
+      button.classList.toggle("active", selected);
+      button.setAttribute("aria-pressed", selected ? "true" : "false");
+    });
+  }
+
   document.addEventListener("click", function (event) {
     const button = event.target.closest("[data-preset-host]");
     if (!button) {
@@ -38,6 +68,14 @@
     Object.entries(PRESET_FIELDS).forEach(function ([field, key]) {
       form.elements.namedItem(field).value = button.dataset[key];
     });
+    form.dataset.presetKey = button.dataset.presetKey;
+    markSelectedPreset(form);
+  });
+
+  document.addEventListener("input", function (event) {
+    if (event.target.form && event.target.name in PRESET_FIELDS) {
+      markSelectedPreset(event.target.form);
+    }
   });
 
   document.addEventListener("change", function (event) {
@@ -47,14 +85,42 @@
     const form = event.target.form;
     const flavours = presets();
     const chosen = flavours[event.target.value];
+    // The same region in the new flavour when it has one (EU stays EU), else the flavour's default.
+    const previousKey = currentPresetKey(form);
+    const region = chosen.presets.find(function (preset) { return preset.key === previousKey; }) || chosen.default;
     Object.keys(PRESET_FIELDS).forEach(function (field) {
-      fillIfUntouched(form.elements.namedItem(field), flavours, field, chosen.default[field]);
+      fillIfUntouched(form.elements.namedItem(field), flavours, field, region[field]);
     });
     fillIfUntouched(form.elements.namedItem("api_version"), flavours, "api_version", chosen.api_version);
     form.querySelectorAll("[data-flavour]").forEach(function (element) {
       element.hidden = element.dataset.flavour !== event.target.value;
     });
+    form.dataset.presetKey = region.key;
+    markSelectedPreset(form);
   });
+
+  // "More" opens the other regions and then reads "Less".
+  function labelMoreToggle(event) {
+    if (!event.target.matches("[id^=more-presets-]")) {
+      return;
+    }
+    const toggle = document.querySelector('[data-bs-target="#' + event.target.id + '"]');
+    if (toggle) {
+      toggle.textContent = event.type === "shown.bs.collapse" ? "Less" : "More";
+    }
+  }
+  document.addEventListener("shown.bs.collapse", labelMoreToggle);
+  document.addEventListener("hidden.bs.collapse", labelMoreToggle);
+
+  function markAll() {
+    document.querySelectorAll("form").forEach(function (form) {
+      if (presetButtons(form).length) {
+        markSelectedPreset(form);
+      }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", markAll);
+  document.addEventListener("htmx:afterSwap", markAll);
 })();
 
 // The Remote node choice matters only for a Remote integration: show it when Remote is chosen. Without JavaScript it

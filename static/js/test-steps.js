@@ -17,13 +17,38 @@
     runTest(button);
   });
 
+  // A Test pressed in a table row shows its steps in a row right below it, where the person is looking.
+  function placeNextToRow(button, indicator, target) {
+    const row = button.closest("tr");
+    if (!row) {
+      return;
+    }
+    let panelRow = document.getElementById("test-panel-row");
+    if (!panelRow) {
+      panelRow = document.createElement("tr");
+      panelRow.id = "test-panel-row";
+      // Named for what it holds, so that it is not taken for another row of the integration it reports on.
+      panelRow.setAttribute("aria-label", "Test result");
+      panelRow.appendChild(document.createElement("td"));
+    }
+    const cell = panelRow.firstElementChild;
+    cell.colSpan = row.cells.length;
+    cell.append(indicator, target);
+    row.after(panelRow);
+  }
+
   async function runTest(button) {
     const target = document.querySelector(button.getAttribute("hx-target"));
     const indicator = document.querySelector(button.getAttribute("hx-indicator"));
     const form = button.form || button.closest("form");
+    placeNextToRow(button, indicator, target);
     button.disabled = true;
     indicator.classList.add("htmx-request");
     target.replaceChildren();
+    document.querySelectorAll("[data-replaced-by-test]").forEach(function (element) {
+      element.hidden = true;
+    });
+    indicator.scrollIntoView({ block: "nearest" });
     try {
       const response = await fetch(button.getAttribute("hx-post"), {
         method: "POST",
@@ -33,8 +58,14 @@
       });
       const retarget = response.headers.get("HX-Retarget");
       if (retarget) {
-        // The form had errors: the server sent the form back with each error next to its field.
-        document.querySelector(retarget).outerHTML = await response.text();
+        // The form had errors: the server sent the form back with each error next to its field. htmx swaps it in,
+        // so that its buttons work as before and the page's scripts see the swap (htmx:afterSwap).
+        const html = await response.text();
+        if (window.htmx) {
+          window.htmx.swap(retarget, html, { swapStyle: "outerHTML" });
+        } else {
+          document.querySelector(retarget).outerHTML = html;
+        }
         return;
       }
       if (!response.ok) {
@@ -52,6 +83,15 @@
     } finally {
       button.disabled = false;
       indicator.classList.remove("htmx-request");
+      // Focus follows the result, so a keyboard user who pressed Test hears and reads it next; after a form came back
+      // with errors, the first field in error takes it.
+      const invalid = !target.isConnected && document.querySelector(".is-invalid");
+      const focus = invalid || target;
+      if (!invalid) {
+        target.tabIndex = -1;
+      }
+      focus.focus({ preventScroll: true });
+      focus.scrollIntoView({ block: "nearest" });
     }
   }
 

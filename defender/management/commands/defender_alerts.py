@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from defender.management.commands.defender_test import integration_named
 from defender.models import Actor
-from defender.services.alerts import alerts_for_actor
+from defender.services.alerts import alerts_for_actor, describe_window
 from defender.services.errors import DefenderError
 
 COLUMNS = ("id", "title", "severity", "status", "created", "machine", "mitre_techniques")
@@ -69,6 +69,8 @@ class Command(BaseCommand):
         except DefenderError as exc:
             raise CommandError(str(exc)) from None
         rows = [alert_row(alert) for alert in result.alerts]
+        window = describe_window(result.window, integration.clock_skew_seconds)
+        summary = f"{result.message} Window asked: {window}."
         if options["json"]:
             self.stdout.write(json.dumps(rows, indent=2))
         elif options["csv"]:
@@ -79,9 +81,9 @@ class Command(BaseCommand):
         else:
             self._print_table(rows)
         if options["json"] or options["csv"]:
-            self.stderr.write(result.message)
+            self.stderr.write(summary)
         else:
-            self.stdout.write(result.message)
+            self.stdout.write(summary)
 
     def _print_table(self, rows):
         if not rows:

@@ -1,14 +1,16 @@
 """Re-encrypt every stored secret with the first key of FIELD_ENCRYPTION_KEYS.
 
 Rotation: put a new key first in FIELD_ENCRYPTION_KEYS (keep the old ones after it), run this command, then remove the
-old keys. All rows are rotated in one transaction: if any secret cannot be opened, nothing changes.
+old keys. All rows are rotated in one transaction: if any secret cannot be opened, nothing changes. The records of
+where each secret may go are sealed again with the new key (the same destinations), so no secret must be retyped.
 """
 
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 
-from defender import encryption
+from defender import destinations, encryption
 from defender.fields import Ciphertext, EncryptedTextField
 
 
@@ -39,4 +41,7 @@ class Command(BaseCommand):
             if failures:
                 transaction.set_rollback(True)
                 raise CommandError("Nothing was changed. " + " ".join(failures))
-        self.stdout.write(self.style.SUCCESS(f"Re-encrypted {rotated} secret(s) with the current first key."))
+            destinations.reseal_all(apps.get_model)
+        self.stdout.write(
+            self.style.SUCCESS(f"Re-encrypted {rotated} secret{pluralize(rotated)} with the current first key.")
+        )

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from defender.demo import seed_demo
 from defender.simulator import Simulator
+from defender.simulator.instructions import form_values, start_or_explain
 
 
 class Command(BaseCommand):
@@ -24,19 +25,15 @@ class Command(BaseCommand):
     def handle(self, *args, addrport, simulator_port, seed, **options):
         ca_path = Path(settings.BASE_DIR) / "var" / "simulator-ca.pem"
         simulator = Simulator(seed=seed, port=simulator_port, ca_path=ca_path)
-        try:
-            simulator.start()
-        except OSError as exc:
-            raise CommandError(
-                f"The simulator cannot listen on 127.0.0.1:{simulator_port} ({exc.strerror}): stop what uses it, "
-                "or pass --simulator-port."
-            ) from None
+        start_or_explain(simulator, "--simulator-port")
         try:
             integration = seed_demo(simulator)
             self.stdout.write(
                 self.style.SUCCESS(f"Simulator on {simulator.base_url}; integration '{integration.name}' points at it.")
             )
             self.stdout.write(f"Open http://{addrport}/ , press Test on '{integration.name}', then open an actor.")
+            self.stdout.write("To add a second integration against the simulator, type these values:")
+            self.stdout.write("\n".join(form_values(simulator)))
             call_command("runserver", addrport, use_reloader=False)
         finally:
             simulator.stop()

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from defender.simulator import Simulator
+from defender.simulator.faults import HOSTILE_VALUES
+from defender.simulator.instructions import form_values, start_or_explain
 
 
 class Command(BaseCommand):
@@ -32,6 +34,14 @@ class Command(BaseCommand):
         faults.add_argument(
             "--missing-next-link", action="store_true", help="Leave out @odata.nextLink when the client sends $top."
         )
+        faults.add_argument(
+            "--hostile-alerts",
+            default="",
+            metavar="FIELD=KIND,...;...",
+            help="Serve alerts no documented API sends, one ';' part per alert, e.g. 'title=object;id=missing' "
+            "(kinds: " + ", ".join(HOSTILE_VALUES) + ").",
+        )
+        faults.add_argument("--hostile-alerts-on", default="", metavar="MACHINE", help="Only that machine's alerts.")
         faults.add_argument("--faults-apply-to", choices=["api", "token", "all"], default="api")
 
     def handle(self, *args, **options):
@@ -50,47 +60,27 @@ class Command(BaseCommand):
             delay=options["delay"],
             malformed_page=options["malformed_page"],
             missing_next_link_with_top=options["missing_next_link"],
+            hostile_alerts=options["hostile_alerts"],
+            hostile_alerts_on=options["hostile_alerts_on"],
             applies_to=options["faults_apply_to"],
         )
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-        with simulator:
+        start_or_explain(simulator, "--port")
+        try:
             self.describe(simulator)
             while not stop.wait(0.5):
                 pass
+        finally:
+            simulator.stop()
         self.stdout.write("Simulator stopped.")
 
     def describe(self, sim):
-        app = sim.app
-        first_line = sim.ca_pem.splitlines()[0]
         lines = [
             self.style.SUCCESS(f"Defender simulator listening on {sim.base_url} (seed {sim.seed})"),
             "",
-            "Add Integration form:",
-            f"  Host:           {sim.host}",
-            f"  Port:           {sim.port}",
-            "  Protocol:       https",
-            f"  Auth URL:       {sim.auth_url}",
-            f"  Tenant ID:      {sim.tenant_id}  (or {sim.tenant_domain})",
-            f"  Client ID:      {app.client_id}",
-            f"  Client Secret:  {app.client_secret}  (simulated; its secret ID is {app.secret_id})",
-            f"  CA certificate: {sim.ca_path}",
-            f"                  {first_line}",
-            "",
-            "Other credentials:",
-        ]
-        for label, credential in [
-            ("without Machine.Read.All", sim.app_without_machine_role),
-            ("without any role", sim.app_without_roles),
-            ("with an expired secret", sim.app_expired_secret),
-        ]:
-            lines.append(f"  {label + ':':26}{credential.client_id} / {credential.client_secret}")
-        lines += ["", "Actor hostnames with alerts:"]
-        for hostname, alternate in sim.actor_hostnames():
-            note = f"  (needs alternate hostname {alternate})" if alternate else ""
-            lines.append(f"  {hostname}{note}")
-        lines += [
+            *form_values(sim),
             "",
             f'Faults: GET/POST/DELETE {sim.base_url}/_simulator/faults  (e.g. POST {{"throttle_every": 3}})',
             "Press Ctrl-C to stop.",

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('defender', '0007_api_version_validator'),
+        ('defender', '0009_secret_destinations'),
     ]
 
     operations = [
