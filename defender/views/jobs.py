@@ -11,9 +11,6 @@ from django.views import View
 from defender.models import Job
 from defender.remote import jobs, results
 
-# Who may cancel a job: whoever may start one of its kind.
-CANCEL_PERMISSION = {Job.Kind.TEST: "defender.run_test", Job.Kind.ALERTS: "defender.fetch_alerts"}
-
 
 def job_response(request, job):
     """The job as it stands: still waiting, or its outcome in the shape the local path shows."""
@@ -60,15 +57,14 @@ class JobStatusView(PermissionRequiredMixin, View):
 class JobCancelView(PermissionRequiredMixin, View):
     """End a job that waits for, or runs on, a remote node; a job that has just finished keeps its outcome."""
 
+    # Whoever may start Tests and Get alerts (Administrators): a Viewer only watches.
+    permission_required = ("defender.run_test", "defender.fetch_alerts")
     http_method_names = ["post"]
 
-    def has_permission(self):
-        self.job = get_object_or_404(Job.objects.select_related("integration"), pk=self.kwargs["pk"])
-        return self.request.user.has_perm(CANCEL_PERMISSION[self.job.kind])
-
     def post(self, request, pk):
-        if jobs.cancel(self.job, request.user) and self.job.kind == Job.Kind.ALERTS:
-            messages.info(request, f"Get alerts from {self.job.integration.name} was cancelled.")
+        job = get_object_or_404(Job.objects.select_related("integration"), pk=pk)
+        if jobs.cancel(job, request.user) and job.kind == Job.Kind.ALERTS:
+            messages.info(request, f"Get alerts from {job.integration.name} was cancelled.")
         if request.htmx:
             return job_response(request, jobs.refreshed(pk))
         return redirect("defender:job-status", pk)
