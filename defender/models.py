@@ -446,12 +446,16 @@ class Job(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
         EXPIRED = "expired", "Expired"
+        CANCELLED = "cancelled", "Cancelled"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     parameters = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     node = models.ForeignKey(RemoteNode, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    # Several agent processes may share a node's token: this says which one holds the job, so that one agent saying
+    # "I hold nothing" returns only its own claims to the queue.
+    agent_id = models.CharField("agent", max_length=64, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -459,6 +463,9 @@ class Job(models.Model):
     deadline = models.DateTimeField(help_text="A job no node claims by then ends as expired.")
     claimed_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    answer_deadline = models.DateTimeField(
+        null=True, blank=True, help_text="A running Test whose node has not answered by then fails."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     result = models.JSONField(null=True, blank=True)
@@ -473,4 +480,4 @@ class Job(models.Model):
 
     @property
     def finished(self):
-        return self.state in (self.State.DONE, self.State.FAILED, self.State.EXPIRED)
+        return self.state in (self.State.DONE, self.State.FAILED, self.State.EXPIRED, self.State.CANCELLED)

@@ -16,6 +16,23 @@ pytest_plugins = [
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """On SQLite, a test database in a file instead of in memory.
+
+    An in-memory database is one connection, which Django hands to the live server's threads as well: the site's
+    requests and the test's own queries then share one transaction, so a test sees a node's answer before it is
+    committed and its reads collide with the site's writes ("database table is locked"). In a file, every thread
+    has its own connection, as with PostgreSQL; WAL lets readers go on while one writes.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")
+        database.setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
+
+
 def _user_in(django_user_model, username, group_name):
     user = django_user_model.objects.create_user(username=username, password=PASSWORD)
     user.groups.add(Group.objects.get(name=group_name))

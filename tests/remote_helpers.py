@@ -32,7 +32,9 @@ def start_agent(site, token_file, *extra):
     environment = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
     environment["PYTHONUNBUFFERED"] = "1"
     command = [sys.executable, "manage.py", "run_remote_node", "--site", site.url, "--token-file", str(token_file)]
-    command += ["--ca-file", str(site.ca_path), "--wait", "2", *extra]
+    if getattr(site, "ca_path", None):
+        command += ["--ca-file", str(site.ca_path)]
+    command += ["--wait", "2", *extra]
     return subprocess.Popen(
         command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -46,6 +48,14 @@ def wait_for_job(job, timeout=60, states=(Job.State.DONE, Job.State.FAILED, Job.
             return job
         time.sleep(0.2)
     raise AssertionError(f"job {job.pk} still {job.state} after {timeout} s")
+
+
+def wait_until(condition, timeout=60):
+    give_up = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"still not so after {timeout} s")
+        time.sleep(0.05)
 
 
 def stop(process):

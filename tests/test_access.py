@@ -11,7 +11,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 # Pages that must stay reachable without signing in.
 PUBLIC = {"login", "logout"}
 NON_HTML_PREFIXES = ("api/",)
-POST_ONLY_SUFFIXES = ("-test", "-reissue", "-revoke", "-get-alerts")
+POST_ONLY_SUFFIXES = ("-test", "-reissue", "-revoke", "-get-alerts", "-cancel")
 SAMPLE_KWARGS = {"pk": 1, "object_id": "1", "app_label": "defender"}
 
 

@@ -1,6 +1,7 @@
 """A remote node from start to finish in a real browser: add it, start its agent with the command the page shows,
 make an integration Remote, press Test and see it pass through the node."""
 
+import re
 import shlex
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from playwright.sync_api import expect
 from defender.models import Integration
 from tests.conftest import PASSWORD
 from tests.factories import simulator_integration
-from tests.remote_helpers import ROOT, stop
+from tests.fixtures.browser import SCREENSHOTS
+from tests.remote_helpers import ROOT, make_node_with_token_file, remote_integration_for, start_agent, stop
 
 pytestmark = pytest.mark.browser
 
@@ -26,6 +28,63 @@ def secure_page(browser, site_over_https, settings, request):
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture
+def no_script_page(browser, request):
+    """A page in a browser with JavaScript turned off: plain forms and refreshing pages only. It browses the site
+    directly (the node still comes through TLS): the CSRF middleware remembers the first trusted origins it sees, and
+    each TLS front has a port, and so an origin, of its own."""
+    context = browser.new_context(java_script_enabled=False)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def log_in_and_press_test(page, site_url, user, integration_name):
+    page.goto(f"{site_url}/accounts/login/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{site_url}/settings/integrations/")
+    page.get_by_role("row", name=integration_name).get_by_role("button", name="Test").click()
+
+
+def test_without_javascript_a_remote_test_refreshes_its_jobs_page_until_the_steps_show(
+    no_script_page, live_server, site_over_https, admin_user, simulator, tmp_path
+):
+    page = no_script_page
+    node, token_file = make_node_with_token_file(tmp_path)
+    remote_integration_for(simulator, node)
+    log_in_and_press_test(page, live_server.url, admin_user, "Defender behind the DMZ")
+    expect(page.get_by_text("Waiting for remote node dmz-node…")).to_be_visible()
+    agent = start_agent(site_over_https, token_file)  # the node starts only now: the page has refreshed meanwhile
+    try:
+        expect(page.get_by_text("The Test passed.")).to_be_visible(timeout=60_000)
+    finally:
+        output = stop(agent)
+    assert re.fullmatch(rf"{live_server.url}/settings/integrations/jobs/\d+/", page.url), output
+    expect(page.locator("li.step-passed", has_text="API call")).to_be_visible()
+    expect(page.get_by_text("Method Not Allowed")).to_have_count(0)
+
+
+def test_without_javascript_an_administrator_cancels_a_test_no_node_picks_up(
+    no_script_page, live_server, admin_user, simulator, tmp_path
+):
+    page = no_script_page
+    node, _token_file = make_node_with_token_file(tmp_path)
+    remote_integration_for(simulator, node)
+    log_in_and_press_test(page, live_server.url, admin_user, "Defender behind the DMZ")
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_text("Test of Defender behind the DMZ cancelled.")).to_be_visible()
+    expect(page.get_by_text(f"Cancelled by {admin_user.username} at ")).to_be_visible()
+    page.wait_for_timeout(2500)  # longer than the waiting page's refresh: this page no longer refreshes
+    expect(page.get_by_text("Cancelled by")).to_be_visible()
 
 
 def start_agent_from(command, token_file, ca_path):

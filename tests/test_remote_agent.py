@@ -2,6 +2,7 @@
 
 import signal
 import subprocess
+import threading
 import time
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -11,7 +12,11 @@ import trustme
 from django.db import connection
 
 from defender.models import Actor, Job
-from defender.remote import jobs, tokens
+from defender.remote import jobs, tokens, wire
+from defender.remote.agent import AGENT_VERSION, Agent
+from defender.services import client
+from defender.services.connectivity import FAILED, SKIPPED, STEP_NAMES
+from tests.factories import simulator_integration
 from tests.fixtures.tls_front import TlsFront
 from tests.remote_helpers import (
     make_node_with_token_file,
@@ -19,6 +24,7 @@ from tests.remote_helpers import (
     start_agent,
     stop,
     wait_for_job,
+    wait_until,
 )
 
 
@@ -44,7 +50,7 @@ def test_a_remote_integrations_test_passes_through_the_agent_not_the_site(simula
     assert seen and all("(remote node)" in record.user_agent for record in seen)
     assert integration.client_secret not in output
     remote_node.refresh_from_db()
-    assert remote_node.agent_version == "1.0" and remote_node.last_seen_at is not None
+    assert remote_node.agent_version == AGENT_VERSION and remote_node.last_seen_at is not None
 
 
 def test_alerts_fetched_by_the_agent_arrive_in_the_actors_stored_alerts(simulator, site_over_https, node):
@@ -100,11 +106,13 @@ def test_sigterm_during_a_job_finishes_and_answers_it_before_stopping(
 ):
     remote_node, token_file = node
     job = jobs.enqueue(remote_integration_for(simulator, remote_node), Job.Kind.TEST)
-    simulator.faults.set(delay=1)
+    simulator.faults.set(delay=1)  # the API answers after a second: the job lasts long enough to be stopped in
     agent = start_agent(site_over_https, token_file)
-    wait_for_job(job, states=(Job.State.RUNNING,))
+    # Running, for the agent: it is talking to Defender. (The job's state turns running when the site stores the
+    # claim, a moment before the agent has read it; a signal then gives the job back, proved further down.)
+    wait_until(lambda: any("(remote node)" in record.user_agent for record in simulator.requests))
     agent.send_signal(signal.SIGTERM)
-    assert agent.wait(timeout=60) == 0
+    assert agent.wait(timeout=60) == 0, stop(agent)
     job.refresh_from_db()
     assert job.state == Job.State.DONE and job.attempts == 1
 
@@ -175,29 +183,180 @@ def test_while_the_site_is_down_the_agent_retries_with_backoff_and_resumes_when_
     assert token_file.read_text() not in output
 
 
-def test_a_job_that_arrives_as_the_agent_is_told_to_stop_is_given_back_at_once(
-    simulator, site_over_https, node, monkeypatch
-):
-    from defender.remote.agent import Agent
-    from defender.services import client
-
-    remote_node, token_file = node
-    job = jobs.enqueue(remote_integration_for(simulator, remote_node), Job.Kind.TEST)
-    monkeypatch.setattr(signal, "signal", lambda *args: None)  # in this process, leave pytest's handlers alone
+@pytest.fixture
+def in_process_agent(site_over_https, node, monkeypatch):
+    """An agent in this process, so a test can send it a real SIGTERM at the very moment it needs, from inside the
+    site (which runs in this process too). run() installs its signal handlers and puts pytest's back."""
     monkeypatch.setattr(client, "USER_AGENT", client.USER_AGENT)
+    _remote_node, token_file = node
+    made = []
 
-    class StoppedAsTheJobArrives(Agent):
-        def check_in(self):
-            found = super().check_in()
-            self.stopping.set()  # what SIGTERM does once the check-in has returned
-            return found
+    def make(**options):
+        options.setdefault("wait", 2)
+        ca_pem = site_over_https.ca_path.read_text()
+        agent = Agent(site_over_https.url, token_file.read_text(), ca_pem=ca_pem, **options)
+        made.append(agent)
+        return agent
 
-    agent = StoppedAsTheJobArrives(
-        site_over_https.url, token_file.read_text(), ca_pem=site_over_https.ca_path.read_text(), wait=1
-    )
-    try:
-        assert agent.run() == 0
-    finally:
+    yield make
+    for agent in made:
         agent.transport.session.close()  # its kept-alive connection would hold a site thread, and its database link
+
+
+def sigterm_to(agent):
+    """SIGTERM to the main thread, where the agent runs (and where Python runs signal handlers); returns once its
+    handler has run."""
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+    agent.stopping.wait(10)
+
+
+def test_sigterm_between_the_sites_claim_and_the_agent_reading_it_gives_the_job_back_before_stopping(
+    simulator, node, in_process_agent, monkeypatch
+):
+    remote_node, _ = node
+    job = jobs.enqueue(remote_integration_for(simulator, remote_node), Job.Kind.TEST)
+    agent = in_process_agent()
+    claim_next = jobs.claim_next
+
+    def claim_then_stop_the_agent(*args, **kwargs):
+        claimed = claim_next(*args, **kwargs)
+        if claimed is not None:
+            sigterm_to(agent)  # the claim is stored; its answer has not left the site yet
+        return claimed
+
+    monkeypatch.setattr(jobs, "claim_next", claim_then_stop_the_agent)
+    assert agent.run() == 0
     job.refresh_from_db()
     assert job.state == Job.State.QUEUED and job.node is None and job.attempts == 1
+
+
+def test_sigterm_while_waiting_for_work_leaves_a_job_queued_after_it_to_the_next_agent(
+    simulator, node, in_process_agent, monkeypatch
+):
+    remote_node, _ = node
+    integration = remote_integration_for(simulator, remote_node)
+    agent = in_process_agent(wait=10)
+    its_check_in, saw_work = [], threading.Event()
+    release_unheld, work_waiting = jobs.release_unheld, jobs.work_waiting
+
+    def check_in_arrives(for_node, agent_id, holding=()):
+        if agent_id == agent.agent_id and not its_check_in:
+            its_check_in.append(threading.current_thread())
+            sigterm_to(agent)  # the site has the agent's check-in; the agent waits for the answer
+        return release_unheld(for_node, agent_id, holding)
+
+    def look_for_work(for_node):
+        found = work_waiting(for_node)
+        if found and threading.current_thread() in its_check_in:
+            saw_work.set()
+        return found
+
+    monkeypatch.setattr(jobs, "release_unheld", check_in_arrives)
+    monkeypatch.setattr(jobs, "work_waiting", look_for_work)
+    assert agent.run() == 0  # at once, not at the end of the check-in's wait
+    job = jobs.enqueue(integration, Job.Kind.TEST)  # while the site still holds the agent's check-in open
+    assert saw_work.wait(30)  # that check-in saw the job...
+    its_check_in[0].join(30)  # ...and has answered the agent that left
+    assert not its_check_in[0].is_alive()
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED and job.attempts == 0  # nobody was handed it
+
+
+def test_a_claim_whose_answer_did_not_reach_a_stopping_agent_is_back_in_the_queue_when_it_has_stopped(
+    simulator, node, in_process_agent, monkeypatch
+):
+    remote_node, _ = node
+    job = jobs.enqueue(remote_integration_for(simulator, remote_node), Job.Kind.TEST)
+    agent = in_process_agent()
+    claim_next = jobs.claim_next
+
+    def claim_then_break(*args, **kwargs):
+        claimed = claim_next(*args, **kwargs)
+        if claimed is not None:
+            sigterm_to(agent)
+            raise RuntimeError("the site fails after storing the claim, before answering")
+        return claimed
+
+    monkeypatch.setattr(jobs, "claim_next", claim_then_break)
+    assert agent.run() == 0
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED and job.node is None and job.attempts == 1
+
+
+def test_a_claim_whose_answer_was_lost_is_run_at_the_agents_next_check_in_not_after_its_lease(
+    simulator, site_over_https, node, monkeypatch
+):
+    remote_node, token_file = node
+    job = jobs.enqueue(remote_integration_for(simulator, remote_node), Job.Kind.TEST)
+    claim_next, broke = jobs.claim_next, []
+
+    def claim_then_break_once(*args, **kwargs):
+        claimed = claim_next(*args, **kwargs)
+        if claimed is not None and not broke:
+            broke.append(claimed.pk)
+            raise RuntimeError("the site fails after storing the claim, before answering")
+        return claimed
+
+    monkeypatch.setattr(jobs, "claim_next", claim_then_break_once)
+    agent = start_agent(site_over_https, token_file)
+    try:
+        job = wait_for_job(job)  # well within the 300 s lease
+    finally:
+        output = stop(agent)
+    assert broke == [job.pk]
+    assert job.state == Job.State.DONE and job.attempts == 2, output
+    assert "the site answered 500 to a claim" in output
+
+
+def test_the_answer_to_a_cancelled_job_is_refused_and_the_agent_moves_on_to_the_next(
+    simulator, clean_simulator, site_over_https, node, django_user_model
+):
+    remote_node, token_file = node
+    integration = remote_integration_for(simulator, remote_node)
+    first = jobs.enqueue(integration, Job.Kind.TEST)
+    simulator.faults.set(delay=1)
+    agent = start_agent(site_over_https, token_file)
+    try:
+        wait_until(lambda: any("(remote node)" in record.user_agent for record in simulator.requests))
+        assert jobs.cancel(first, django_user_model.objects.create_user("alice-admin"))
+        second = wait_for_job(jobs.enqueue(integration, Job.Kind.TEST))
+    finally:
+        output = stop(agent)
+    first.refresh_from_db()
+    assert first.state == Job.State.CANCELLED and first.result is None
+    assert second.state == Job.State.DONE, output
+    assert f"Job {first.pk} was cancelled on the site; answer dropped" in output
+
+
+def test_the_agent_refuses_a_plain_http_site_unless_told_it_is_a_development_site(live_server, node):
+    _remote_node, token_file = node
+    agent = start_agent(live_server, token_file)
+    assert agent.wait(timeout=60) == 1
+    output = stop(agent)
+    assert f"--site {live_server.url} is plain HTTP" in output and "--allow-insecure-http" in output
+    assert token_file.read_text() not in output
+
+
+def test_with_allow_insecure_http_the_agent_runs_jobs_of_a_plain_http_site_and_warns(simulator, live_server, node):
+    remote_node, token_file = node
+    job = jobs.enqueue(remote_integration_for(simulator, remote_node), Job.Kind.TEST)
+    agent = start_agent(live_server, token_file, "--allow-insecure-http")
+    try:
+        job = wait_for_job(job)
+    finally:
+        output = stop(agent)
+    assert job.state == Job.State.DONE, output
+    assert "Talking to the site over plain HTTP" in output
+
+
+def test_a_test_that_runs_past_its_time_bound_is_answered_at_the_bound_with_the_step_it_was_on(
+    clean_simulator, transactional_db
+):
+    settings = simulator_integration(clean_simulator).to_settings()
+    clean_simulator.faults.set(delay=4)  # one slow answer takes longer than the whole Test may
+    result = wire.run_test_within(settings, 1.0)
+    outcomes = [step.outcome for step in result.steps]
+    assert [step.name for step in result.steps] == list(STEP_NAMES)
+    assert outcomes.count(FAILED) == 1 and set(outcomes[outcomes.index(FAILED) + 1 :]) <= {SKIPPED}
+    failed = result.steps[outcomes.index(FAILED)]
+    assert failed.message.startswith("The Test did not finish within 1 s, the most its connect and read timeouts")

@@ -15,6 +15,8 @@ from tests.factories import CLIENT_SECRET, make_integration
 pytestmark = pytest.mark.django_db
 
 CHECK_IN = "/api/nodes/check-in/"
+CLAIM = "/api/nodes/claim/"
+AGENT = "agent-a"
 
 
 def make_node(name="dmz-node"):
@@ -30,6 +32,18 @@ def post(client, url, token, body=None, **extra):
     return client.post(
         url, json.dumps(body or {}), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}", **extra
     )
+
+
+def claim(client, token, agent_id=AGENT):
+    """What an agent does when its check-in says work is waiting; the job's payload, or None."""
+    response = post(client, CLAIM, token, {"agent_id": agent_id})
+    assert response.status_code == 200
+    return response.json()["job"]
+
+
+def check_in(client, token, agent_id=AGENT, holding=()):
+    body = {"agent_version": "1.1", "agent_id": agent_id, "wait": 0, "holding": list(holding)}
+    return post(client, CHECK_IN, token, body)
 
 
 def test_the_site_stores_only_a_hash_of_the_token():
@@ -71,7 +85,8 @@ def test_check_in_records_when_and_which_agent_version(client):
 def test_a_node_gets_its_own_integrations_job_with_the_settings_it_needs(client):
     node, token = make_node()
     job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
-    payload = post(client, CHECK_IN, token, {"wait": 0}).json()["job"]
+    assert check_in(client, token).json()["work"] is True
+    payload = claim(client, token)
     assert payload["id"] == job.pk and payload["kind"] == "test"
     assert payload["settings"]["client_secret"] == CLIENT_SECRET
     job.refresh_from_db()
@@ -83,14 +98,15 @@ def test_a_node_never_gets_another_nodes_job(client):
     other, _ = make_node("other-node")
     jobs.enqueue(remote_integration(other), Job.Kind.TEST)
     jobs.enqueue(make_integration(name="Local one"), Job.Kind.TEST)
-    assert post(client, CHECK_IN, token, {"wait": 0}).json()["job"] is None
+    assert check_in(client, token).json()["work"] is False
+    assert claim(client, token) is None
 
 
 def test_answering_another_nodes_job_is_refused_with_401(client):
     node, token = make_node()
     other, other_token = make_node("other-node")
     job = jobs.enqueue(remote_integration(other), Job.Kind.TEST)
-    post(client, CHECK_IN, other_token, {"wait": 0})
+    claim(client, other_token)
     response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"steps": []}})
     assert response.status_code == 401
     job.refresh_from_db()
@@ -101,7 +117,7 @@ def test_an_answer_records_the_test_on_the_integration(client):
     node, token = make_node()
     integration = remote_integration(node)
     job = jobs.enqueue(integration, Job.Kind.TEST)
-    post(client, CHECK_IN, token, {"wait": 0})
+    claim(client, token)
     steps = [{"name": "DNS lookup", "outcome": "passed", "duration_ms": 1, "message": "fine"}]
     response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"steps": steps}})
     assert response.status_code == 200
@@ -112,7 +128,7 @@ def test_an_answer_records_the_test_on_the_integration(client):
 def test_a_gzipped_answer_is_accepted(client):
     node, token = make_node()
     job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
-    post(client, CHECK_IN, token, {"wait": 0})
+    claim(client, token)
     steps = [{"name": "Token", "outcome": "failed", "duration_ms": 3, "message": "wrong secret"}]
     body = gzip.compress(json.dumps({"ok": False, "result": {"steps": steps}}).encode())
     response = client.post(
@@ -131,7 +147,7 @@ def test_an_oversized_body_is_refused_with_413(client, settings):
     settings.REMOTE_NODE_MAX_RESULT_BYTES = 1000
     node, token = make_node()
     job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
-    post(client, CHECK_IN, token, {"wait": 0})
+    claim(client, token)
     response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"x": "y" * 5000}})
     assert response.status_code == 413
 
@@ -159,9 +175,9 @@ def test_a_job_no_node_claims_expires_with_the_nodes_last_check_in(client):
 def test_a_job_whose_node_went_silent_returns_to_the_queue_after_its_lease(client):
     node, token = make_node()
     job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
-    post(client, CHECK_IN, token, {"wait": 0})
+    claim(client, token)
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    payload = post(client, CHECK_IN, token, {"wait": 0}).json()["job"]
+    payload = claim(client, token)
     assert payload["id"] == job.pk
     job.refresh_from_db()
     assert job.attempts == 2 and job.state == Job.State.RUNNING
@@ -170,7 +186,7 @@ def test_a_job_whose_node_went_silent_returns_to_the_queue_after_its_lease(clien
 def test_a_node_can_give_a_job_back(client):
     node, token = make_node()
     job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
-    post(client, CHECK_IN, token, {"wait": 0})
+    claim(client, token)
     assert post(client, f"/api/nodes/jobs/{job.pk}/give-back/", token).status_code == 200
     job.refresh_from_db()
     assert job.state == Job.State.QUEUED and job.node is None
@@ -206,9 +222,9 @@ def test_a_body_that_is_not_a_json_object_is_refused_with_400(client):
 def test_an_answer_after_the_job_was_requeued_and_taken_again_changes_nothing(client):
     node, token = make_node()
     job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
-    post(client, CHECK_IN, token, {"wait": 0})
+    claim(client, token)
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    post(client, CHECK_IN, token, {"wait": 0})  # the same node takes it again: attempt 2
+    claim(client, token)  # the same node takes it again: attempt 2
     first_claim = Job.objects.get(pk=job.pk)
     first_claim.attempts = 1  # the stale holder still thinks it runs attempt 1
     assert jobs.complete(first_claim, True, {"steps": []}, "") is False
@@ -220,7 +236,7 @@ def test_a_repeated_answer_is_a_conflict_and_records_once(client):
     node, token = make_node()
     integration = remote_integration(node)
     job = jobs.enqueue(integration, Job.Kind.TEST)
-    post(client, CHECK_IN, token, {"wait": 0})
+    claim(client, token)
     steps = [{"name": "DNS lookup", "outcome": "passed", "duration_ms": 1, "message": "fine"}]
     url = f"/api/nodes/jobs/{job.pk}/answer/"
     assert post(client, url, token, {"ok": True, "result": {"steps": steps}}).status_code == 200
@@ -230,7 +246,7 @@ def test_a_repeated_answer_is_a_conflict_and_records_once(client):
 def test_an_answer_the_site_cannot_read_fails_the_job_with_advice(client):
     node, token = make_node()
     job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
-    post(client, CHECK_IN, token, {"wait": 0})
+    claim(client, token)
     response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"steps": "nope"}})
     assert response.status_code == 400
     job.refresh_from_db()
@@ -242,7 +258,7 @@ def test_a_job_whose_node_keeps_going_silent_fails_after_three_attempts(client):
     integration = remote_integration(node)
     job = jobs.enqueue(integration, Job.Kind.TEST)
     for _ in range(3):
-        post(client, CHECK_IN, token, {"wait": 0})
+        claim(client, token)
         Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     jobs.housekeeping()
     job.refresh_from_db()
@@ -251,9 +267,123 @@ def test_a_job_whose_node_keeps_going_silent_fails_after_three_attempts(client):
     assert integration.last_test_ok is False
 
 
+def test_a_check_in_says_work_is_waiting_but_hands_out_nothing(client):
+    node, token = make_node()
+    job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
+    answer = check_in(client, token).json()
+    assert answer["work"] is True and answer["job"] is None
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED and job.attempts == 0  # a check-in cut short by the agent loses nothing
+
+
+def test_a_claim_whose_answer_never_reached_its_agent_returns_to_the_queue_when_the_agent_checks_in_holding_none(
+    client,
+):
+    node, token = make_node()
+    job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
+    claim(client, token)  # the answer is lost on the way: the agent never learns it holds the job
+    job.refresh_from_db()
+    assert job.state == Job.State.RUNNING and job.agent_id == AGENT
+    assert check_in(client, token, holding=[]).json()["work"] is True  # ...and it is there to claim again
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED and job.node is None and job.agent_id == ""
+
+
+def test_an_agent_holding_nothing_leaves_the_jobs_of_other_agents_sharing_the_nodes_token(client):
+    node, token = make_node()
+    first = jobs.enqueue(remote_integration(node, "Defender 1"), Job.Kind.TEST)
+    second = jobs.enqueue(remote_integration(node, "Defender 2"), Job.Kind.TEST)
+    claim(client, token, agent_id="agent-a")
+    claim(client, token, agent_id="agent-b")
+    check_in(client, token, agent_id="agent-b", holding=[second.pk])
+    check_in(client, token, agent_id="agent-c", holding=[])
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.state == second.state == Job.State.RUNNING
+    assert (first.agent_id, second.agent_id) == ("agent-a", "agent-b")
+
+
+def test_an_agent_of_version_1_0_still_gets_its_job_in_the_check_ins_answer(client):
+    node, token = make_node()
+    job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
+    payload = post(client, CHECK_IN, token, {"agent_version": "1.0", "wait": 0}).json()["job"]
+    assert payload["id"] == job.pk
+    job.refresh_from_db()
+    assert job.state == Job.State.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        (CLAIM, {}),
+        (CLAIM, {"agent_id": ["not", "text"]}),
+        (CLAIM, {"agent_id": "x" * 65}),
+        (CHECK_IN, {"agent_id": AGENT, "holding": "all of them"}),
+        (CHECK_IN, {"agent_id": AGENT, "holding": [1, "2"]}),
+    ],
+)
+def test_a_claim_or_check_in_that_does_not_say_which_agent_or_which_jobs_is_refused_with_400(client, url, body):
+    _node, token = make_node()
+    response = post(client, url, token, body)
+    assert response.status_code == 400 and response.json()["error"]
+
+
+def test_a_test_whose_node_does_not_answer_within_the_tests_time_bound_fails_saying_who_took_it_and_when(client):
+    node, token = make_node()
+    integration = make_integration(
+        name="Defender DMZ",
+        location=Integration.Location.REMOTE,
+        remote_node=node,
+        connect_timeout=2.0,
+        read_timeout=4.0,
+    )
+    job = jobs.enqueue(integration, Job.Kind.TEST)
+    claim(client, token)
+    job.refresh_from_db()
+    # 3 × 2 s for DNS, TCP and TLS, and 2 × (2 + 2 × 4) s for the token and the API call, plus the margin.
+    assert job.answer_deadline == job.claimed_at + timedelta(seconds=26 + jobs.ANSWER_MARGIN_SECONDS)
+    assert jobs.refreshed(job.pk).state == Job.State.RUNNING
+    jobs.housekeeping(now=job.answer_deadline + timedelta(seconds=1))
+    job.refresh_from_db()
+    assert job.state == Job.State.FAILED
+    assert job.error.startswith("remote node dmz-node took the job at ") and "and has not answered" in job.error
+    integration.refresh_from_db()
+    assert integration.last_test_ok is False and "has not answered" in integration.last_test_summary
+    late = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"steps": []}})
+    assert late.status_code == 409
+
+
+def test_get_alerts_has_no_answer_deadline_only_its_lease(client):
+    from defender.models import Actor
+
+    node, token = make_node()
+    actor = Actor.objects.create(name="Finance workstation", hostname="ws-fin-07")
+    now = timezone.now()
+    job = jobs.enqueue_alerts(actor, remote_integration(node), now - timedelta(days=1), now)
+    claim(client, token)
+    job.refresh_from_db()
+    assert job.state == Job.State.RUNNING and job.answer_deadline is None and job.lease_expires_at is not None
+
+
+def test_an_answer_for_a_cancelled_job_is_refused_with_410_and_records_nothing(client, admin_user):
+    node, token = make_node()
+    integration = remote_integration(node)
+    job = jobs.enqueue(integration, Job.Kind.TEST)
+    claim(client, token)
+    assert jobs.cancel(job, admin_user)
+    steps = [{"name": "DNS lookup", "outcome": "passed", "duration_ms": 1, "message": "fine"}]
+    response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"steps": steps}})
+    assert response.status_code == 410
+    assert response.json()["error"].startswith(f"Job {job.pk} is no longer wanted: Cancelled by alice-admin at ")
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED and job.result is None
+    integration.refresh_from_db()
+    assert integration.last_test_ok is None
+
+
 def claimed_job(client, token, node):
     job = jobs.enqueue(remote_integration(node), Job.Kind.TEST)
-    post(client, CHECK_IN, token, {"wait": 0})
+    claim(client, token)
     return job
 
 

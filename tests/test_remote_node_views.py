@@ -20,7 +20,7 @@ def test_adding_a_node_shows_its_token_once_with_the_command_and_stores_only_a_h
     assert response.status_code == 200
     token = shown_token(response)
     body = response.content.decode()
-    assert "python manage.py run_remote_node --site http://testserver --token-file node-token.txt" in body
+    assert "python manage.py run_remote_node --site https://testserver --token-file node-token.txt" in body
     node = RemoteNode.objects.get(name="dmz-node")
     assert node.token_hash == tokens.token_hash(token)
     detail = admin_client.get(f"/settings/remote-nodes/{node.pk}/").content.decode()
@@ -99,6 +99,40 @@ def test_the_token_page_is_never_cached(admin_client):
     assert response["Cache-Control"] == "no-store"
 
 
+def shown_command(response):
+    return re.search(r'<code id="node-command"[^>]*>([^<]+)</code>', response.content.decode()).group(1)
+
+
+@pytest.mark.parametrize(
+    ("site_url", "command_site"),
+    [
+        ("", "https://testserver"),  # production behind a TLS-ending proxy that did not say so: still https
+        ("http://director.example.com", "https://director.example.com"),
+        ("https://director.example.com", "https://director.example.com"),
+    ],
+)
+def test_in_production_the_token_page_shows_only_an_https_command(admin_client, settings, site_url, command_site):
+    settings.DEBUG, settings.SITE_URL = False, site_url
+    response = admin_client.post("/settings/remote-nodes/add/", {"name": "dmz-node", "poll_interval_seconds": 30})
+    command = shown_command(response)
+    assert command == f"python manage.py run_remote_node --site {command_site} --token-file node-token.txt"
+
+
+def test_a_development_site_on_plain_http_shows_the_command_with_allow_insecure_http(admin_client, settings):
+    settings.DEBUG, settings.SITE_URL = True, ""
+    response = admin_client.post("/settings/remote-nodes/add/", {"name": "dmz-node", "poll_interval_seconds": 30})
+    assert shown_command(response) == (
+        "python manage.py run_remote_node --site http://testserver --token-file node-token.txt --allow-insecure-http"
+    )
+
+
+def test_a_development_site_on_https_shows_the_command_without_the_insecure_flag(admin_client, settings):
+    settings.DEBUG, settings.SITE_URL = True, "https://director.example.com"
+    node = RemoteNode.objects.create(name="dmz-node")
+    command = shown_command(admin_client.post(f"/settings/remote-nodes/{node.pk}/token/"))
+    assert command == "python manage.py run_remote_node --site https://director.example.com --token-file node-token.txt"
+
+
 def test_revoking_a_token_asks_first_saying_what_stops_working(admin_client):
     node = RemoteNode.objects.create(name="dmz-node")
     tokens.issue(node)
@@ -119,7 +153,7 @@ def test_a_node_that_never_checked_in_says_how_to_start_its_agent(admin_client):
     tokens.issue(node)
     html = admin_client.get(f"/settings/remote-nodes/{node.pk}/").content.decode()
     assert "Never checked in: start its agent" in html
-    assert "python manage.py run_remote_node --site http://testserver --token-file node-token.txt" in html
+    assert "python manage.py run_remote_node --site https://testserver --token-file node-token.txt" in html
 
 
 def test_recent_jobs_show_the_jobs_still_waiting_for_the_node(admin_client):

@@ -1,5 +1,6 @@
 """For the person at the browser, a Remote integration changes nothing but the wait."""
 
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -110,6 +111,117 @@ def test_when_the_nodes_alerts_arrive_the_page_reloads_to_show_them(admin_client
     assert response["HX-Redirect"] == f"/actors/{actor.pk}/"
     page = admin_client.get(f"/actors/{actor.pk}/").content.decode()
     assert "Defender answered 403: the app lacks Alert.Read.All." in page and "Waiting for remote node" not in page
+
+
+def refresh_url(response):
+    """Where a page's <meta http-equiv="refresh"> sends the browser, as a browser without JavaScript reads it."""
+    content = re.search(r'<meta http-equiv="refresh" content="([^"]+)"', response.content.decode()).group(1)
+    _delay, _, target = content.partition(";")
+    target = target.strip()
+    return target.removeprefix("url=") if target else response.request["PATH_INFO"]
+
+
+def test_without_javascript_the_waiting_page_refreshes_the_jobs_own_page_until_the_test_is_done(admin_client, remote):
+    response = admin_client.post(f"/settings/integrations/{remote.pk}/test/")
+    job = Job.objects.get()
+    url = refresh_url(response)
+    assert url == f"/settings/integrations/jobs/{job.pk}/"
+    again = admin_client.get(url)  # the refresh is a GET: the Test's own URL answers only POST
+    assert again.status_code == 200 and "Waiting for remote node dmz-node…" in again.content.decode()
+    assert refresh_url(again) == url
+    answer_with_steps(job)
+    done = admin_client.get(refresh_url(again))
+    assert done.status_code == 200 and "The Test passed." in done.content.decode()
+    assert '<meta http-equiv="refresh"' not in done.content.decode()
+
+
+def test_an_administrator_cancels_a_waiting_test_and_the_page_says_who_and_when(admin_client, remote):
+    admin_client.post(f"/settings/integrations/{remote.pk}/test/")
+    job = Job.objects.get()
+    page = admin_client.get(f"/settings/integrations/jobs/{job.pk}/").content.decode()
+    assert f'action="/settings/integrations/jobs/{job.pk}/cancel/"' in page and ">Cancel</button>" in page
+    response = admin_client.post(f"/settings/integrations/jobs/{job.pk}/cancel/", follow=True)
+    body = response.content.decode()
+    assert response.redirect_chain == [(f"/settings/integrations/jobs/{job.pk}/", 302)]
+    assert "Test of Defender DMZ cancelled." in body and "Cancelled by alice-admin at " in body
+    assert '<meta http-equiv="refresh"' not in body
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED and job.error.startswith("Cancelled by alice-admin at ")
+    remote.refresh_from_db()
+    assert remote.last_test_ok is None  # a cancelled Test proved nothing: the last Test stays as it was
+
+
+def test_cancelling_through_htmx_replaces_the_waiting_box_in_place(admin_client, remote):
+    response = admin_client.post(f"/settings/integrations/{remote.pk}/test/", HTTP_HX_REQUEST="true")
+    job = Job.objects.get()
+    assert f'hx-post="/settings/integrations/jobs/{job.pk}/cancel/" hx-target="#job-{job.pk}"' in (
+        response.content.decode()
+    )
+    body = admin_client.post(f"/settings/integrations/jobs/{job.pk}/cancel/", HTTP_HX_REQUEST="true").content.decode()
+    assert f'<div id="job-{job.pk}"' in body and "Cancelled by alice-admin at " in body and "hx-get" not in body
+
+
+def test_a_running_test_can_be_cancelled_too(admin_client, remote):
+    job = jobs.enqueue(remote, Job.Kind.TEST)
+    jobs.claim_next(remote.remote_node)
+    admin_client.post(f"/settings/integrations/jobs/{job.pk}/cancel/")
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED
+
+
+def test_cancel_does_not_change_a_test_that_has_already_answered(admin_client, remote):
+    job = jobs.enqueue(remote, Job.Kind.TEST)
+    answer_with_steps(job)
+    body = admin_client.post(f"/settings/integrations/jobs/{job.pk}/cancel/", follow=True).content.decode()
+    job.refresh_from_db()
+    assert job.state == Job.State.DONE and "The Test passed." in body
+
+
+def test_a_viewer_sees_no_cancel_button_and_cannot_cancel(viewer_client, remote):
+    job = jobs.enqueue(remote, Job.Kind.TEST)
+    page = viewer_client.get(f"/settings/integrations/jobs/{job.pk}/").content.decode()
+    assert "Waiting for remote node" in page and ">Cancel</button>" not in page
+    assert viewer_client.post(f"/settings/integrations/jobs/{job.pk}/cancel/").status_code == 403
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED
+
+
+def test_cancel_is_a_post_with_a_csrf_token(admin_user, remote):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    job = jobs.enqueue(remote, Job.Kind.TEST)
+    assert browser.get(f"/settings/integrations/jobs/{job.pk}/cancel/").status_code == 405
+    assert browser.post(f"/settings/integrations/jobs/{job.pk}/cancel/").status_code == 403
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED
+
+
+def test_cancelling_get_alerts_takes_the_waiting_line_off_the_actors_page(admin_client, remote):
+    from defender.models import Actor
+
+    actor = Actor.objects.create(name="Finance workstation", hostname="ws-fin-07")
+    admin_client.post(f"/actors/{actor.pk}/alerts/", {"integrations": [remote.pk], "window": "24h"})
+    job = Job.objects.get(kind="alerts")
+    assert ">Cancel</button>" in admin_client.get(f"/actors/{actor.pk}/").content.decode()
+    response = admin_client.post(f"/settings/integrations/jobs/{job.pk}/cancel/", HTTP_HX_REQUEST="true")
+    assert response["HX-Redirect"] == f"/actors/{actor.pk}/"
+    page = admin_client.get(f"/actors/{actor.pk}/").content.decode()
+    assert "Waiting for remote node" not in page and "Get alerts from Defender DMZ was cancelled." in page
+
+
+def test_a_test_whose_node_took_it_and_went_quiet_shows_why_once_its_time_bound_has_passed(admin_client, remote):
+    node = remote.remote_node
+    node.last_seen_at = timezone.now()
+    node.save()
+    job = jobs.enqueue(remote, Job.Kind.TEST)
+    jobs.claim_next(node)
+    assert "dmz-node is running" in admin_client.get(f"/settings/integrations/jobs/{job.pk}/").content.decode()
+    Job.objects.filter(pk=job.pk).update(answer_deadline=timezone.now() - timedelta(seconds=1))
+    body = admin_client.get(f"/settings/integrations/jobs/{job.pk}/").content.decode()
+    assert "The Test failed." in body and "remote node dmz-node took the job at " in body
+    assert "and has not answered" in body
 
 
 def test_a_remote_answer_records_the_window_as_asked_and_joins_the_window_last_asked(admin_client, remote):

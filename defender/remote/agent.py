@@ -8,6 +8,7 @@ import gzip
 import json
 import logging
 import random
+import secrets
 import signal
 import threading
 from urllib.parse import urlsplit
@@ -19,10 +20,11 @@ from defender.services.errors import DefenderError
 
 logger = logging.getLogger("defender.remote.agent")
 
-AGENT_VERSION = "1.0"
+AGENT_VERSION = "1.1"
 CHECK_IN_WAIT = 20  # seconds the site may hold a check-in open while it waits for a job
 MAX_BACKOFF = 60
 GZIP_ABOVE = 64 * 1024
+CHECK_IN = "/api/nodes/check-in/"
 
 
 class TokenRefused(Exception):
@@ -33,11 +35,16 @@ class _Stop(BaseException):
     """Raised by the signal handler to leave a check-in that is only waiting."""
 
 
-def site_settings(site_url, ca_pem="", verify=True):
+def site_settings(site_url, ca_pem="", verify=True, allow_insecure_http=False):
     """Connection settings for the site itself, so the agent's calls take the same HTTP seam as Defender's."""
     parts = urlsplit(site_url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"--site must be a URL such as https://director.example.com, not {site_url!r}.")
+    if parts.scheme == "http" and not allow_insecure_http:
+        raise ValueError(
+            f"--site {site_url} is plain HTTP: this node's token and the client secret of every job would cross the "
+            "network unencrypted. Use the site's https:// URL, or add --allow-insecure-http for a development site."
+        )
     return ConnectionSettings(
         flavour="site",
         host=parts.hostname,
@@ -55,16 +62,25 @@ def site_settings(site_url, ca_pem="", verify=True):
 
 
 class Agent:
-    def __init__(self, site_url, token, *, ca_pem="", verify=True, wait=CHECK_IN_WAIT, once=False):
+    def __init__(
+        self, site_url, token, *, ca_pem="", verify=True, wait=CHECK_IN_WAIT, once=False, allow_insecure_http=False
+    ):
         self.base = site_url.rstrip("/")
+        settings = site_settings(site_url, ca_pem, verify, allow_insecure_http)
         # Before any session exists: every call from this process, to the site or to Defender, says it is a node.
         client.identify_as(f"defender-atp-director/{AGENT_VERSION} (remote node)")
-        self.transport = client.Transport(site_settings(site_url, ca_pem, verify))
+        self.transport = client.Transport(settings)
+        self.insecure = settings.protocol == "http"
         self._authorization = {"Authorization": f"Bearer {token}"}
         self.wait = wait
         self.once = once
+        # Several agents may share the node's token; the site keeps track of which one holds which job.
+        self.agent_id = secrets.token_hex(8)
         self.stopping = threading.Event()
         self.waiting = False  # inside a check-in, waiting for work: the only moment a signal may cut in
+        # The site may think this agent holds a job it does not: a claim whose answer did not arrive, a job it could
+        # neither answer nor give back. The next check-in settles that; on the way out, one last check-in does.
+        self.unsettled = False
 
     def __repr__(self):
         return f"<Agent for {self.base}>"
@@ -73,14 +89,27 @@ class Agent:
 
     def run(self):
         """Work until SIGTERM/SIGINT (exit 0) or until the site refuses the token (exit 2)."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return self._work()
+        finally:
+            for signum, handler in previous.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
+
+    def _work(self):
         logger.info("Remote node agent %s checking in with %s", AGENT_VERSION, self.base)
+        if self.insecure:
+            logger.warning(
+                "Talking to the site over plain HTTP (--allow-insecure-http): the token and client secrets travel "
+                "unencrypted. Use this only for a development site."
+            )
         failures = 0
         try:
             while not self.stopping.is_set():
                 try:
-                    job = self.check_in()
+                    work = self.check_in()
+                    job = self.claim() if work and not self.stopping.is_set() else None
                 except TokenRefused:
                     logger.error(
                         "The site refused this node's token (unknown or revoked). Issue a new token on the node's "
@@ -107,14 +136,16 @@ class Agent:
                     break
         except _Stop:
             pass
+        if self.unsettled:
+            self.settle()
         logger.info("Remote node agent stopped")
         return 0
 
     def _on_signal(self, signum, frame):
         self.stopping.set()
         if self.waiting:
-            # Only waiting for work: leave at once. A job in hand is finished and answered first; one that arrives
-            # after the signal is given back.
+            # Only waiting for work: leave at once (a check-in never hands out a job, so nothing is lost). A job in
+            # hand is finished and answered first; one whose claim is being answered is given back.
             raise _Stop
 
     # --- talking to the site ----------------------------------------------------------------------------------
@@ -130,15 +161,43 @@ class Agent:
             raise TokenRefused
         return response
 
+    def _check_in_body(self, wait):
+        # This agent runs one job at a time and checks in only between jobs: it holds none.
+        return {"agent_version": AGENT_VERSION, "agent_id": self.agent_id, "wait": wait, "holding": []}
+
     def check_in(self):
+        """Wait (up to ``wait`` seconds) until a job is waiting; True if one is."""
         self.waiting = True
         try:
-            response = self._post("/api/nodes/check-in/", {"agent_version": AGENT_VERSION, "wait": self.wait})
+            response = self._post(CHECK_IN, self._check_in_body(self.wait))
         finally:
             self.waiting = False
         if response.status_code != 200:
             raise DefenderError(f"the site answered {response.status_code} to a check-in")
-        return response.json().get("job")
+        self.unsettled = False
+        return bool(_json(response).get("work"))
+
+    def claim(self):
+        """Take the next job; None if another agent was quicker. Signals wait until its answer is read."""
+        self.unsettled = True
+        response = self._post("/api/nodes/claim/", {"agent_id": self.agent_id})
+        if response.status_code != 200:
+            raise DefenderError(f"the site answered {response.status_code} to a claim")
+        job = _json(response).get("job")
+        self.unsettled = False
+        return job
+
+    def settle(self):
+        """Tell the site this agent holds no job, so a claim it may have made without hearing back is re-queued now."""
+        try:
+            response = self._post(CHECK_IN, self._check_in_body(0))
+        except (DefenderError, TokenRefused):
+            response = None
+        if response is None or response.status_code != 200:
+            logger.warning(
+                "Could not tell the site that this agent holds no job; a job it claimed returns to the "
+                "queue after its lease"
+            )
 
     def run_job(self, job):
         logger.info("Running job %s: %s of %s", job["id"], job["kind"], job["integration"]["name"])
@@ -153,10 +212,14 @@ class Agent:
 
     def give_back(self, job):
         try:
-            self._post(f"/api/nodes/jobs/{job['id']}/give-back/", {})
-            logger.info("Gave job %s back to the site", job["id"])
+            response = self._post(f"/api/nodes/jobs/{job['id']}/give-back/", {})
         except (DefenderError, TokenRefused):
-            logger.warning("Could not give job %s back; the site will run it again after its lease", job["id"])
+            response = None
+        if response is not None and response.status_code < 500:
+            logger.info("Gave job %s back to the site", job["id"])
+        else:
+            self.unsettled = True
+            logger.warning("Could not give job %s back", job["id"])
 
     def _answer(self, job_id, body):
         """Post the answer, trying again a few times if the site is briefly away (the lease gives us time)."""
@@ -173,20 +236,29 @@ class Agent:
                 continue
             if response.status_code == 200:
                 logger.info("Answered job %s: %s", job_id, "ok" if body["ok"] else "failed")
+            elif response.status_code == 410:
+                logger.info("Job %s was cancelled on the site; answer dropped (%s)", job_id, _reason(response))
             elif response.status_code == 409:
                 logger.warning(
-                    "Job %s is no longer this node's (re-queued or answered meanwhile); answer dropped", job_id
+                    "Job %s is no longer this node's (re-queued, answered or timed out meanwhile); answer dropped",
+                    job_id,
                 )
             else:
                 logger.error(
                     "The site answered %s to job %s's answer: %s", response.status_code, job_id, _reason(response)
                 )
             return
-        logger.error("Gave up posting the answer to job %s; the site will run it again after its lease", job_id)
+        self.unsettled = True  # the next check-in returns the job to the queue
+        logger.error("Gave up posting the answer to job %s; the site will run it again", job_id)
+
+
+def _json(response):
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _reason(response):
-    try:
-        return str(response.json().get("error", ""))[:200]
-    except ValueError:
-        return ""
+    return str(_json(response).get("error", ""))[:200]

@@ -1,4 +1,10 @@
-"""The HTTPS endpoints a remote node's agent calls: check in and wait for a job, answer it, or give it back.
+"""The HTTPS endpoints a remote node's agent calls: check in and wait for work, claim a job, answer it, or give it
+back.
+
+Waiting and claiming are separate calls on purpose. A check-in may be cut short (the agent stops while it waits, the
+connection drops) and the site cannot tell; so it never hands out a job, it only says that work is waiting. The claim
+is a short call the agent always reads to its end, and each check-in says which jobs the agent still holds, so a claim
+whose answer was lost anyway goes back to the queue at the agent's next check-in.
 
 Every call carries the node's token in the Authorization header; a call with an unknown or revoked token, or about a
 job that is not the node's, is refused with 401 and logged (without the token). Bodies are size-limited.
@@ -26,6 +32,7 @@ from defender.services import untrusted
 logger = logging.getLogger(__name__)
 
 MAX_CHECK_IN_BYTES = 16 * 1024
+MAX_AGENT_ID = 64
 # A job's answer nests twenty levels at most: an agent cuts an alert's raw JSON at untrusted.STORED_DEPTH.
 MAX_JSON_DEPTH = 32
 # Enough for any 64-bit integer.
@@ -126,10 +133,49 @@ def node_endpoint(view):
     return wrapper
 
 
+def agent_of(body, required):
+    """The agent process's own id (several may share a node's token), or None for an agent from before it had one."""
+    agent_id = body.get("agent_id")
+    if agent_id is None and not required:
+        return None
+    if not isinstance(agent_id, str) or not 1 <= len(agent_id) <= MAX_AGENT_ID:
+        raise BadBody(400, f"agent_id must be text of 1 to {MAX_AGENT_ID} characters.")
+    return agent_id
+
+
+def held_jobs(body):
+    holding = body.get("holding", [])
+    if not isinstance(holding, list) or not all(type(job_id) is int for job_id in holding):
+        raise BadBody(400, "holding must be a list of job ids.")
+    return holding
+
+
+def hand_out(node, agent_id):
+    """Claim the next job of the node's integrations for this agent and give what the node needs to run it."""
+    while True:
+        job = jobs.claim_next(node, tidy=False, agent_id=agent_id or "")
+        if job is None:
+            return None
+        try:
+            payload = jobs.payload_for(job)
+        except REFUSED_SECRETS as error:
+            # Nothing the node could do (a secret no key opens, or one typed for another destination): the job fails
+            # here with the message saying why, and the node never sees the secret.
+            jobs.complete(job, False, None, str(error))
+            continue
+        logger.info("Remote node %s claimed job %s (%s of %s)", node.name, job.pk, job.kind, job.integration)
+        return payload
+
+
 @node_endpoint
 def check_in(request, node):
-    """Wait up to ``wait`` seconds for a job of this node's integrations; answer with it, or with none."""
+    """Wait up to ``wait`` seconds for a job of this node's integrations; answer whether one is waiting.
+
+    The agent then claims it with a call of its own. An agent that sends no agent_id (version 1.0) is handed the job
+    in this answer, as before.
+    """
     body = read_json(request, MAX_CHECK_IN_BYTES)
+    agent_id, holding = agent_of(body, required=False), held_jobs(body)
     version = str(body.get("agent_version", ""))[:40]
     if version != node.agent_version:
         RemoteNode.objects.filter(pk=node.pk).update(agent_version=version)
@@ -139,22 +185,29 @@ def check_in(request, node):
         wait = 0
     wait = min(max(wait, 0), MAX_WAIT_SECONDS) if math.isfinite(wait) else 0
     give_up_at = time.monotonic() + wait
-    jobs.housekeeping()  # once per check-in; while it waits, each look for work is a single claim
+    if agent_id is not None:
+        jobs.release_unheld(node, agent_id, holding)
+    jobs.housekeeping()  # once per check-in; while it waits, each look for work is a single query
+    answer = {"job": None, "work": False, "poll_interval": node.poll_interval_seconds}
     while True:
-        job = jobs.claim_next(node, tidy=False)
-        if job is not None:
-            try:
-                payload = jobs.payload_for(job)
-            except REFUSED_SECRETS as error:
-                # Nothing the node could do (a secret no key opens, or one typed for another destination): the job
-                # fails here with the message saying why, and the node never sees the secret.
-                jobs.complete(job, False, None, str(error))
-                continue
-            logger.info("Remote node %s claimed job %s (%s of %s)", node.name, job.pk, job.kind, job.integration)
-            return JsonResponse({"job": payload, "poll_interval": node.poll_interval_seconds})
+        if agent_id is None:
+            answer["job"] = hand_out(node, None)
+            if answer["job"] is not None:
+                return JsonResponse(answer)
+        elif jobs.work_waiting(node):
+            return JsonResponse({**answer, "work": True})
         if time.monotonic() >= give_up_at:
-            return JsonResponse({"job": None, "poll_interval": node.poll_interval_seconds})
+            return JsonResponse(answer)
         time.sleep(CLAIM_EVERY_SECONDS)
+
+
+@node_endpoint
+def claim(request, node):
+    """Take the oldest queued job of the node's integrations for this agent: ``{"job": ...}``, or ``null``."""
+    body = read_json(request, MAX_CHECK_IN_BYTES)
+    agent_id = agent_of(body, required=True)
+    jobs.housekeeping()  # a job whose holder went silent is claimable again
+    return JsonResponse({"job": hand_out(node, agent_id)})
 
 
 def own_running_job(request, node, job_id):
@@ -164,6 +217,8 @@ def own_running_job(request, node, job_id):
     if job is not None and job.node_id != node.pk and job.integration.remote_node_id != node.pk:
         reason = f"node {node.name} asked about job {job_id}, which is not its own"
         return None, refuse(request, 401, "This job is not this node's.", log_reason=reason)
+    if job is not None and job.state == Job.State.CANCELLED:
+        return None, refuse(request, 410, f"Job {job_id} is no longer wanted: {job.error}")
     if job is None or job.node_id != node.pk or job.state != Job.State.RUNNING:
         state = job.state if job else "gone"
         return None, refuse(request, 409, f"Job {job_id} is no longer this node's to answer (it is {state}).")
@@ -210,6 +265,7 @@ def give_back(request, node, job_id):
 
 urlpatterns = [
     path("api/nodes/check-in/", check_in, name="node-check-in"),
+    path("api/nodes/claim/", claim, name="node-claim"),
     path("api/nodes/jobs/<int:job_id>/answer/", answer, name="node-job-answer"),
     path("api/nodes/jobs/<int:job_id>/give-back/", give_back, name="node-job-give-back"),
 ]

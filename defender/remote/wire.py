@@ -5,6 +5,7 @@ the one authenticated node the integration is assigned to, over TLS.
 """
 
 import dataclasses
+import threading
 from datetime import datetime
 
 from defender.services.alerts import (
@@ -16,8 +17,9 @@ from defender.services.alerts import (
     alerts_for_actor,
     with_unreadable,
 )
+from defender.services.client import RESPONSE_READ_TIMEOUTS
 from defender.services.connection import ConnectionSettings, ProxySettings
-from defender.services.connectivity import Step, TestResult, run_test
+from defender.services.connectivity import FAILED, SKIPPED, STEP_NAMES, Step, TestResult, iter_test_steps
 from defender.services.errors import DefenderError
 from defender.services.untrusted import STORED_DEPTH, moment, storable_json, text
 
@@ -101,6 +103,54 @@ def alerts_result_from_wire(data):
     return AlertsResult(alerts, tried_names, Window(since, until), message)
 
 
+def test_time_bound(connect_timeout: float, read_timeout: float) -> float:
+    """The longest a Test may take, in seconds: each step waits on the network once, DNS, TCP and TLS within the
+    connect timeout, the token and the API call within one response each (connect timeout plus two read timeouts).
+
+    A node answers every Test within it (see run_test_within), so the site may take a Test that has no answer by then
+    (plus a margin for the trip) as lost with its node.
+    """
+    response = connect_timeout + RESPONSE_READ_TIMEOUTS * read_timeout
+    return 3 * connect_timeout + 2 * response
+
+
+def run_test_within(settings, bound):
+    """The Test, ended at ``bound`` seconds: the steps done by then, the running one failed, the rest skipped.
+
+    Retries and slow answers can stretch a Test past the bound its timeouts give; the person waiting (and the site's
+    deadline) is told so instead of waiting on. The unfinished step runs on in the background until its own timeouts
+    end it, and its outcome is dropped.
+    """
+    steps, broke = [], []
+    finished = threading.Event()
+
+    def run():
+        try:
+            for step in iter_test_steps(settings):
+                steps.append(step)
+        except Exception as exc:  # handed to the caller below, as if the Test had run in its thread
+            broke.append(exc)
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name="remote-test", daemon=True).start()
+    finished.wait(bound)
+    if broke:
+        raise broke[0]
+    done = list(steps)
+    if finished.is_set() or len(done) == len(STEP_NAMES):
+        return TestResult(tuple(done))
+    late = Step(
+        STEP_NAMES[len(done)],
+        FAILED,
+        round(bound * 1000),
+        f"The Test did not finish within {bound:g} s, the most its connect and read timeouts allow, so the remote "
+        "node stopped waiting for it. Try again; if it persists, raise the timeouts in Advanced options.",
+    )
+    rest = [Step(name, SKIPPED, 0, "Not run: an earlier step failed.") for name in STEP_NAMES[len(done) + 1 :]]
+    return TestResult((*done, late, *rest))
+
+
 def run_job(kind, settings_data, parameters):
     """Run one job with the same services a local integration uses; returns ``(ok, result, error)``.
 
@@ -108,7 +158,7 @@ def run_job(kind, settings_data, parameters):
     """
     settings = settings_from_wire(settings_data)
     if kind == TEST:
-        result = run_test(settings)
+        result = run_test_within(settings, test_time_bound(settings.connect_timeout, settings.read_timeout))
         return result.ok, test_result_to_wire(result), ""
     if kind == ALERTS:
         try:

@@ -1,9 +1,10 @@
 """Waiting for a remote node: the page polls the job (htmx every second, or a refresh without JavaScript) and then
-shows the same Test steps or alerts as a local integration would."""
+shows the same Test steps or alerts as a local integration would. While it waits, it can be cancelled."""
 
+from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.http import Http404, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views import View
 
@@ -24,15 +25,19 @@ def job_response(request, job):
             response["HX-Redirect"] = actor_page
             return response
         return redirect(actor_page)
+    back_links = [
+        (job.integration.name, reverse("defender:integration-detail", args=[job.integration_id])),
+        ("All integrations", reverse("defender:integration-list")),
+    ]
+    if job.state == Job.State.CANCELLED:
+        template = "defender/jobs/_cancelled.html" if request.htmx else "defender/jobs/cancelled.html"
+        return render(request, template, {"job": job, "back_links": back_links})
     context = {
         "title": job.integration.name,
         "result": results.test_result_of(job),
         "integration": job.integration,
         "oob": True,
-        "back_links": [
-            (job.integration.name, reverse("defender:integration-detail", args=[job.integration_id])),
-            ("All integrations", reverse("defender:integration-list")),
-        ],
+        "back_links": back_links,
     }
     template = "defender/jobs/_test_done.html" if request.htmx else "defender/integrations/test.html"
     return render(request, template, context)
@@ -49,6 +54,23 @@ class JobStatusView(PermissionRequiredMixin, View):
         return job_response(request, job)
 
 
+class JobCancelView(PermissionRequiredMixin, View):
+    """End a job that waits for, or runs on, a remote node; a job that has just finished keeps its outcome."""
+
+    # Whoever may start Tests and Get alerts (Administrators): a Viewer only watches.
+    permission_required = ("defender.run_test", "defender.fetch_alerts")
+    http_method_names = ["post"]
+
+    def post(self, request, pk):
+        job = get_object_or_404(Job.objects.select_related("integration"), pk=pk)
+        if jobs.cancel(job, request.user) and job.kind == Job.Kind.ALERTS:
+            messages.info(request, f"Get alerts from {job.integration.name} was cancelled.")
+        if request.htmx:
+            return job_response(request, jobs.refreshed(pk))
+        return redirect("defender:job-status", pk)
+
+
 urlpatterns = [
     path("settings/integrations/jobs/<int:pk>/", JobStatusView.as_view(), name="job-status"),
+    path("settings/integrations/jobs/<int:pk>/cancel/", JobCancelView.as_view(), name="job-cancel"),
 ]

@@ -1,5 +1,7 @@
 """Settings > Remote Nodes: add a node and see its token once, re-issue or revoke it, and see who is online."""
 
+from urllib.parse import urlsplit, urlunsplit
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
@@ -17,10 +19,22 @@ from defender.tables.remote_nodes import RemoteNodeTable
 TOKEN_FILE = "node-token.txt"
 
 
-def agent_command(request):
-    """The command that starts a node's agent against this site, with its token in TOKEN_FILE."""
+def agent_command(request) -> str:
+    """The command that starts a node's agent against this site, with its token in TOKEN_FILE.
+
+    Nodes reach the site over HTTPS only. A plain-HTTP URL is shown only for a development site (DEBUG on), with the
+    flag the agent needs to accept it; in production HTTPS ends at the reverse proxy, so the public URL is https even
+    when the request reached Django over HTTP.
+    """
     site = settings.SITE_URL or request.build_absolute_uri("/").rstrip("/")
-    return f"python manage.py run_remote_node --site {site} --token-file {TOKEN_FILE}"
+    parts = urlsplit(site)
+    extra = ""
+    if parts.scheme == "http":
+        if settings.DEBUG:
+            extra = " --allow-insecure-http"
+        else:
+            site = urlunsplit(parts._replace(scheme="https"))
+    return f"python manage.py run_remote_node --site {site} --token-file {TOKEN_FILE}{extra}"
 
 
 def token_page(request, node):

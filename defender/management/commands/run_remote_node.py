@@ -27,10 +27,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--insecure-skip-verify", action="store_true", help="Do not verify the site's certificate (testing only)."
         )
+        parser.add_argument(
+            "--allow-insecure-http",
+            action="store_true",
+            help="Accept an http:// --site (a development site only: the token and client secrets travel unencrypted).",
+        )
         parser.add_argument("--once", action="store_true", help="Check in once, run what comes, and exit.")
         parser.add_argument("--wait", type=int, default=20, help="Seconds each check-in may wait for work.")
 
-    def handle(self, *args, site, token_file, ca_file, insecure_skip_verify, once, wait, **options):
+    def handle(
+        self, *args, site, token_file, ca_file, insecure_skip_verify, allow_insecure_http, once, wait, **options
+    ):
         token = self.read_token(token_file)
         ca_pem = ""
         if ca_file:
@@ -39,7 +46,15 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"Cannot read --ca-file {ca_file}: {exc.strerror}.") from exc
         try:
-            agent = Agent(site, token, ca_pem=ca_pem, verify=not insecure_skip_verify, wait=wait, once=once)
+            agent = Agent(
+                site,
+                token,
+                ca_pem=ca_pem,
+                verify=not insecure_skip_verify,
+                wait=wait,
+                once=once,
+                allow_insecure_http=allow_insecure_http,
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         exit_code = agent.run()
