@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from defender.models import Integration, RemoteNode
 from tests.conftest import PASSWORD
+from tests.test_browser_integrations import type_simulator_values
 
 pytestmark = pytest.mark.browser
 
@@ -18,15 +19,7 @@ def test_after_a_field_error_the_test_streams_again_the_secret_is_kept_and_submi
     log_in(admin_user.username, PASSWORD)
     add = f"{live_server.url}/settings/integrations/add/defender_atp/"
     page.goto(add)
-    page.get_by_label("Name").fill("Simulator")
-    page.get_by_label("Host").fill(simulator.host)
-    page.get_by_label("Port").fill("70000")
-    page.get_by_label("Client ID").fill(simulator.app.client_id)
-    page.get_by_label("Client Secret").fill(simulator.app.client_secret)
-    page.get_by_label("Auth URL").fill(simulator.auth_url)
-    page.get_by_label("Tenant ID").fill(simulator.tenant_id)
-    page.get_by_role("button", name="Advanced options").click()
-    page.get_by_label("CA certificate").fill(simulator.ca_pem)
+    type_simulator_values(page, simulator, port=70000)
 
     page.get_by_role("button", name="Test", exact=True).click()
     expect(page.get_by_text("Enter a port between 1 and 65535.")).to_be_visible()

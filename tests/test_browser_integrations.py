@@ -22,6 +22,19 @@ def open_add_form(page):
     expect(page.get_by_role("heading", name="Add Integration: Defender ATP")).to_be_visible()
 
 
+def type_simulator_values(page, simulator, port=None):
+    """Type the simulator's values into the open Add Integration form, as run_simulator prints them."""
+    page.get_by_label("Name").fill("Simulator")
+    page.get_by_label("Host").fill(simulator.host)
+    page.get_by_label("Port").fill(str(port or simulator.port))
+    page.get_by_label("Client ID").fill(simulator.app.client_id)
+    page.get_by_label("Client Secret").fill(simulator.app.client_secret)
+    page.get_by_label("Auth URL").fill(simulator.auth_url)
+    page.get_by_label("Tenant ID").fill(simulator.tenant_id)
+    page.get_by_role("button", name="Advanced options").click()
+    page.get_by_label("CA certificate").fill(simulator.ca_pem)
+
+
 def expect_steps(page, outcome, names):
     for name in names:
         step_name = page.locator(".step-name", has_text=re.compile(f"^{re.escape(name)}$"))
@@ -42,15 +55,7 @@ def test_adding_an_integration_from_a_preset_testing_it_and_seeing_it_pass_in_th
     expect(page.get_by_label("Auth URL")).to_have_value(eu.auth_url)
     expect(page.get_by_label("Resource")).to_have_value(eu.resource)
 
-    page.get_by_label("Name").fill("Simulator")
-    page.get_by_label("Host").fill("127.0.0.1")
-    page.get_by_label("Port").fill(str(simulator.port))
-    page.get_by_label("Client ID").fill(simulator.app.client_id)
-    page.get_by_label("Client Secret").fill(simulator.app.client_secret)
-    page.get_by_label("Auth URL").fill(simulator.auth_url)
-    page.get_by_label("Tenant ID").fill(simulator.tenant_id)
-    page.get_by_role("button", name="Advanced options").click()
-    page.get_by_label("CA certificate").fill(simulator.ca_pem)
+    type_simulator_values(page, simulator)
     docs_screenshot(page, "integration-form")
 
     page.get_by_role("button", name="Test", exact=True).click()

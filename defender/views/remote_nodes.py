@@ -94,22 +94,21 @@ class RemoteNodeDetailView(PermissionRequiredMixin, DetailView):
         )
 
 
-class ReissueTokenConfirmView(PermissionRequiredMixin, DetailView):
-    """Before a new token: whose client secrets it stops (they were typed for whoever holds the current token)."""
+class TokenConfirmView(PermissionRequiredMixin, DetailView):
+    """Before a token is re-issued or revoked: what stops working, and which integrations it touches."""
 
     permission_required = "defender.change_remotenode"
     model = RemoteNode
-    template_name = "defender/remote_nodes/confirm_reissue.html"
     context_object_name = "node"
+    affected = None  # the node's integrations the page lists
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(integrations=secrets_moved_by_new_token(self.object), **kwargs)
+        return super().get_context_data(integrations=self.affected(self.object), **kwargs)
 
 
 def secrets_moved_by_new_token(node):
     """The node's Remote integrations with a saved client secret: a new token sends them to whoever holds it."""
-    remote = node.integrations.filter(location=Integration.Location.REMOTE).order_by("name")
-    return [integration for integration in remote if integration.has_client_secret]
+    return [integration for integration in remote_integrations(node) if integration.has_client_secret]
 
 
 class ReissueTokenView(PermissionRequiredMixin, View):
@@ -119,17 +118,9 @@ class ReissueTokenView(PermissionRequiredMixin, View):
         return token_page(request, get_object_or_404(RemoteNode, pk=pk))
 
 
-class RevokeTokenConfirmView(PermissionRequiredMixin, DetailView):
-    """Before revoking: what stops working (the agent, and the integrations it runs)."""
-
-    permission_required = "defender.change_remotenode"
-    model = RemoteNode
-    template_name = "defender/remote_nodes/confirm_revoke.html"
-    context_object_name = "node"
-
-    def get_context_data(self, **kwargs):
-        remote = self.object.integrations.filter(location=Integration.Location.REMOTE).order_by("name")
-        return super().get_context_data(integrations=remote, **kwargs)
+def remote_integrations(node):
+    """The integrations this node runs: revoking its token leaves their jobs waiting."""
+    return node.integrations.filter(location=Integration.Location.REMOTE).order_by("name")
 
 
 class RevokeTokenView(PermissionRequiredMixin, View):
@@ -171,13 +162,17 @@ urlpatterns = [
     path("settings/remote-nodes/<int:pk>/delete/", RemoteNodeDeleteView.as_view(), name="remotenode-delete"),
     path(
         "settings/remote-nodes/<int:pk>/token/confirm/",
-        ReissueTokenConfirmView.as_view(),
+        TokenConfirmView.as_view(
+            template_name="defender/remote_nodes/confirm_reissue.html", affected=secrets_moved_by_new_token
+        ),
         name="remotenode-reissue-confirm",
     ),
     path("settings/remote-nodes/<int:pk>/token/", ReissueTokenView.as_view(), name="remotenode-reissue"),
     path(
         "settings/remote-nodes/<int:pk>/revoke/confirm/",
-        RevokeTokenConfirmView.as_view(),
+        TokenConfirmView.as_view(
+            template_name="defender/remote_nodes/confirm_revoke.html", affected=remote_integrations
+        ),
         name="remotenode-revoke-confirm",
     ),
     path("settings/remote-nodes/<int:pk>/revoke/", RevokeTokenView.as_view(), name="remotenode-revoke"),
