@@ -436,3 +436,16 @@ def test_a_number_no_column_can_hold_reads_as_missing(client, number):
     _node, token = make_node()
     response = raw_post(client, CHECK_IN, token, f'{{"wait": {number}}}')
     assert response.status_code == 200 and response.json()["job"] is None
+
+
+@pytest.mark.parametrize(
+    "body, why",
+    [("{not json", "not valid JSON"), ('{"ok": true, "result": ' + "[" * 100 + "]" * 100 + "}", "levels deep")],
+)
+def test_an_answer_refused_before_it_is_read_fails_its_job_at_once(client, body, why):
+    node, token = make_node()
+    job = claimed_job(client, token, node)
+    assert raw_post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, body).status_code == 400
+    job.refresh_from_db()
+    assert job.state == Job.State.FAILED
+    assert "answer was refused" in job.error and why in job.error

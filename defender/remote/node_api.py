@@ -242,7 +242,13 @@ def answer(request, node, job_id):
     job, refusal = own_running_job(request, node, job_id)
     if refusal:
         return refusal
-    body = read_json(request, max_result_bytes())
+    try:
+        body = read_json(request, max_result_bytes())
+    except BadBody as problem:
+        # The node did answer, in a way this site cannot read: the job ends now, saying why, instead of waiting out
+        # its lease to be sent round again to the same answer.
+        jobs.complete(job, False, None, f"The remote node's answer was refused: {problem} Update its agent.")
+        raise
     ok, result, error = bool(body.get("ok")), body.get("result"), str(body.get("error", ""))[:4000]
     if not readable(job, ok, result):
         jobs.complete(job, False, None, "The remote node's answer could not be read; update its agent.")
