@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from defender.models import Integration
 from tests.conftest import PASSWORD
 from tests.factories import simulator_integration
-from tests.fixtures.browser import SCREENSHOTS
+from tests.fixtures.browser import page_in_new_context
 from tests.remote_helpers import ROOT, make_node_with_token_file, remote_integration_for, start_agent, stop
 
 pytestmark = pytest.mark.browser
@@ -23,11 +23,10 @@ def secure_page(browser, site_over_https, settings, request):
     """A page on the site through its TLS front, as users and nodes reach a production site."""
     settings.SITE_URL = site_over_https.url
     settings.CSRF_TRUSTED_ORIGINS = [site_over_https.url]
-    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
+    with page_in_new_context(
+        browser, request, ignore_https_errors=True, viewport={"width": 1400, "height": 1000}
+    ) as page:
+        yield page
 
 
 @pytest.fixture
@@ -35,15 +34,8 @@ def no_script_page(browser, request):
     """A page in a browser with JavaScript turned off: plain forms and refreshing pages only. It browses the site
     directly (the node still comes through TLS): the CSRF middleware remembers the first trusted origins it sees, and
     each TLS front has a port, and so an origin, of its own."""
-    context = browser.new_context(java_script_enabled=False)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
+    with page_in_new_context(browser, request, java_script_enabled=False) as page:
+        yield page
 
 
 def log_in_and_press_test(page, site_url, user, integration_name):
