@@ -5,7 +5,8 @@ from dataclasses import asdict
 from django.utils import timezone
 
 from defender.destinations import REFUSED_SECRETS
-from defender.services.connectivity import FAILED, Step, iter_test_steps
+from defender.services.connectivity import iter_test_steps
+from defender.services.steps import FAILED, Step
 
 
 def steps_for(build_settings, run=iter_test_steps):

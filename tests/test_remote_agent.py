@@ -15,7 +15,8 @@ from defender.models import Actor, Job
 from defender.remote import jobs, tokens, wire
 from defender.remote.agent import AGENT_VERSION, Agent
 from defender.services import client
-from defender.services.connectivity import FAILED, SKIPPED, STEP_NAMES
+from defender.services.connectivity import STEP_NAMES
+from defender.services.steps import FAILED, SKIPPED
 from tests.factories import simulator_integration
 from tests.fixtures.tls_front import TlsFront
 from tests.remote_helpers import (

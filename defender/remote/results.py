@@ -7,7 +7,7 @@ from django.utils import timezone
 from defender import alert_store
 from defender.models import Actor, Job
 from defender.remote import wire
-from defender.services.connectivity import FAILED, Step, TestResult
+from defender.services.steps import FAILED, Step, TestResult
 from defender.testing import record_test_result
 
 REMOTE_STEP = "Remote node"

@@ -19,8 +19,9 @@ from defender.services.alerts import (
 )
 from defender.services.client import RESPONSE_READ_TIMEOUTS
 from defender.services.connection import ConnectionSettings, ProxySettings
-from defender.services.connectivity import FAILED, SKIPPED, STEP_NAMES, Step, TestResult, iter_test_steps
+from defender.services.connectivity import STEP_NAMES, iter_test_steps
 from defender.services.errors import DefenderError
+from defender.services.steps import FAILED, SKIPPED, Step, TestResult
 from defender.services.untrusted import STORED_DEPTH, moment, storable_json, text
 
 TEST = "test"

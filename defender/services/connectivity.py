@@ -12,7 +12,6 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import socks
@@ -33,79 +32,15 @@ from defender.services.errors import (
     permission_advice,
     socks_credentials_failure,
 )
+from defender.services.steps import PASSED, SKIPPED, TestResult, run_checks
 
 logger = logging.getLogger(__name__)
 
-PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
-NOT_TESTED = "not tested"  # a verdict, never a step's outcome
 STEP_NAMES = ("DNS lookup", "TCP connection", "TLS handshake", "Token", "Permissions", "API call")
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    outcome: str  # passed, failed or skipped
-    duration_ms: int
-    message: str
-
-
-@dataclass(frozen=True)
-class TestResult:
-    steps: tuple
-
-    @property
-    def ok(self):
-        """Passed only when nothing failed and the last step, the one that proves the whole road (the API call, the
-        proxy's tunnel), passed: a Test whose steps were all skipped tested nothing and is never green."""
-        return bool(self.steps) and not self.failed_step and self.steps[-1].outcome == PASSED
-
-    @property
-    def failed_step(self):
-        return next((step for step in self.steps if step.outcome == FAILED), None)
-
-    @property
-    def verdict(self):
-        """passed, failed, or "not tested" (nothing failed, but nothing decisive ran either)."""
-        if self.ok:
-            return PASSED
-        return FAILED if self.failed_step else NOT_TESTED
-
-    @property
-    def summary(self):
-        """One line for the integration list: what failed, what to do when nothing was tested, or that all passed."""
-        failed = self.failed_step
-        if failed:
-            return f"{failed.name} failed: {failed.message}"
-        if not self.ok:
-            return self.steps[-1].message if self.steps else "No step ran."
-        total = sum(step.duration_ms for step in self.steps) / 1000
-        return f"All steps passed in {total:.1f} s."
 
 
 def run_test(settings):
     return TestResult(tuple(iter_test_steps(settings)))
-
-
-def run_checks(named_checks, subject):
-    """Run each (name, check) in order and time it; after a failure the rest are skipped.
-
-    A check returns (outcome, message) or raises a DefenderError, whose message is what the person sees.
-    """
-    failed = False
-    for name, check in named_checks:
-        if failed:
-            yield Step(name, SKIPPED, 0, "Not run: an earlier step failed.")
-            continue
-        started = time.monotonic()
-        try:
-            outcome, message = check()
-        except DefenderError as exc:
-            outcome, message = FAILED, str(exc)
-        except Exception as exc:
-            logger.exception("The %s step of the Test for %s broke", name, subject)
-            outcome, message = FAILED, f"Unexpected error ({type(exc).__name__}); the site's log has the details."
-        failed = outcome == FAILED
-        yield Step(name, outcome, round((time.monotonic() - started) * 1000), message)
 
 
 def iter_test_steps(settings):

@@ -11,8 +11,8 @@ import struct
 import time
 
 from defender.services.connection import url_host
-from defender.services.connectivity import PASSED, SKIPPED, TestResult, run_checks
 from defender.services.errors import ProxyFailed, socks_credentials_failure
+from defender.services.steps import PASSED, SKIPPED, TestResult, run_checks
 
 # Where the tunnel is asked to go when no integration uses the rule yet: the sign-in host every integration needs first.
 PROBE_TARGET = ("login.microsoftonline.com", 443)

@@ -19,7 +19,7 @@ from defender.forms.integrations import IntegrationForm, preset_data
 from defender.kinds import KINDS
 from defender.models import Integration, Job
 from defender.remote import jobs
-from defender.services.connectivity import NOT_TESTED, SKIPPED, Step, TestResult
+from defender.services.steps import NOT_TESTED, SKIPPED, Step, TestResult
 from defender.tables.integrations import IntegrationTable
 from defender.testing import record_test_result, steps_for
 from defender.views.jobs import job_response
