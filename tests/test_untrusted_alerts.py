@@ -380,14 +380,14 @@ def test_a_node_answer_without_a_readable_window_fails_its_job_at_once(client, w
 def test_a_remote_node_whose_defender_is_hostile_answers_at_once_and_the_local_integration_keeps_its_alerts(
     simulator, hostile, site_over_https, transactional_db, tmp_path
 ):
-    from defender import runner
+    from defender.operations.alerts import get_alerts
 
     actor = Actor.objects.create(name="Finance workstation", hostname=ACTOR)
     local = simulator_integration(simulator, name="Defender")
     remote_node, token_file = make_node_with_token_file(tmp_path)
     remote = remote_integration_for(hostile, remote_node, name="Hostile Defender behind the DMZ")
 
-    [job] = runner.get_alerts(actor, [local, remote], *window())
+    [job] = get_alerts(actor, [local, remote], *window())
     agent = start_agent(site_over_https, token_file)
     try:
         job = wait_for_job(job, timeout=60)

@@ -20,7 +20,6 @@ from django.utils.formats import date_format
 
 from defender.models import Integration, Job
 from defender.remote import wire
-from defender.remote.results import apply_result
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +104,10 @@ def _finish_once(job, expected_state, state, now, *, error="", result=None, **ma
         )
         if finished:
             job.state, job.finished_at, job.error, job.result = state, now, error, result
-            apply_result(job)
+            # Imported here: the use cases queue jobs through this module.
+            from defender.operations.answers import record
+
+            record(job)
     return bool(finished)
 
 

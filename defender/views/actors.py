@@ -13,10 +13,11 @@ from django.views.generic import CreateView, DeleteView, DetailView, UpdateView
 from django_htmx.http import replace_url
 from django_tables2 import RequestConfig, SingleTableView
 
-from defender import alert_store, runner
+from defender import alert_store
 from defender.filters import ANY_TIME, AlertFilter, window_counts
 from defender.forms.actors import ActorForm, AlertFetchForm
 from defender.models import Actor
+from defender.operations.alerts import get_alerts
 from defender.remote import jobs
 from defender.tables.actors import ActorTable
 from defender.tables.alerts import AlertTable
@@ -137,7 +138,7 @@ class GetAlertsView(PermissionRequiredMixin, View):
         form = AlertFetchForm(request.POST)
         if form.is_valid():
             data = form.cleaned_data
-            runner.get_alerts(actor, list(data["integrations"]), data["since"], data["until"], request.user)
+            get_alerts(actor, list(data["integrations"]), data["since"], data["until"], request.user)
             form.remember(request.session, actor)
             # Back to the actor's page on the window just asked, keeping the sort and the other filters; htmx
             # follows the redirect and asks for the Alerts section only.

@@ -18,10 +18,10 @@ from django_tables2 import SingleTableView
 from defender.forms.integrations import IntegrationForm, preset_data
 from defender.kinds import KINDS
 from defender.models import Integration, Job
+from defender.operations.checks import record_test_result, steps_for
 from defender.remote import jobs
 from defender.services.steps import NOT_TESTED, SKIPPED, Step, TestResult
 from defender.tables.integrations import IntegrationTable
-from defender.testing import record_test_result, steps_for
 from defender.views.jobs import job_response
 
 # The streamed Test ends each complete fragment with this marker; test-steps.js shows the page up to the last one.

@@ -9,7 +9,8 @@ from django.urls import path, reverse
 from django.views import View
 
 from defender.models import Job
-from defender.remote import jobs, results
+from defender.operations.checks import remote_test_result
+from defender.remote import jobs
 
 
 def job_response(request, job):
@@ -34,7 +35,7 @@ def job_response(request, job):
         return render(request, template, {"job": job, "back_links": back_links})
     context = {
         "title": job.integration.name,
-        "result": results.test_result_of(job),
+        "result": remote_test_result(job),
         "integration": job.integration,
         "oob": True,
         "back_links": back_links,

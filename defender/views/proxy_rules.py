@@ -16,9 +16,9 @@ from django_tables2 import SingleTableView
 
 from defender.forms.proxy_rules import ProxyAssignmentForm, ProxyRuleForm
 from defender.models import ProxyRule
+from defender.operations.checks import steps_for
 from defender.services import proxy_check
 from defender.tables.proxy_rules import ProxyRuleTable
-from defender.testing import steps_for
 from defender.views.integrations import test_steps_response
 
 ROW_ACTION_PERMISSIONS = ("defender.change_proxyrule", "defender.delete_proxyrule")

@@ -5,8 +5,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from defender.models import Integration
+from defender.operations.checks import record_test_result, steps_for
 from defender.services.steps import FAILED, PASSED, TestResult
-from defender.testing import record_test_result, steps_for
 
 MARKS = {PASSED: "✓", FAILED: "✗"}
 

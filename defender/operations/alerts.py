@@ -1,34 +1,33 @@
-"""What the site does with a remote job's outcome: the same records a local Test or Get alerts leaves."""
+"""Pressing Get alerts on an actor: ask the chosen integrations (here, or through their remote node) and store what
+each answered."""
 
 from datetime import datetime
 
 from django.utils import timezone
 
 from defender import alert_store
-from defender.models import Actor, Job
-from defender.remote import wire
-from defender.services.steps import FAILED, Step, TestResult
-from defender.testing import record_test_result
+from defender.models import Actor, Integration, Job
+from defender.operations.placement import runs_on_node
+from defender.remote import jobs, wire
 
-REMOTE_STEP = "Remote node"
 UNREADABLE = "The remote node's answer could not be read; update its agent."
 
 
-def test_result_of(job):
-    """The Test's steps as the node reported them; a job that never ran is one failed "Remote node" step."""
-    if job.result and job.result.get("steps"):
-        return wire.test_result_from_wire(job.result)
-    return TestResult((Step(REMOTE_STEP, FAILED, 0, job.error or "The remote node could not run the Test."),))
+def get_alerts(actor: Actor, integrations: list[Integration], since: datetime, until: datetime, user=None) -> list[Job]:
+    """Ask the Local integrations now (their answers are stored when this returns) and queue the Remote ones for
+    their nodes (the actor's page waits for those). Returns the queued jobs."""
+    local = [integration for integration in integrations if not runs_on_node(integration)]
+    if local:
+        alert_store.fetch_alerts(actor, local, since, until)
+    return [
+        jobs.enqueue_alerts(actor, integration, since, until, user)
+        for integration in integrations
+        if runs_on_node(integration)
+    ]
 
 
-def apply_result(job):
-    if job.kind == Job.Kind.TEST:
-        record_test_result(job.integration, test_result_of(job))
-    elif job.kind == Job.Kind.ALERTS:
-        _store_alerts(job)
-
-
-def _store_alerts(job):
+def record_remote_alerts(job: Job) -> None:
+    """Store the alerts a remote node answered for the actor, or its failure, like a local Get alerts would."""
     actor = Actor.objects.filter(pk=job.parameters.get("actor_id")).first()
     if actor is None:
         return  # the actor was deleted while its alerts were being fetched
