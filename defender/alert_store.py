@@ -1,33 +1,25 @@
-"""Get alerts: ask each chosen integration for an actor's alerts and keep what came back.
+"""The alerts kept for actors: what each integration answered, stored, and read back for the actor's page.
 
-The table, its filters and the CSV export read the stored rows, so only this module talks to Defender. One integration
-failing (a wrong secret, a closed port, a key that no longer opens the secret, an answer that cannot be stored) is
-recorded for that integration and never stops the others, nor touches what they stored.
+The table, its filters and the CSV export read the stored rows, so they never call Defender again (asking is
+``defender.operations.alerts``). An answer that cannot be stored is recorded as a failed ask for its integration, in its
+own transaction, and never touches what the others stored.
 """
 
-import csv
 import logging
-import unicodedata
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from defender.destinations import REFUSED_SECRETS
-from defender.models import Alert, AlertFetch
-from defender.services.alerts import alerts_for_actor
-from defender.services.errors import DefenderError
+from defender.models import Actor, Alert, AlertFetch, Integration
+from defender.services import alerts as services_alerts
 from defender.services.untrusted import storable_json, storable_text, text
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
-# Integrations are asked side by side so that the person waiting does not wait for each in turn; only a handful at
-# a time, so that integrations sharing one tenant do not spend its per-minute call budget all at once.
-PARALLEL_ASKS = 4
 UPDATED_FIELDS = [
     "actor",
     "title",
@@ -52,63 +44,16 @@ UPDATED_FIELDS = [
 class Outcome:
     """What one integration answered, before it is stored."""
 
-    integration: object
+    integration: Integration
     ok: bool
     message: str
-    since: object
-    until: object
-    tried_names: tuple = ()
-    alerts: tuple = ()
+    since: datetime  # the window as asked, without the clock-skew widening
+    until: datetime
+    tried_names: tuple[str, ...] = ()
+    alerts: tuple[services_alerts.Alert, ...] = ()
 
 
-def fetch_alerts(actor, integrations, since, until):
-    """Ask every integration for the actor's alerts between since and until, store them, and record each ask.
-
-    Returns the AlertFetch rows, one per integration, in the order given.
-    """
-    names = actor.hostnames()
-    prepared, outcomes = [], {}
-    for integration in integrations:
-        try:
-            # Decrypting (and checking where the secret may go) happens here, before any worker starts.
-            prepared.append((integration, integration.to_settings()))
-        except REFUSED_SECRETS as error:
-            outcomes[integration.pk] = Outcome(integration, False, str(error), since, until, tuple(names))
-    if prepared:
-        with ThreadPoolExecutor(max_workers=min(PARALLEL_ASKS, len(prepared))) as pool:
-            asks = [pool.submit(_ask, integration, settings, names, since, until) for integration, settings in prepared]
-            for ask in asks:
-                outcome = ask.result()
-                outcomes[outcome.integration.pk] = outcome
-    asked_at = timezone.now()
-    # One transaction per integration: an answer that cannot be stored fails its own ask, never the others'.
-    return [record_outcome(actor, outcomes[integration.pk], asked_at) for integration in integrations]
-
-
-def _ask(integration, settings, names, since, until):
-    try:
-        result = alerts_for_actor(settings, names, since, until)
-    except DefenderError as error:
-        return Outcome(integration, False, str(error), since, until, tuple(names))
-    except Exception:
-        # A defect in one integration's answer must not hide the alerts the others found.
-        logger.exception("Getting alerts from integration %s failed unexpectedly", integration.pk)
-        message = f"Getting alerts from {integration.name} failed unexpectedly; the server log has the details."
-        return Outcome(integration, False, message, since, until, tuple(names))
-    # The window as asked (the default lookback when none was given), without the clock-skew widening.
-    skew = timedelta(seconds=settings.clock_skew_seconds)
-    return Outcome(
-        integration,
-        True,
-        result.message,
-        result.window.since + skew,
-        result.window.until - skew,
-        tuple(result.tried_names),
-        tuple(result.alerts),
-    )
-
-
-def record_outcome(actor, outcome, asked_at):
+def record_outcome(actor: Actor, outcome: Outcome, asked_at: datetime) -> AlertFetch:
     """Store what one integration answered (its alerts, if any) and note the ask, in one transaction; used for remote
     answers too. If the alerts cannot be stored, the ask is recorded as failed and the rows stored before stay."""
     try:
@@ -233,67 +178,3 @@ def stored_alerts(actor):
 
 def last_fetches(actor):
     return AlertFetch.objects.filter(actor=actor).select_related("integration").order_by("integration__name")
-
-
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CSV_HEADER = [
-    "Created (UTC)",
-    "Severity",
-    "Title",
-    "Category",
-    "Status",
-    "Detection source",
-    "MITRE techniques",
-    "Machine name",
-    "Matched name",
-    "Integration",
-    "Alert ID",
-    "Defender portal URL",
-]
-
-
-def neutralise(value):
-    """Prefix a quote to a cell a spreadsheet would run as a formula, so it shows as text.
-
-    Spreadsheets trim leading spaces and line feeds before looking for a formula, and read the full-width and small
-    forms (＝ ＋ － ＠, ﹦ ﹢ ﹣ ﹫) as the ASCII ones; NFKC folds those onto = + - @.
-    """
-    text = "" if value is None else str(value)
-    first = text.lstrip()[:1]
-    if text.startswith(FORMULA_STARTS) or unicodedata.normalize("NFKC", first) in FORMULA_STARTS:
-        return "'" + text
-    return text
-
-
-class _Echo:
-    """A file-like object whose write returns the line, so csv.writer can feed a streaming response."""
-
-    def write(self, value):
-        return value
-
-
-def csv_lines(alerts):
-    """The CSV of these alerts, line by line, read from the database in chunks so memory stays flat."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_HEADER)
-    for alert in alerts.iterator(chunk_size=2000):
-        yield writer.writerow(
-            [
-                neutralise(cell)
-                for cell in (
-                    alert.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if alert.created else "",
-                    alert.severity,
-                    alert.title,
-                    alert.category,
-                    alert.get_status_display(),
-                    alert.detection_source,
-                    "; ".join(str(technique) for technique in alert.mitre_techniques or ()),
-                    alert.machine_name,
-                    alert.matched_name,
-                    alert.integration.name,
-                    alert.alert_id,
-                    alert.portal_url,
-                )
-            ]
-        )

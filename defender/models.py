@@ -215,7 +215,7 @@ class Integration(models.Model):
             "changed, and a saved secret only goes where it went before."
         )
 
-    def to_settings(self):
+    def to_settings(self) -> ConnectionSettings:
         """The plain connection settings the services take: decrypts the secret, and refuses (with
         SecretDestinationChanged) when it or the proxy's password would go elsewhere than where it was typed for.
         Every path that sends a secret builds its settings here."""
@@ -282,7 +282,7 @@ class Actor(models.Model):
     def __str__(self):
         return self.name
 
-    def hostnames(self):
+    def hostnames(self) -> list[str]:
         """The names to match alerts against: hostname first, then the alternate."""
         return [name for name in (self.hostname, self.alternate_hostname) if name]
 

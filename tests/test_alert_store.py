@@ -11,8 +11,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from defender import alert_store
+from defender import alert_export, alert_store
 from defender.models import Alert, AlertFetch, Integration
+from defender.operations import alerts as operations_alerts
 from defender.services.alerts import Alert as DefenderAlert
 from tests.factories import make_actor, make_integration, simulator_integration
 
@@ -52,7 +53,7 @@ def test_get_alerts_stores_the_rows_defender_answered(simulator):
     actor = make_actor(hostname=hostname, alternate_hostname=alternate)
     integration = simulator_integration(simulator)
 
-    [fetch] = alert_store.fetch_alerts(actor, [integration], *last_30_days())
+    [fetch] = operations_alerts.fetch_alerts(actor, [integration], *last_30_days())
 
     assert fetch.ok, fetch.message
     stored = Alert.objects.filter(actor=actor, integration=integration)
@@ -69,10 +70,10 @@ def test_get_alerts_stores_the_rows_defender_answered(simulator):
 def test_asking_again_updates_the_rows_instead_of_adding_more(simulator):
     actor = make_actor(hostname=simulator.actor_hostnames()[0][0])
     integration = simulator_integration(simulator)
-    alert_store.fetch_alerts(actor, [integration], *last_30_days())
+    operations_alerts.fetch_alerts(actor, [integration], *last_30_days())
     first_count = Alert.objects.count()
 
-    alert_store.fetch_alerts(actor, [integration], *last_30_days())
+    operations_alerts.fetch_alerts(actor, [integration], *last_30_days())
 
     assert Alert.objects.count() == first_count
     assert AlertFetch.objects.filter(actor=actor, integration=integration).count() == 1
@@ -138,7 +139,7 @@ def test_one_failing_integration_does_not_stop_the_others(simulator, closed_port
     wrong_secret = simulator_integration(simulator, name="Wrong secret", client_secret="not-the-secret")
     closed = simulator_integration(simulator, name="Closed port", port=closed_port)
 
-    fetches = alert_store.fetch_alerts(actor, [working, wrong_secret, closed], *last_30_days())
+    fetches = operations_alerts.fetch_alerts(actor, [working, wrong_secret, closed], *last_30_days())
 
     assert [fetch.integration.name for fetch in fetches] == ["Simulator", "Wrong secret", "Closed port"]
     assert [fetch.ok for fetch in fetches] == [True, False, False]
@@ -165,7 +166,7 @@ def test_a_secret_no_key_opens_is_reported_for_its_integration_only(simulator):
         )
     integrations = Integration.objects.filter(pk__in=[working.pk, unreadable.pk]).order_by("name")
 
-    old_key, simulator_fetch = alert_store.fetch_alerts(actor, integrations, *last_30_days())
+    old_key, simulator_fetch = operations_alerts.fetch_alerts(actor, integrations, *last_30_days())
 
     assert simulator_fetch.ok and simulator_fetch.alert_count > 0
     assert not old_key.ok
@@ -180,8 +181,8 @@ def test_an_unexpected_failure_is_recorded_and_the_others_still_answer(monkeypat
             raise KeyError("value")
         raise AssertionError("only Broken is asked")
 
-    monkeypatch.setattr(alert_store, "alerts_for_actor", answer)
-    [fetch] = alert_store.fetch_alerts(make_actor(), [make_integration(name="Broken")], *last_30_days())
+    monkeypatch.setattr(operations_alerts, "alerts_for_actor", answer)
+    [fetch] = operations_alerts.fetch_alerts(make_actor(), [make_integration(name="Broken")], *last_30_days())
     assert not fetch.ok
     assert fetch.message == "Getting alerts from Broken failed unexpectedly; the server log has the details."
 
@@ -192,7 +193,7 @@ def test_an_empty_answer_records_the_names_and_the_window_searched(simulator):
     integration = simulator_integration(simulator)
     since, until = last_30_days()
 
-    [fetch] = alert_store.fetch_alerts(actor, [integration], since, until)
+    [fetch] = operations_alerts.fetch_alerts(actor, [integration], since, until)
 
     assert fetch.ok and fetch.alert_count == 0
     assert fetch.tried_names == ["no-such-host", "no-such-host.corp.contoso.com"]
@@ -209,7 +210,7 @@ def test_an_actor_known_only_by_its_alternate_hostname_gets_alerts(simulator):
     hostname, alternate = next(pair for pair in simulator.actor_hostnames() if pair[1])
     actor = make_actor(hostname=hostname, alternate_hostname=alternate)
 
-    [fetch] = alert_store.fetch_alerts(actor, [simulator_integration(simulator)], *last_30_days())
+    [fetch] = operations_alerts.fetch_alerts(actor, [simulator_integration(simulator)], *last_30_days())
 
     assert fetch.ok and fetch.alert_count > 0
     assert set(Alert.objects.values_list("matched_name", flat=True)) == {alternate}
@@ -230,7 +231,7 @@ def test_an_actor_known_only_by_its_alternate_hostname_gets_alerts(simulator):
     ],
 )
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(cell, written):
-    assert alert_store.neutralise(cell) == written
+    assert alert_export.neutralise(cell) == written
 
 
 @pytest.mark.parametrize(
@@ -252,12 +253,12 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(cell, written):
     ],
 )
 def test_formula_starts_after_leading_whitespace_or_a_line_feed_or_in_full_width_are_neutralised(cell):
-    assert alert_store.neutralise(cell) == "'" + cell
+    assert alert_export.neutralise(cell) == "'" + cell
 
 
 @pytest.mark.parametrize("cell", ["Defender saw = 1 alert", "ws-fin-07", "a\n=b", "T1059.001; T1105", " 42"])
 def test_text_with_a_formula_character_later_on_is_left_alone(cell):
-    assert alert_store.neutralise(cell) == cell
+    assert alert_export.neutralise(cell) == cell
 
 
 @pytest.mark.django_db
@@ -267,9 +268,9 @@ def test_the_csv_has_a_header_and_one_line_per_alert():
         actor, make_integration(), [defender_alert("a1"), defender_alert("a2", title="=cmd|' /C calc'!A0")]
     )
 
-    rows = list(csv.reader("".join(alert_store.csv_lines(alert_store.stored_alerts(actor))).splitlines()))
+    rows = list(csv.reader("".join(alert_export.csv_lines(alert_store.stored_alerts(actor))).splitlines()))
 
-    assert rows[0] == alert_store.CSV_HEADER
+    assert rows[0] == alert_export.CSV_HEADER
     assert len(rows) == 3
     assert {row[2] for row in rows[1:]} == {"Suspicious PowerShell command line", "'=cmd|' /C calc'!A0"}
     assert rows[1][0] == "2026-05-01 12:00:00"

@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from defender.models import Integration, Job, RemoteNode
+from defender.operations import answers
 from defender.remote import jobs, tokens
 from tests.factories import CLIENT_SECRET, make_integration
 
@@ -165,7 +166,7 @@ def test_a_job_no_node_claims_expires_with_the_nodes_last_check_in(client):
     integration = remote_integration(node)
     job = jobs.enqueue(integration, Job.Kind.TEST)
     Job.objects.filter(pk=job.pk).update(deadline=timezone.now() - timedelta(seconds=1))
-    job = jobs.refreshed(job.pk)
+    job = answers.refreshed(job.pk)
     assert job.state == Job.State.EXPIRED
     assert job.error.startswith("remote node dmz-node has not checked in since ")
     integration.refresh_from_db()
@@ -227,7 +228,7 @@ def test_an_answer_after_the_job_was_requeued_and_taken_again_changes_nothing(cl
     claim(client, token)  # the same node takes it again: attempt 2
     first_claim = Job.objects.get(pk=job.pk)
     first_claim.attempts = 1  # the stale holder still thinks it runs attempt 1
-    assert jobs.complete(first_claim, True, {"steps": []}, "") is False
+    assert answers.complete(first_claim, True, {"steps": []}, "") is False
     job.refresh_from_db()
     assert job.state == Job.State.RUNNING and job.attempts == 2
 
@@ -260,7 +261,7 @@ def test_a_job_whose_node_keeps_going_silent_fails_after_three_attempts(client):
     for _ in range(3):
         claim(client, token)
         Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    jobs.housekeeping()
+    answers.housekeeping()
     job.refresh_from_db()
     assert job.state == Job.State.FAILED and "took this job 3 times and never answered" in job.error
     integration.refresh_from_db()
@@ -342,8 +343,8 @@ def test_a_test_whose_node_does_not_answer_within_the_tests_time_bound_fails_say
     job.refresh_from_db()
     # 3 × 2 s for DNS, TCP and TLS, and 2 × (2 + 2 × 4) s for the token and the API call, plus the margin.
     assert job.answer_deadline == job.claimed_at + timedelta(seconds=26 + jobs.ANSWER_MARGIN_SECONDS)
-    assert jobs.refreshed(job.pk).state == Job.State.RUNNING
-    jobs.housekeeping(now=job.answer_deadline + timedelta(seconds=1))
+    assert answers.refreshed(job.pk).state == Job.State.RUNNING
+    answers.housekeeping(now=job.answer_deadline + timedelta(seconds=1))
     job.refresh_from_db()
     assert job.state == Job.State.FAILED
     assert job.error.startswith("remote node dmz-node took the job at ") and "and has not answered" in job.error

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from defender.models import Integration, Job, RemoteNode
+from defender.operations import answers
 from defender.remote import jobs
 from tests.factories import integration_form_data, make_integration, simulator_integration
 
@@ -22,7 +23,7 @@ def remote(db):
 def answer_with_steps(job, outcome="passed"):
     job = jobs.claim_next(job.integration.remote_node)
     steps = [{"name": "DNS lookup", "outcome": outcome, "duration_ms": 2, "message": "127.0.0.1 is an IP address."}]
-    jobs.complete(job, outcome == "passed", {"steps": steps}, "")
+    answers.complete(job, outcome == "passed", {"steps": steps}, "")
 
 
 def test_test_on_a_remote_integration_queues_a_job_and_says_it_waits_for_the_node(admin_client, remote):
@@ -106,7 +107,7 @@ def test_when_the_nodes_alerts_arrive_the_page_reloads_to_show_them(admin_client
     actor = Actor.objects.create(name="Finance workstation", hostname="ws-fin-07")
     admin_client.post(f"/actors/{actor.pk}/alerts/", {"integrations": [remote.pk], "window": "24h"})
     job = jobs.claim_next(remote.remote_node)
-    jobs.complete(job, False, None, "Defender answered 403: the app lacks Alert.Read.All.")
+    answers.complete(job, False, None, "Defender answered 403: the app lacks Alert.Read.All.")
     response = admin_client.get(f"/settings/integrations/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
     assert response["HX-Redirect"] == f"/actors/{actor.pk}/"
     page = admin_client.get(f"/actors/{actor.pk}/").content.decode()
@@ -242,7 +243,7 @@ def test_a_remote_answer_records_the_window_as_asked_and_joins_the_window_last_a
         Window(since - skew, until + skew),
         "1 alert on ws-fin-07.corp.contoso.com.",
     )
-    jobs.complete(job, True, wire.alerts_result_to_wire(found), "")
+    answers.complete(job, True, wire.alerts_result_to_wire(found), "")
     admin_client.get(f"/settings/integrations/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
 
     fetch = AlertFetch.objects.get(actor=actor, integration=remote)

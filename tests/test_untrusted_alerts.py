@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from defender import alert_store, presets
 from defender.models import Actor, Alert, AlertFetch, Integration, Job
+from defender.operations import alerts as operations_alerts
 from defender.remote import jobs, tokens
 from defender.services.alerts import alerts_for_actor
 from defender.simulator import Simulator
@@ -211,7 +212,7 @@ def test_a_hostile_integration_stores_what_it_could_read_and_the_other_integrati
     good = simulator_integration(simulator, name="Defender")
     bad = simulator_integration(hostile, name="Hostile Defender")
 
-    good_fetch, bad_fetch = alert_store.fetch_alerts(actor, [good, bad], *window())
+    good_fetch, bad_fetch = operations_alerts.fetch_alerts(actor, [good, bad], *window())
 
     assert good_fetch.ok and bad_fetch.ok, (good_fetch.message, bad_fetch.message)
     assert Alert.objects.filter(integration=good).count() == good_fetch.alert_count == 17
@@ -250,7 +251,7 @@ def test_an_answer_that_cannot_be_stored_fails_only_its_own_integration_and_keep
     actor = Actor.objects.create(name="Finance workstation", hostname=ACTOR)
     good = simulator_integration(simulator, name="Defender")
     bad = simulator_integration(hostile_simulator, name="Hostile Defender")
-    alert_store.fetch_alerts(actor, [good, bad], *window())
+    operations_alerts.fetch_alerts(actor, [good, bad], *window())
     kept = set(Alert.objects.filter(integration=bad).values_list("pk", "updated_at"))
     row = alert_store._row
 
@@ -261,7 +262,7 @@ def test_an_answer_that_cannot_be_stored_fails_only_its_own_integration_and_keep
 
     monkeypatch.setattr(alert_store, "_row", row_that_fails_for_the_hostile_one)
     asked_again_at = timezone.now()
-    good_fetch, bad_fetch = alert_store.fetch_alerts(actor, [good, bad], *window())
+    good_fetch, bad_fetch = operations_alerts.fetch_alerts(actor, [good, bad], *window())
 
     assert good_fetch.ok and good_fetch.asked_at >= asked_again_at
     assert set(Alert.objects.filter(integration=good).values_list("updated_at", flat=True)) == {good_fetch.asked_at}

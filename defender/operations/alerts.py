@@ -1,24 +1,51 @@
-"""Pressing Get alerts on an actor: ask the chosen integrations (here, or through their remote node) and store what
-each answered."""
+"""Get alerts: ask the chosen integrations for an actor's alerts (here, or through their remote node) and store what
+each answered.
 
-from datetime import datetime
+One integration failing (a wrong secret, a closed port, a key that no longer opens the secret, an answer that cannot
+be stored) is recorded for that integration and never stops the others, nor touches what they stored.
+"""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 
 from defender import alert_store
-from defender.models import Actor, Integration, Job
+from defender.alert_store import Outcome
+from defender.destinations import REFUSED_SECRETS
+from defender.models import Actor, AlertFetch, Integration, Job
+from defender.operations import answers
 from defender.operations.placement import runs_on_node
-from defender.remote import jobs, wire
+from defender.remote import jobs
+from defender.services.alerts import alerts_for_actor
+from defender.services.connection import ConnectionSettings
+from defender.services.errors import DefenderError
 
-UNREADABLE = "The remote node's answer could not be read; update its agent."
+logger = logging.getLogger(__name__)
+
+# Integrations are asked side by side so that the person waiting does not wait for each in turn; only a handful at
+# a time, so that integrations sharing one tenant do not spend its per-minute call budget all at once.
+PARALLEL_ASKS = 4
 
 
-def get_alerts(actor: Actor, integrations: list[Integration], since: datetime, until: datetime, user=None) -> list[Job]:
-    """Ask the Local integrations now (their answers are stored when this returns) and queue the Remote ones for
-    their nodes (the actor's page waits for those). Returns the queued jobs."""
-    local = [integration for integration in integrations if not runs_on_node(integration)]
-    if local:
-        alert_store.fetch_alerts(actor, local, since, until)
+class NotAnswered(Exception):
+    """No remote node answered: none can take the job, or none did within the time given (``timed_out``)."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+def get_alerts(
+    actor: Actor, integrations: list[Integration], since: datetime, until: datetime, user: object = None
+) -> list[Job]:
+    """Pressing Get alerts: ask the integrations that run here now (their answers are stored when this returns) and
+    queue the others for their nodes (the actor's page waits for those). Returns the queued jobs."""
+    here = [integration for integration in integrations if not runs_on_node(integration)]
+    if here:
+        fetch_alerts(actor, here, since, until)
     return [
         jobs.enqueue_alerts(actor, integration, since, until, user)
         for integration in integrations
@@ -26,35 +53,98 @@ def get_alerts(actor: Actor, integrations: list[Integration], since: datetime, u
     ]
 
 
-def record_remote_alerts(job: Job) -> None:
-    """Store the alerts a remote node answered for the actor, or its failure, like a local Get alerts would."""
-    actor = Actor.objects.filter(pk=job.parameters.get("actor_id")).first()
-    if actor is None:
-        return  # the actor was deleted while its alerts were being fetched
-    # The window as asked; the node widened it by the integration's clock-skew tolerance when it asked Defender.
-    since, until = (datetime.fromisoformat(job.parameters[key]) for key in ("since", "until"))
-    found = None
-    if job.state == Job.State.DONE and job.result:
+def get_alerts_waiting(
+    integration: Integration,
+    hostnames: list[str],
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    actor: Actor | None,
+    timeout: float,
+    user: object = None,
+) -> Outcome:
+    """Get alerts from one integration and wait for its answer (a remote node's for at most ``timeout`` seconds),
+    stored for the actor as Get alerts stores it; with no actor, only asked. The window defaults to the integration's
+    lookback ending now. Raises NotAnswered when no node answered."""
+    until = until or datetime.now(UTC)
+    since = since or until - timedelta(hours=integration.lookback_hours)
+    if not runs_on_node(integration):
+        [outcome] = _ask_here([integration], hostnames, since, until)
+        if actor is None:
+            return outcome
+        fetch = alert_store.record_outcome(actor, outcome, timezone.now())
+        return outcome if fetch.ok else replace(outcome, ok=False, message=fetch.message, alerts=())
+    problem = answers.node_unavailable(integration)
+    if problem:
+        raise NotAnswered(problem)
+    job = answers.wait(jobs.enqueue_alerts(actor, integration, since, until, user, hostnames=hostnames), timeout)
+    if not job.finished:
+        why = answers.give_up(job, timeout)
+        if why:
+            raise NotAnswered(why, timed_out=True)
+        job = answers.refreshed(job.pk)
+    # Recorded when it ended: a failure to store it is the job's failure.
+    return answers.remote_outcome(job)
+
+
+def pending_alert_jobs(actor: Actor) -> list[Job]:
+    """The actor's Get alerts still waiting for, or running on, a remote node (one query when there are none)."""
+    pending = jobs.unfinished_alert_jobs(actor)
+    if not pending.exists():
+        return []
+    answers.housekeeping()  # a job past its deadline is shown as expired, not as waiting
+    return list(pending)
+
+
+def fetch_alerts(actor: Actor, integrations: list[Integration], since: datetime, until: datetime) -> list[AlertFetch]:
+    """Ask these integrations from this site for the actor's alerts between since and until, store them, and record
+    each ask. Returns the AlertFetch rows, one per integration, in the order given."""
+    outcomes = _ask_here(integrations, actor.hostnames(), since, until)
+    asked_at = timezone.now()
+    # One transaction per integration: an answer that cannot be stored fails its own ask, never the others'.
+    return [alert_store.record_outcome(actor, outcome, asked_at) for outcome in outcomes]
+
+
+def _ask_here(integrations: list[Integration], names: list[str], since: datetime, until: datetime) -> list[Outcome]:
+    """Each integration's answer, asked side by side, in the order given."""
+    prepared: list[tuple[Integration, ConnectionSettings]] = []
+    outcomes: dict[int, Outcome] = {}
+    for integration in integrations:
         try:
-            found = wire.alerts_result_from_wire(job.result)
-        except ValueError:
-            _fail(job, UNREADABLE)
-    if found is not None:
-        outcome = alert_store.Outcome(
-            job.integration, True, found.message, since, until, found.tried_names, tuple(found.alerts)
-        )
-    else:
-        outcome = alert_store.Outcome(
-            job.integration, False, job.error or UNREADABLE, since, until, tuple(job.parameters.get("hostnames", ()))
-        )
-    fetch = alert_store.record_outcome(actor, outcome, timezone.now())
-    if job.state == Job.State.DONE and not fetch.ok:
-        # The answer arrived but could not be stored: the job ends now with the reason, rather than staying
-        # "running" until its lease sends it round again to the same result.
-        _fail(job, fetch.message)
+            # Decrypting (and checking where the secret may go) happens here, before any worker starts: a secret
+            # that cannot be sent is this integration's failed answer, and nothing is sent anywhere.
+            prepared.append((integration, integration.to_settings()))
+        except REFUSED_SECRETS as error:
+            outcomes[integration.pk] = Outcome(integration, False, str(error), since, until, tuple(names))
+    if prepared:
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_ASKS, len(prepared))) as pool:
+            asks = [pool.submit(_ask, integration, settings, names, since, until) for integration, settings in prepared]
+            for ask in asks:
+                outcome = ask.result()
+                outcomes[outcome.integration.pk] = outcome
+    return [outcomes[integration.pk] for integration in integrations]
 
 
-def _fail(job, message):
-    """End a job whose node answered "done" as failed instead; called inside the transaction that records it."""
-    Job.objects.filter(pk=job.pk).update(state=Job.State.FAILED, error=message)
-    job.state, job.error = Job.State.FAILED, message
+def _ask(
+    integration: Integration, settings: ConnectionSettings, names: list[str], since: datetime, until: datetime
+) -> Outcome:
+    try:
+        result = alerts_for_actor(settings, names, since, until)
+    except DefenderError as error:
+        return Outcome(integration, False, str(error), since, until, tuple(names))
+    except Exception:
+        # A defect in one integration's answer must not hide the alerts the others found.
+        logger.exception("Getting alerts from integration %s failed unexpectedly", integration.pk)
+        message = f"Getting alerts from {integration.name} failed unexpectedly; the server log has the details."
+        return Outcome(integration, False, message, since, until, tuple(names))
+    # The window as asked (the default lookback when none was given), without the clock-skew widening.
+    skew = timedelta(seconds=settings.clock_skew_seconds)
+    return Outcome(
+        integration,
+        True,
+        result.message,
+        result.window.since + skew,
+        result.window.until - skew,
+        tuple(result.tried_names),
+        tuple(result.alerts),
+    )

@@ -1,12 +1,132 @@
-"""What a finished remote job means: the same records a local Test or Get alerts leaves."""
+"""What a remote job's end means, and the one path every end takes.
 
-from defender.models import Job
-from defender.operations.alerts import record_remote_alerts
+A node's answer, a refusal of it, and the ends that time brings (a Test not answered in time, a node silent too often,
+a job nobody claimed) all go through ``end_job``: the job's move and its records (a Test recorded on its integration,
+alerts stored for the actor, as a local Test or Get alerts leaves them) are one transaction. If the records cannot be
+stored, the move is undone with them and the job stays running, to be run again after its lease.
+"""
+
+import time
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from defender import alert_store
+from defender.models import Actor, Integration, Job
 from defender.operations.checks import record_remote_test
+from defender.remote import jobs, wire
+
+UNREADABLE = "The remote node's answer could not be read; update its agent."
+# How often a command waiting for a node looks at its job: the agent answers within its check-in, so a second is
+# short next to any job.
+WAIT_POLL_SECONDS = 0.5
+
+
+def complete(job: Job, ok: bool, result: object, error: str) -> bool:
+    """Take the node's answer to the claim it holds, and record it. An answer that arrives after the job was re-queued
+    and taken again (or a repeated answer) changes nothing and returns False."""
+    return end_job(jobs.answered(job, ok, result, error))
+
+
+def fail(job: Job, error: str) -> bool:
+    """End the running claim as failed, saying why (an answer the site refused, a secret it could not send)."""
+    return complete(job, False, None, error)
+
+
+def end_job(ending: jobs.Ending, now: datetime | None = None) -> bool:
+    """Move the job to its end and record what it means, in one transaction; False if someone moved it first."""
+    with transaction.atomic():
+        if not jobs.end(ending, now):
+            return False
+        record(ending.job)
+    return True
+
+
+def housekeeping(now: datetime | None = None) -> None:
+    """End the jobs whose time is up (each recorded as its answer would be) and return to the queue those whose node
+    went silent. The pages that show jobs and the node API call this; it is cheap when nothing is due."""
+    now = now or timezone.now()
+    for ending in jobs.overdue(now):
+        end_job(ending, now)
+    jobs.requeue_silent(now)
+
+
+def refreshed(job_id: int) -> Job:
+    """The job as it stands now, after housekeeping: what the waiting page shows. Raises Job.DoesNotExist."""
+    housekeeping()
+    return Job.objects.select_related("integration__remote_node", "node").get(pk=job_id)
+
+
+def node_unavailable(integration: Integration) -> str | None:
+    """Why no node will take this integration's job now (it has none, or none of its agents ever checked in), or
+    None: worth queueing and waiting."""
+    node = integration.remote_node
+    if node is None or node.last_seen_at is None:
+        return jobs.not_checked_in_message(node)
+    return None
+
+
+def wait(job: Job, timeout: float) -> Job:
+    """The job once it has ended (answered, or ended by housekeeping), or as it stands after ``timeout`` seconds."""
+    give_up = time.monotonic() + timeout
+    while True:
+        job = refreshed(job.pk)
+        left = give_up - time.monotonic()
+        if job.finished or left <= 0:
+            return job
+        time.sleep(min(WAIT_POLL_SECONDS, left))
+
+
+def give_up(job: Job, waited: float) -> str | None:
+    """Withdraw a job nobody waits for any more (its answer, if it comes, is refused) and say, in a sentence, why it
+    had no answer after ``waited`` seconds; None if it ended meanwhile (its answer counts)."""
+    node = job.node or job.integration.remote_node
+    if job.state == Job.State.RUNNING and job.claimed_at:
+        why = (
+            f"remote node {node} took the job at {jobs.shown(job.claimed_at)} and had not answered after {waited:g} s: "
+            "its agent's log says what it is doing."
+        )
+    elif node is not None and node.last_seen_at is not None and node.last_seen_at < job.created_at:
+        why = jobs.not_checked_in_message(node)
+    else:
+        why = f"remote node {node} did not take the job within {waited:g} s: it may be busy with other jobs."
+    return why if jobs.withdraw(job, f"Nobody waited for its answer any more: {why}") else None
 
 
 def record(job: Job) -> None:
+    """Record an ended job as the local path would: the Test on its integration, the alerts for the actor."""
     if job.kind == Job.Kind.TEST:
         record_remote_test(job)
     elif job.kind == Job.Kind.ALERTS:
         record_remote_alerts(job)
+
+
+def remote_outcome(job: Job) -> alert_store.Outcome:
+    """What a node answered to Get alerts, as a local ask's Outcome: its alerts, or its failure."""
+    # The window as asked; the node widened it by the integration's clock-skew tolerance when it asked Defender.
+    since, until = (datetime.fromisoformat(job.parameters[key]) for key in ("since", "until"))
+    names = tuple(job.parameters.get("hostnames", ()))
+    if job.state == Job.State.DONE and job.result:
+        try:
+            found = wire.alerts_result_from_wire(job.result)
+        except ValueError:
+            return alert_store.Outcome(job.integration, False, UNREADABLE, since, until, names)
+        return alert_store.Outcome(
+            job.integration, True, found.message, since, until, found.tried_names, tuple(found.alerts)
+        )
+    return alert_store.Outcome(job.integration, False, job.error or UNREADABLE, since, until, names)
+
+
+def record_remote_alerts(job: Job) -> None:
+    """Store the alerts a remote node answered for the actor, or its failure, like a local Get alerts would."""
+    outcome = remote_outcome(job)
+    actor = Actor.objects.filter(pk=job.parameters.get("actor_id")).first()
+    fetch_ok, message = outcome.ok, outcome.message
+    if actor is not None:  # None: the actor was deleted meanwhile, or the command asked for a bare hostname
+        fetch = alert_store.record_outcome(actor, outcome, timezone.now())
+        fetch_ok, message = fetch.ok, fetch.message
+    if job.state == Job.State.DONE and not fetch_ok:
+        # The answer arrived but could not be read or stored: the job ends now with the reason, rather than staying
+        # "running" until its lease sends it round again to the same result.
+        jobs.end(jobs.Ending(job, Job.State.DONE, Job.State.FAILED, message, job.result))

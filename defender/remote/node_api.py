@@ -26,6 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from defender.destinations import REFUSED_SECRETS
 from defender.models import Job, RemoteNode
+from defender.operations import answers
 from defender.remote import jobs, tokens, wire
 from defender.services import untrusted
 
@@ -153,7 +154,7 @@ def held_jobs(body):
 def hand_out(node, agent_id):
     """Claim the next job of the node's integrations for this agent and give what the node needs to run it."""
     while True:
-        job = jobs.claim_next(node, tidy=False, agent_id=agent_id or "")
+        job = jobs.claim_next(node, agent_id=agent_id or "")
         if job is None:
             return None
         try:
@@ -161,7 +162,7 @@ def hand_out(node, agent_id):
         except REFUSED_SECRETS as error:
             # Nothing the node could do (a secret no key opens, or one typed for another destination): the job fails
             # here with the message saying why, and the node never sees the secret.
-            jobs.complete(job, False, None, str(error))
+            answers.fail(job, str(error))
             continue
         logger.info("Remote node %s claimed job %s (%s of %s)", node.name, job.pk, job.kind, job.integration)
         return payload
@@ -187,7 +188,7 @@ def check_in(request, node):
     give_up_at = time.monotonic() + wait
     if agent_id is not None:
         jobs.release_unheld(node, agent_id, holding)
-    jobs.housekeeping()  # once per check-in; while it waits, each look for work is a single query
+    answers.housekeeping()  # once per check-in; while it waits, each look for work is a single query
     answer = {"job": None, "work": False, "poll_interval": node.poll_interval_seconds}
     while True:
         if agent_id is None:
@@ -206,7 +207,7 @@ def claim(request, node):
     """Take the oldest queued job of the node's integrations for this agent: ``{"job": ...}``, or ``null``."""
     body = read_json(request, MAX_CHECK_IN_BYTES)
     agent_id = agent_of(body, required=True)
-    jobs.housekeeping()  # a job whose holder went silent is claimable again
+    answers.housekeeping()  # a job whose holder went silent is claimable again
     return JsonResponse({"job": hand_out(node, agent_id)})
 
 
@@ -247,13 +248,13 @@ def answer(request, node, job_id):
     except BadBody as problem:
         # The node did answer, in a way this site cannot read: the job ends now, saying why, instead of waiting out
         # its lease to be sent round again to the same answer.
-        jobs.complete(job, False, None, f"The remote node's answer was refused: {problem} Update its agent.")
+        answers.fail(job, f"The remote node's answer was refused: {problem} Update its agent.")
         raise
     ok, result, error = bool(body.get("ok")), body.get("result"), str(body.get("error", ""))[:4000]
     if not readable(job, ok, result):
-        jobs.complete(job, False, None, "The remote node's answer could not be read; update its agent.")
+        answers.fail(job, answers.UNREADABLE)
         return refuse(request, 400, "The answer is not in the shape this site reads.", log_reason="unreadable answer")
-    if not jobs.complete(job, ok, result, error):
+    if not answers.complete(job, ok, result, error):
         return refuse(request, 409, f"Job {job_id} was answered or re-queued meanwhile.")
     logger.info("Remote node %s answered job %s: %s", node.name, job.pk, "ok" if ok else "failed")
     return JsonResponse({"state": Job.State.DONE if ok else Job.State.FAILED})

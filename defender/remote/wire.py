@@ -28,7 +28,7 @@ TEST = "test"
 ALERTS = "alerts"
 
 
-def settings_to_wire(settings):
+def settings_to_wire(settings: ConnectionSettings) -> dict[str, object]:
     return dataclasses.asdict(settings)
 
 
@@ -82,7 +82,7 @@ def alerts_result_to_wire(result):
     return storable_json(answer, RAW_LEVEL + STORED_DEPTH)
 
 
-def alerts_result_from_wire(data):
+def alerts_result_from_wire(data: object) -> AlertsResult:
     """The AlertsResult a node sent, read as untrusted: alerts it cannot read are skipped and counted in the message.
     Raises ValueError when the answer as a whole is not in the shape this site reads."""
     if not isinstance(data, dict) or not isinstance(data.get("alerts"), list):

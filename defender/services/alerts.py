@@ -10,6 +10,7 @@ counted in the message. One odd alert never costs the others.
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -18,6 +19,7 @@ from urllib.parse import quote
 from defender import presets
 from defender.services.auth import TokenSource
 from defender.services.client import ApiClient
+from defender.services.connection import ConnectionSettings
 from defender.services.errors import NotFound
 from defender.services.untrusted import identifier, moment, text, text_list
 
@@ -95,7 +97,12 @@ def probe_api(settings):
     return f"GET {path} answered 200 with {count} alert{'' if count == 1 else 's'}."
 
 
-def alerts_for_actor(settings, hostnames, since=None, until=None):
+def alerts_for_actor(
+    settings: ConnectionSettings,
+    hostnames: Iterable[str],
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> AlertsResult:
     """The alerts raised on the machine known by any of ``hostnames`` between since and until (default: the
     integration's lookback window ending now), widened on both sides by the clock-skew tolerance."""
     names = tuple(dict.fromkeys(name.strip().rstrip(".") for name in hostnames if name and name.strip()))

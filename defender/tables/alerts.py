@@ -75,11 +75,20 @@ class AlertTable(ConsoleTable):
         template_name = "defender/actors/_alert_table.html"
         attrs = {"class": "table table-hover table-sm align-middle alerts-table", "id": "alerts-table"}
 
-    def __init__(self, *args, actor, columns=(), exclude=(), **kwargs):
+    def __init__(self, alerts, *args, actor, columns=(), exclude=(), **kwargs):
         self.shown_optional = [name for name in self.OPTIONAL if name in columns]
         hidden = [name for name in self.OPTIONAL if name not in self.shown_optional]
-        super().__init__(*args, exclude=[*exclude, *hidden], **kwargs)
+        super().__init__(alerts, *args, exclude=[*exclude, *hidden], **kwargs)
         self.actor = actor
+        self.alerts = alerts
+
+    def sorted_alerts(self):
+        """Every alert the table shows, all its pages, sorted as it sorts them (by each column's own order, as
+        django-tables2 applies it): what Export CSV writes."""
+        alerts = self.alerts
+        for alias in self.order_by or ():
+            alerts, _ = self.columns[alias.bare].order(alerts, alias.is_descending)
+        return alerts
 
     def render_created(self, value):
         return utc_time(value)

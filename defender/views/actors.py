@@ -3,22 +3,19 @@
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
 from django.db.models import Count
-from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse, reverse_lazy
 from django.utils import timezone
-from django.utils.text import slugify
 from django.views import View
 from django.views.generic import CreateView, DeleteView, DetailView, UpdateView
 from django_htmx.http import replace_url
 from django_tables2 import RequestConfig, SingleTableView
 
-from defender import alert_store
+from defender import alert_export, alert_store
 from defender.filters import ANY_TIME, AlertFilter, window_counts
 from defender.forms.actors import ActorForm, AlertFetchForm
 from defender.models import Actor
-from defender.operations.alerts import get_alerts
-from defender.remote import jobs
+from defender.operations.alerts import get_alerts, pending_alert_jobs
 from defender.tables.actors import ActorTable
 from defender.tables.alerts import AlertTable
 
@@ -50,7 +47,7 @@ def alerts_section(request, actor, fetch_form=None):
         "actor": actor,
         "fetch_form": fetch_form,
         "fetches": [(fetch, counts.by_fetch[fetch.pk]) for fetch in fetches],
-        "pending_jobs": jobs.pending_alert_jobs(actor),
+        "pending_jobs": pending_alert_jobs(actor),
         "alert_filter": alert_filter,
         "window": window,
         "counts": counts,
@@ -158,10 +155,7 @@ class AlertCsvView(PermissionRequiredMixin, View):
         actor = get_object_or_404(Actor, pk=pk)
         _, table = shown_alerts(request, actor, list(alert_store.last_fetches(actor)))
         RequestConfig(request, paginate=False).configure(table)
-        # The table's queryset, sorted as the table sorts it (severity by rank), every page of it.
-        response = StreamingHttpResponse(alert_store.csv_lines(table.data.data), content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="{slugify(actor.name) or "actor"}-alerts.csv"'
-        return response
+        return alert_export.csv_response(actor, table.sorted_alerts())
 
 
 urlpatterns = [

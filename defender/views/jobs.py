@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from django.views import View
 
 from defender.models import Job
+from defender.operations.answers import refreshed
 from defender.operations.checks import remote_test_result
 from defender.remote import jobs
 
@@ -49,7 +50,7 @@ class JobStatusView(PermissionRequiredMixin, View):
 
     def get(self, request, pk):
         try:
-            job = jobs.refreshed(pk)
+            job = refreshed(pk)
         except Job.DoesNotExist:
             raise Http404("No such job.") from None
         return job_response(request, job)
@@ -67,7 +68,7 @@ class JobCancelView(PermissionRequiredMixin, View):
         if jobs.cancel(job, request.user) and job.kind == Job.Kind.ALERTS:
             messages.info(request, f"Get alerts from {job.integration.name} was cancelled.")
         if request.htmx:
-            return job_response(request, jobs.refreshed(pk))
+            return job_response(request, refreshed(pk))
         return redirect("defender:job-status", pk)
 
 

@@ -1,15 +1,22 @@
-"""The alerts Defender raised on an actor, from the command line: a table, JSON or CSV."""
+"""The alerts Defender raised on an actor, from the command line: a table, JSON or CSV.
+
+It asks like the Get alerts button (here, or through the integration's remote node, waiting for its answer) and stores
+what came back for the actor the same way; a bare hostname that names no actor is only asked.
+"""
 
 import csv
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
 from defender.management.commands.defender_test import integration_named
 from defender.models import Actor
-from defender.services.alerts import alerts_for_actor, describe_window
-from defender.services.errors import DefenderError
+from defender.operations.alerts import NotAnswered, get_alerts_waiting
+from defender.services.alerts import Window, describe_window
+
+# Long enough for a node that checks in every few seconds to page through thousands of alerts.
+DEFAULT_TIMEOUT_SECONDS = 120
 
 COLUMNS = ("id", "title", "severity", "status", "created", "machine", "mitre_techniques")
 
@@ -55,6 +62,13 @@ class Command(BaseCommand):
         output = parser.add_mutually_exclusive_group()
         output.add_argument("--json", action="store_true", help="print a JSON list")
         output.add_argument("--csv", action="store_true", help="print CSV")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=DEFAULT_TIMEOUT_SECONDS,
+            metavar="SECONDS",
+            help=f"for a Remote integration, how long to wait for its node (default: {DEFAULT_TIMEOUT_SECONDS})",
+        )
 
     def handle(self, *args, **options):
         integration = integration_named(options["name"])
@@ -62,15 +76,25 @@ class Command(BaseCommand):
         until = parse_moment(options["until"], "--until")
         if since and until and since > until:
             raise CommandError("--since is after --until.")
+        if options["timeout"] <= 0:
+            raise CommandError("--timeout must be a positive number of seconds.")
         actor = Actor.objects.filter(name__iexact=options["actor"]).first()
         hostnames = actor.hostnames() if actor else [options["actor"]]
         try:
-            result = alerts_for_actor(integration.to_settings(), hostnames, since, until)
-        except DefenderError as exc:
-            raise CommandError(str(exc)) from None
-        rows = [alert_row(alert) for alert in result.alerts]
-        window = describe_window(result.window, integration.clock_skew_seconds)
-        summary = f"{result.message} Window asked: {window}."
+            outcome = get_alerts_waiting(integration, hostnames, since, until, actor=actor, timeout=options["timeout"])
+        except NotAnswered as exc:
+            hint = " Wait longer with --timeout SECONDS." if exc.timed_out else ""
+            raise CommandError(f"{exc}{hint}") from None
+        if not outcome.ok:
+            raise CommandError(outcome.message)
+        rows = [alert_row(alert) for alert in outcome.alerts]
+        skew = timedelta(seconds=integration.clock_skew_seconds)
+        window = describe_window(Window(outcome.since - skew, outcome.until + skew), integration.clock_skew_seconds)
+        summary = f"{outcome.message} Window asked: {window}."
+        if actor is None:
+            self.stderr.write(
+                f"Not stored: no actor is named {options['actor']!r}; add it on the Actors page to keep them."
+            )
         if options["json"]:
             self.stdout.write(json.dumps(rows, indent=2))
         elif options["csv"]:
