@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
+from defender.models import Alert, AlertFetch, Integration, Job, RemoteNode
 from defender.services import auth
 from tests.factories import make_actor, make_integration
 
@@ -146,3 +148,76 @@ def test_defender_alerts_turns_service_errors_into_command_errors(integration, s
     integration.save()
     with pytest.raises(CommandError, match="AADSTS7000215"):
         call_command("defender_alerts", "Simulator", "--actor", "ws-fin-07")
+
+
+def test_defender_alerts_stores_what_it_got_for_the_actor_like_get_alerts(integration, simulator):
+    hostname, alternate = simulator.actor_hostnames()[0]
+    actor = make_actor(name="Finance workstation", hostname=hostname, alternate_hostname=alternate)
+    out, _ = _run("defender_alerts", "Simulator", "--actor", "finance workstation", "--since", _month_ago(), "--json")
+    rows = json.loads(out)
+    fetch = actor.alert_fetches.get(integration=integration)
+    assert fetch.ok and fetch.alert_count == len(rows) == actor.alerts.count() > 0
+    assert {alert.alert_id for alert in actor.alerts.all()} == {row["id"] for row in rows}
+
+
+def test_defender_alerts_for_a_hostname_no_actor_has_only_asks_and_says_nothing_was_stored(integration):
+    out, err = _run("defender_alerts", "Simulator", "--actor", "ws-fin-07", "--since", _month_ago(), "--json")
+    assert len(json.loads(out)) == 17
+    assert "Not stored: no actor is named 'ws-fin-07'" in err
+    assert not AlertFetch.objects.exists() and not Alert.objects.exists()
+
+
+def test_defender_alerts_records_a_failed_ask_for_the_actor_as_the_page_would(integration):
+    integration.client_secret = "wrong"
+    integration.save()
+    actor = make_actor(name="Finance workstation", hostname="ws-fin-07")
+    with pytest.raises(CommandError, match="AADSTS7000215"):
+        call_command("defender_alerts", "Simulator", "--actor", actor.name)
+    fetch = actor.alert_fetches.get(integration=integration)
+    assert not fetch.ok and "AADSTS7000215" in fetch.message
+
+
+# A Remote integration: the command queues the job for its node and waits (a real agent answers it in
+# test_remote_agent.py), or says why it cannot.
+
+
+def remote(integration, **node_fields):
+    node = RemoteNode.objects.create(name="dmz-node", **node_fields)
+    integration.location = Integration.Location.REMOTE
+    integration.remote_node = node
+    integration.save()
+    return node
+
+
+def test_defender_alerts_on_a_remote_integration_without_a_node_says_to_choose_one(integration):
+    integration.location = Integration.Location.REMOTE
+    integration.save()
+    with pytest.raises(CommandError, match="is Remote but has no remote node: choose one on its Edit page"):
+        call_command("defender_alerts", "Simulator", "--actor", "ws-fin-07")
+    assert not Job.objects.exists()
+
+
+def test_defender_alerts_on_a_node_that_never_checked_in_says_to_start_its_agent(integration):
+    remote(integration, last_seen_at=None)
+    with pytest.raises(CommandError) as failure:
+        call_command("defender_alerts", "Simulator", "--actor", "ws-fin-07")
+    assert "remote node dmz-node has never checked in: start its agent" in str(failure.value)
+    assert not Job.objects.exists()
+
+
+def test_defender_alerts_gives_up_at_its_timeout_says_why_and_withdraws_the_job(integration, simulator):
+    remote(integration, last_seen_at=timezone.now() - timedelta(minutes=5))
+    simulator.reset_counters()
+    with pytest.raises(CommandError) as failure:
+        call_command("defender_alerts", "Simulator", "--actor", "ws-fin-07", "--timeout", "1")
+    message = str(failure.value)
+    assert "remote node dmz-node has not checked in since " in message
+    assert message.endswith("Wait longer with --timeout SECONDS.")
+    job = Job.objects.get()
+    assert job.state == Job.State.CANCELLED and "Nobody waited for its answer any more" in job.error
+    assert not simulator.requests  # the site never asked Defender itself
+
+
+def test_defender_alerts_refuses_a_timeout_that_is_not_positive(integration):
+    with pytest.raises(CommandError, match="--timeout must be a positive number of seconds"):
+        call_command("defender_alerts", "Simulator", "--actor", "ws-fin-07", "--timeout", "0")

@@ -1,17 +1,22 @@
 """Real agent processes against the live site (behind TLS) and the simulator."""
 
+import io
+import json
 import signal
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
 import trustme
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 
-from defender.models import Actor, Job
+from defender.models import Actor, Job, RemoteNode
 from defender.remote import jobs, tokens, wire
 from defender.remote.agent import AGENT_VERSION, Agent
 from defender.services import client
@@ -59,8 +64,6 @@ def test_alerts_fetched_by_the_agent_arrive_in_the_actors_stored_alerts(simulato
     integration = remote_integration_for(simulator, remote_node)
     hostname, alternate = simulator.actor_hostnames()[0]
     actor = Actor.objects.create(name="Finance workstation", hostname=hostname, alternate_hostname=alternate)
-    from datetime import UTC, datetime, timedelta
-
     until = datetime.now(UTC)
     since = until - timedelta(days=30)
     job = jobs.enqueue(
@@ -77,6 +80,61 @@ def test_alerts_fetched_by_the_agent_arrive_in_the_actors_stored_alerts(simulato
     assert actor.alerts.filter(integration=integration).count() > 0
     fetch = actor.alert_fetches.get(integration=integration)
     assert fetch.ok and fetch.alert_count == actor.alerts.count()
+
+
+def test_defender_alerts_on_a_remote_integration_waits_for_the_agent_and_stores_its_answer_for_the_actor(
+    simulator, site_over_https, node
+):
+    remote_node, token_file = node
+    integration = remote_integration_for(simulator, remote_node)
+    hostname, alternate = simulator.actor_hostnames()[0]
+    actor = Actor.objects.create(name="Finance workstation", hostname=hostname, alternate_hostname=alternate)
+    simulator.reset_counters()
+    agent = start_agent(site_over_https, token_file)
+    try:
+        # The command asks only a node that has checked in at least once: the agent has started by then.
+        wait_until(lambda: RemoteNode.objects.get(pk=remote_node.pk).last_seen_at is not None)
+        out, err = io.StringIO(), io.StringIO()
+        since = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+        call_command(
+            "defender_alerts",
+            integration.name,
+            "--actor",
+            actor.name,
+            "--since",
+            since,
+            "--json",
+            "--timeout",
+            "60",
+            stdout=out,
+            stderr=err,
+        )
+    finally:
+        output = stop(agent)
+    rows = json.loads(out.getvalue())
+    assert rows, output
+    job = Job.objects.get(integration=integration)
+    assert job.state == Job.State.DONE and job.parameters["actor_id"] == actor.pk
+    seen = [record for record in simulator.requests if record.kind in ("token", "discovery", "api")]
+    assert seen and all("(remote node)" in record.user_agent for record in seen)
+    fetch = actor.alert_fetches.get(integration=integration)
+    assert fetch.ok and fetch.alert_count == len(rows) == actor.alerts.filter(integration=integration).count()
+    assert "Window asked: between " in err.getvalue()
+
+
+def test_defender_alerts_says_what_the_remote_node_answered_when_defender_refused_it(simulator, site_over_https, node):
+    remote_node, token_file = node
+    integration = remote_integration_for(simulator, remote_node, client_secret="wrong")
+    actor = Actor.objects.create(name="Finance workstation", hostname=simulator.actor_hostnames()[0][0])
+    agent = start_agent(site_over_https, token_file)
+    try:
+        wait_until(lambda: RemoteNode.objects.get(pk=remote_node.pk).last_seen_at is not None)
+        with pytest.raises(CommandError, match="AADSTS7000215"):
+            call_command("defender_alerts", integration.name, "--actor", actor.name, "--timeout", "60")
+    finally:
+        stop(agent)
+    fetch = actor.alert_fetches.get(integration=integration)
+    assert not fetch.ok and "AADSTS7000215" in fetch.message
 
 
 def test_a_revoked_token_makes_the_agent_say_so_and_exit_non_zero(site_over_https, node):
