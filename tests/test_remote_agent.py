@@ -17,6 +17,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from defender.models import Actor, Job, RemoteNode
+from defender.operations import answers
 from defender.remote import jobs, tokens, wire
 from defender.remote.agent import AGENT_VERSION, Agent
 from defender.services import client
@@ -377,7 +378,7 @@ def test_the_answer_to_a_cancelled_job_is_refused_and_the_agent_moves_on_to_the_
     agent = start_agent(site_over_https, token_file)
     try:
         wait_until(lambda: any("(remote node)" in record.user_agent for record in simulator.requests))
-        assert jobs.cancel(first, django_user_model.objects.create_user("alice-admin"))
+        assert answers.cancel(first, django_user_model.objects.create_user("alice-admin"))
         second = wait_for_job(jobs.enqueue(integration, Job.Kind.TEST))
     finally:
         output = stop(agent)

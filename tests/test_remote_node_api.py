@@ -371,7 +371,7 @@ def test_an_answer_for_a_cancelled_job_is_refused_with_410_and_records_nothing(c
     integration = remote_integration(node)
     job = jobs.enqueue(integration, Job.Kind.TEST)
     claim(client, token)
-    assert jobs.cancel(job, admin_user)
+    assert answers.cancel(job, admin_user)
     steps = [{"name": "DNS lookup", "outcome": "passed", "duration_ms": 1, "message": "fine"}]
     response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"steps": steps}})
     assert response.status_code == 410

@@ -6,8 +6,10 @@ alerts stored for the actor, as a local Test or Get alerts leaves them) are one 
 stored, the move is undone with them and the job stays running, to be run again after its lease.
 """
 
+import logging
 import time
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -16,6 +18,8 @@ from defender import alert_store
 from defender.models import Actor, Integration, Job
 from defender.operations.checks import record_remote_test
 from defender.remote import jobs, wire
+
+logger = logging.getLogger(__name__)
 
 UNREADABLE = "The remote node's answer could not be read; update its agent."
 # How often a command waiting for a node looks at its job: the agent answers within its check-in, so a second is
@@ -92,6 +96,19 @@ def give_up(job: Job, waited: float) -> str | None:
     else:
         why = f"remote node {node} did not take the job within {waited:g} s: it may be busy with other jobs."
     return why if jobs.withdraw(job, f"Nobody waited for its answer any more: {why}") else None
+
+
+def cancel(job: Job, user: Any) -> bool:
+    """End a job that is still waiting or running, at the request of the person who waits for it; False if it had
+    ended already (it keeps its outcome).
+
+    Nothing is recorded: the integration's last Test is left as it was (a cancelled Test proved nothing), and the
+    actor's alerts as they were. The node's answer, if it comes, is refused.
+    """
+    cancelled = jobs.withdraw(job, f"Cancelled by {user.get_username()} at {jobs.shown(timezone.now())}.")
+    if cancelled:
+        logger.info("Job %s cancelled by %s", job.pk, user.get_username())
+    return cancelled
 
 
 def record(job: Job) -> None:

@@ -277,18 +277,6 @@ def release_unheld(node: RemoteNode, agent_id: str, holding: Collection[int] = (
     return returned
 
 
-def cancel(job: Job, user: Any) -> bool:
-    """End a job that is still waiting or running, at the request of the person who waits for it.
-
-    The integration's last Test is left as it was: a cancelled Test proved nothing. The node's answer, if it comes,
-    is refused.
-    """
-    cancelled = withdraw(job, f"Cancelled by {user.get_username()} at {shown(timezone.now())}.")
-    if cancelled:
-        logger.info("Job %s cancelled by %s", job.pk, user.get_username())
-    return cancelled
-
-
 def withdraw(job: Job, reason: str) -> bool:
     """End a job that is still waiting or running as cancelled, saying why; its answer, if it comes, is refused."""
     now = timezone.now()

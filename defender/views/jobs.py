@@ -9,9 +9,8 @@ from django.urls import path, reverse
 from django.views import View
 
 from defender.models import Job
-from defender.operations.answers import refreshed
+from defender.operations.answers import cancel, refreshed
 from defender.operations.checks import remote_test_result
-from defender.remote import jobs
 
 
 def job_response(request, job):
@@ -65,7 +64,7 @@ class JobCancelView(PermissionRequiredMixin, View):
 
     def post(self, request, pk):
         job = get_object_or_404(Job.objects.select_related("integration"), pk=pk)
-        if jobs.cancel(job, request.user) and job.kind == Job.Kind.ALERTS:
+        if cancel(job, request.user) and job.kind == Job.Kind.ALERTS:
             messages.info(request, f"Get alerts from {job.integration.name} was cancelled.")
         if request.htmx:
             return job_response(request, refreshed(pk))
