@@ -4,9 +4,10 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import DatabaseError
 from django.utils import timezone
 
-from defender.models import Integration, Job, RemoteNode
+from defender.models import Actor, AlertFetch, Integration, Job, RemoteNode
 from defender.operations import answers
 from defender.remote import jobs
 from tests.factories import integration_form_data, make_integration, simulator_integration
@@ -251,3 +252,49 @@ def test_a_remote_answer_records_the_window_as_asked_and_joins_the_window_last_a
     page = admin_client.get(f"/actors/{actor.pk}/")
     assert [row.record.alert_id for row in page.context["table"].page.object_list] == ["da-remote"]
     assert "1 stored alert on ws-fin-07 in that window." in page.content.decode()
+
+
+def test_a_get_alerts_no_node_claims_by_its_deadline_is_recorded_on_the_actors_page_with_the_reason(
+    admin_client, remote
+):
+    actor = Actor.objects.create(name="Finance workstation", hostname="ws-fin-07")
+    admin_client.post(f"/actors/{actor.pk}/alerts/", {"integrations": [remote.pk], "window": "24h"})
+    job = Job.objects.get(kind="alerts")
+    Job.objects.filter(pk=job.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+
+    page = admin_client.get(f"/actors/{actor.pk}/").content.decode()
+
+    job.refresh_from_db()
+    assert job.state == Job.State.EXPIRED
+    fetch = AlertFetch.objects.get(actor=actor, integration=remote)
+    assert not fetch.ok and "remote node dmz-node has never checked in" in fetch.message
+    assert "Waiting for remote node" not in page and "remote node dmz-node has never checked in" in page
+
+
+def test_an_answer_whose_records_cannot_be_stored_leaves_the_job_running_to_be_run_again(remote, monkeypatch):
+    job = jobs.enqueue(remote, Job.Kind.TEST)
+    claimed = jobs.claim_next(remote.remote_node)
+
+    def refuse(job):
+        raise DatabaseError("the database is read-only for a moment")
+
+    monkeypatch.setattr(answers, "record_remote_test", refuse)
+    with pytest.raises(DatabaseError):
+        answers.complete(claimed, True, {"steps": []}, "")
+
+    job.refresh_from_db()
+    assert job.state == Job.State.RUNNING and job.finished_at is None
+    remote.refresh_from_db()
+    assert remote.last_test_at is None
+
+
+def test_the_queue_moves_a_job_to_its_end_without_recording_anything(remote):
+    jobs.enqueue(remote, Job.Kind.TEST)
+    claimed = jobs.claim_next(remote.remote_node)
+    steps = [{"name": "DNS lookup", "outcome": "passed", "duration_ms": 2, "message": "127.0.0.1 is an IP address."}]
+
+    assert jobs.end(jobs.answered(claimed, True, {"steps": steps}, ""))
+    assert not jobs.end(jobs.answered(claimed, True, {"steps": steps}, ""))  # one claim ends once
+
+    remote.refresh_from_db()
+    assert Job.objects.get().state == Job.State.DONE and remote.last_test_at is None

@@ -35,6 +35,8 @@ def shown_alerts(request, actor, fetches, exclude=()):
 
 def alerts_section(request, actor, fetch_form=None):
     """What the Alerts section of an actor's page shows; the page and the htmx swap after Get alerts share it."""
+    # First: a remote ask whose time is up ends here, and its failure is then among the asks shown.
+    pending_jobs = pending_alert_jobs(actor)
     fetches = list(alert_store.last_fetches(actor))
     # Alerts only come from integrations that were asked: with one, an Integration column would say the same thing.
     alert_filter, table = shown_alerts(request, actor, fetches, exclude=("integration",) if len(fetches) < 2 else ())
@@ -47,7 +49,7 @@ def alerts_section(request, actor, fetch_form=None):
         "actor": actor,
         "fetch_form": fetch_form,
         "fetches": [(fetch, counts.by_fetch[fetch.pk]) for fetch in fetches],
-        "pending_jobs": pending_alert_jobs(actor),
+        "pending_jobs": pending_jobs,
         "alert_filter": alert_filter,
         "window": window,
         "counts": counts,
