@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from defender import alert_store
@@ -39,7 +40,11 @@ class NotAnswered(Exception):
 
 
 def get_alerts(
-    actor: Actor, integrations: list[Integration], since: datetime, until: datetime, user: object = None
+    actor: Actor,
+    integrations: list[Integration],
+    since: datetime,
+    until: datetime,
+    user: User | None = None,
 ) -> list[Job]:
     """Pressing Get alerts: ask the integrations that run here now (their answers are stored when this returns) and
     queue the others for their nodes (the actor's page waits for those). Returns the queued jobs."""
@@ -61,7 +66,7 @@ def get_alerts_waiting(
     *,
     actor: Actor | None,
     timeout: float,
-    user: object = None,
+    user: User | None = None,
 ) -> Outcome:
     """Get alerts from one integration and wait for its answer (a remote node's for at most ``timeout`` seconds),
     stored for the actor as Get alerts stores it; with no actor, only asked. The window defaults to the integration's

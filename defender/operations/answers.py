@@ -9,8 +9,8 @@ stored, the move is undone with them and the job stays running, to be run again 
 import logging
 import time
 from datetime import datetime
-from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -98,7 +98,7 @@ def give_up(job: Job, waited: float) -> str | None:
     return why if jobs.withdraw(job, f"Nobody waited for its answer any more: {why}") else None
 
 
-def cancel(job: Job, user: Any) -> bool:
+def cancel(job: Job, user: User) -> bool:
     """End a job that is still waiting or running, at the request of the person who waits for it; False if it had
     ended already (it keeps its outcome).
 

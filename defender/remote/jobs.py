@@ -1,4 +1,4 @@
-"""The site's queue of remote jobs, as a state machine: enqueue, claim atomically, lease, release, cancel and end.
+"""The site's queue of remote jobs, as a state machine: enqueue, claim atomically, lease, release, withdraw and end.
 
 Every move is a conditional UPDATE that only one caller can win. Claiming is atomic: on PostgreSQL with SELECT ...
 FOR UPDATE SKIP LOCKED (agents polling at once each get a different job without waiting on each other); elsewhere
@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -66,7 +67,9 @@ class Ending:
     claim: Claim | None = None
 
 
-def enqueue(integration: Integration, kind: str, parameters: dict[str, Any] | None = None, user: Any = None) -> Job:
+def enqueue(
+    integration: Integration, kind: str, parameters: dict[str, Any] | None = None, user: User | None = None
+) -> Job:
     return Job.objects.create(
         integration=integration,
         kind=kind,
@@ -81,7 +84,7 @@ def enqueue_alerts(
     integration: Integration,
     since: datetime,
     until: datetime,
-    user: Any = None,
+    user: User | None = None,
     *,
     hostnames: Collection[str] | None = None,
 ) -> Job:
