@@ -9,12 +9,14 @@ stored, the move is undone with them and the job stays running, to be run again 
 import logging
 import time
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from defender import alert_store
+from defender.destinations import REFUSED_SECRETS
 from defender.models import Actor, Integration, Job
 from defender.operations.checks import record_remote_test
 from defender.remote import jobs, wire
@@ -36,6 +38,17 @@ def complete(job: Job, ok: bool, result: object, error: str) -> bool:
 def fail(job: Job, error: str) -> bool:
     """End the running claim as failed, saying why (an answer the site refused, a secret it could not send)."""
     return complete(job, False, None, error)
+
+
+def payload_or_fail(job: Job) -> dict[str, Any] | None:
+    """What the node that claimed the job needs to run it, secret included; None when the secret cannot be sent (no
+    key opens it, or it was typed for another destination): nothing the node could do, so the job fails here saying
+    why, and the node never sees the secret."""
+    try:
+        return jobs.payload_for(job)
+    except REFUSED_SECRETS as error:
+        fail(job, str(error))
+        return None
 
 
 def end_job(ending: jobs.Ending, now: datetime | None = None) -> bool:

@@ -24,7 +24,6 @@ from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from defender.destinations import REFUSED_SECRETS
 from defender.models import Job, RemoteNode
 from defender.operations import answers
 from defender.remote import jobs, tokens, wire
@@ -157,12 +156,8 @@ def hand_out(node, agent_id):
         job = jobs.claim_next(node, agent_id=agent_id or "")
         if job is None:
             return None
-        try:
-            payload = jobs.payload_for(job)
-        except REFUSED_SECRETS as error:
-            # Nothing the node could do (a secret no key opens, or one typed for another destination): the job fails
-            # here with the message saying why, and the node never sees the secret.
-            answers.fail(job, str(error))
+        payload = answers.payload_or_fail(job)
+        if payload is None:
             continue
         logger.info("Remote node %s claimed job %s (%s of %s)", node.name, job.pk, job.kind, job.integration)
         return payload
