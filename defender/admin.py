@@ -150,8 +150,6 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(TestRun)
 class TestRunAdmin(admin.ModelAdmin):
-    __test__ = False  # not a pytest test class, whatever its name says
-
     list_display = ["pk", "title", "subject", "verdict", "requested_by", "started_at", "finished_at"]
     list_filter = ["subject", "verdict"]
     list_select_related = ["requested_by"]

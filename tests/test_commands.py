@@ -154,6 +154,24 @@ def test_defender_alerts_turns_service_errors_into_command_errors(integration, s
         call_command("defender_alerts", "Simulator", "--actor", "ws-fin-07")
 
 
+def test_defender_test_waits_for_its_run_in_the_background_like_the_button(transactional_db, simulator, settings):
+    settings.TEST_RUNS_INLINE = False  # as on the site: the run's steps are recorded by another thread
+    make_integration(
+        name="Simulator",
+        host=simulator.host,
+        port=simulator.port,
+        auth_url=simulator.auth_url,
+        tenant_id=simulator.tenant_id,
+        client_id=simulator.app.client_id,
+        client_secret=simulator.app.client_secret,
+        ca_certificate=simulator.ca_pem,
+    )
+    out, _ = _run("defender_test", "Simulator")
+    assert [line.split(" (")[0] for line in out.strip().splitlines()] == [f"✓ {name}" for name in STEP_NAMES]
+    run = TestRun.objects.get()
+    assert run.finished and run.verdict == "passed" and run.integration.last_test_ok is True
+
+
 # --- defender_test on a Remote integration ---------------------------------------------------------------------------
 
 

@@ -44,8 +44,6 @@ def back_links(run):
 
 
 class TestRunDetailView(PermissionRequiredMixin, View):
-    __test__ = False  # not a pytest test class, whatever its name says
-
     permission_required = "defender.view_integration"
 
     def get(self, request, pk):
