@@ -350,6 +350,21 @@ def test_an_unfinished_run_polls_its_own_page_and_refreshes_without_javascript(a
     assert '<noscript><meta http-equiv="refresh" content="1"></noscript>' in page
 
 
+def test_polling_a_run_takes_a_fixed_number_of_queries_however_many_steps_it_has(admin_client):
+    integration = make_integration()
+    run = TestRun.objects.create(subject="integration", integration=integration, title=integration.name)
+    url = run.get_absolute_url()
+    admin_client.get(url, HTTP_HX_REQUEST="true")  # warm the session and permission caches of this client
+    counts = []
+    for steps in (1, 6):
+        step = {"name": "DNS lookup", "outcome": "passed", "duration_ms": 3, "message": "Resolved."}
+        TestRun.objects.filter(pk=run.pk).update(steps=[step] * steps)
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(url, HTTP_HX_REQUEST="true").content.decode().count("DNS lookup") == steps
+        counts.append(len(queries))
+    assert counts[0] == counts[1] <= 5
+
+
 def test_a_viewer_may_watch_a_run_and_an_unknown_run_is_not_found(viewer_client):
     integration = make_integration()
     run = TestRun.objects.create(subject="integration", integration=integration, title=integration.name)
