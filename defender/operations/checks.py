@@ -28,7 +28,7 @@ from defender.services.steps import FAILED, NOT_TESTED, SKIPPED, Step, StepOutco
 logger = logging.getLogger(__name__)
 
 REMOTE_STEP = "Remote node"
-User = AbstractBaseUser | AnonymousUser | None
+Requester = AbstractBaseUser | AnonymousUser | None
 StepRunner = Callable[..., Iterator[Step]]
 
 
@@ -80,7 +80,7 @@ def record_remote_test(job: Job) -> None:
 # --- starting a run -------------------------------------------------------------------------------------------------
 
 
-def start_integration_test(integration: Integration, user: User = None) -> TestRun:
+def start_integration_test(integration: Integration, user: Requester = None) -> TestRun:
     """Test a saved integration here (in the background) or on its remote node; either way the outcome becomes its
     last Test."""
     run = _new_run(TestRun.Subject.INTEGRATION, integration.name, user, integration=integration)
@@ -94,7 +94,7 @@ def start_integration_test(integration: Integration, user: User = None) -> TestR
 
 
 def start_typed_test(
-    integration: Integration, build_settings: Callable[[], Any], values_digest: str, user: User = None
+    integration: Integration, build_settings: Callable[[], Any], values_digest: str, user: Requester = None
 ) -> TestRun:
     """Test the values typed on a form, before anything is saved. The settings, secret included, live only in memory
     while the steps run; the run keeps a keyed digest of the values, so that Submit can record it."""
@@ -111,7 +111,7 @@ def start_typed_test(
     return run
 
 
-def start_proxy_rule_test(rule: ProxyRule, user: User = None) -> TestRun:
+def start_proxy_rule_test(rule: ProxyRule, user: Requester = None) -> TestRun:
     """Does the proxy answer, accept its credentials and open a tunnel to where its integrations go? Nothing else is
     stored."""
     targets = rule.tunnel_targets()  # type: ignore[no-untyped-call]
@@ -120,11 +120,11 @@ def start_proxy_rule_test(rule: ProxyRule, user: User = None) -> TestRun:
     return run
 
 
-def _new_run(subject: str, title: str, user: User, **fields: Any) -> TestRun:
+def _new_run(subject: str, title: str, user: Requester, **fields: Any) -> TestRun:
     return TestRun.objects.create(subject=subject, title=title, requested_by=_saved(user), **fields)
 
 
-def _saved(user: User) -> Any:
+def _saved(user: Requester) -> Any:
     """The user to name as the one who asked: nobody for a command, or a request without a login."""
     return user if user is not None and user.is_authenticated else None
 
