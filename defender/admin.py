@@ -6,7 +6,7 @@ from django.contrib import admin
 
 from defender import destinations
 from defender.forms import retype_message
-from defender.models import Actor, Alert, AlertFetch, Integration, Job, ProxyRule, RemoteNode
+from defender.models import Actor, Alert, AlertFetch, Integration, Job, ProxyRule, RemoteNode, TestRun
 
 
 class WriteOnlySecretAdminForm(forms.ModelForm):
@@ -146,3 +146,11 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ["kind", "state"]
     list_select_related = ["integration", "node"]
     raw_id_fields = ["integration", "node", "requested_by"]
+
+
+@admin.register(TestRun)
+class TestRunAdmin(admin.ModelAdmin):
+    list_display = ["pk", "title", "subject", "verdict", "requested_by", "started_at", "finished_at"]
+    list_filter = ["subject", "verdict"]
+    list_select_related = ["requested_by"]
+    raw_id_fields = ["integration", "proxy_rule", "requested_by", "job"]

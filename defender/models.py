@@ -481,3 +481,53 @@ class Job(models.Model):
     @property
     def finished(self):
         return self.state in (self.State.DONE, self.State.FAILED, self.State.EXPIRED, self.State.CANCELLED)
+
+
+class TestRun(models.Model):
+    """One press of Test: what was tested, by whom, each step as it finished, and what the steps came to.
+
+    The steps are written as each one finishes, so a page that polls the run shows them one by one. A run of typed
+    values keeps only a keyed digest of them (to tell whether Submit saves the same values), never the values or the
+    secret. A Remote integration's run waits for its job's answer.
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    class Subject(models.TextChoices):
+        INTEGRATION = "integration", "Saved integration"
+        TYPED_VALUES = "typed", "Typed values"
+        PROXY_RULE = "proxy_rule", "Proxy rule"
+
+    subject = models.CharField(max_length=12, choices=Subject.choices)
+    integration = models.ForeignKey(
+        Integration, null=True, blank=True, on_delete=models.CASCADE, related_name="test_runs"
+    )
+    proxy_rule = models.ForeignKey(ProxyRule, null=True, blank=True, on_delete=models.CASCADE, related_name="test_runs")
+    values_digest = models.CharField(max_length=64, blank=True, editable=False)
+    title = models.CharField(max_length=200)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    steps = models.JSONField(default=list, blank=True)
+    verdict = models.CharField(max_length=12, blank=True)
+    summary = models.TextField(blank=True)
+    job = models.OneToOneField(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="test_run")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"Test of {self.title}"
+
+    def get_absolute_url(self):
+        return reverse("defender:testrun-detail", args=[self.pk])
+
+    @property
+    def finished(self):
+        return self.finished_at is not None
+
+    @property
+    def cancelled(self):
+        return self.job is not None and self.job.state == Job.State.CANCELLED

@@ -1,5 +1,5 @@
 from defender.remote import node_api
-from defender.views import actors, integrations, jobs, proxy_rules, remote_nodes
+from defender.views import actors, integrations, jobs, proxy_rules, remote_nodes, test_runs
 
 app_name = "defender"
 
@@ -8,6 +8,7 @@ urlpatterns = (
     + proxy_rules.urlpatterns
     + remote_nodes.urlpatterns
     + jobs.urlpatterns
+    + test_runs.urlpatterns
     + actors.urlpatterns
     + node_api.urlpatterns
 )

@@ -58,6 +58,9 @@ SITE_URL = env.read("SITE_URL", "").rstrip("/")
 REMOTE_JOB_DEADLINE_SECONDS = env.integer("REMOTE_JOB_DEADLINE_SECONDS", 90)
 REMOTE_JOB_LEASE_SECONDS = env.integer("REMOTE_JOB_LEASE_SECONDS", 300)
 REMOTE_NODE_MAX_RESULT_BYTES = env.integer("REMOTE_NODE_MAX_RESULT_BYTES", 64 * 1024 * 1024)
+# A Test runs in the background while its page polls it; on, it runs before the request that started it returns (for
+# tests that run inside one database transaction, which a background thread cannot see).
+TEST_RUNS_INLINE = env.boolean("TEST_RUNS_INLINE", default=False)
 # Link-local and cloud metadata addresses hand out the machine's own credentials: a Test never reaches them unless
 # this is on (defender/services/addresses.py).
 ALLOW_METADATA_HOSTS = env.boolean("ALLOW_METADATA_HOSTS", default=False)

@@ -33,6 +33,13 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
         database.setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
 
 
+@pytest.fixture(autouse=True)
+def test_runs_inline(request, settings):
+    """A Test run finishes before the view that started it returns, in tests that run inside one transaction (a
+    background thread would not see their rows); against a live server it runs in the background, as on the site."""
+    settings.TEST_RUNS_INLINE = "live_server" not in request.fixturenames
+
+
 def _user_in(django_user_model, username, group_name):
     user = django_user_model.objects.create_user(username=username, password=PASSWORD)
     user.groups.add(Group.objects.get(name=group_name))

@@ -70,7 +70,7 @@ def test_every_main_page_runs_without_a_policy_violation(watched, live_server, l
     page.get_by_role("button", name="Get alerts").click()
     expect(page.locator(".badge", has_text="Answered").first).to_be_visible()
 
-    # The Test streams its steps through test-steps.js and htmx.
+    # The Test's run polls itself through htmx; test-panel.js places it.
     open_page(page, f"{live_server.url}/settings/integrations/{integration.pk}/")
     page.get_by_role("button", name="Test", exact=True).click()
     expect(page.get_by_text("The Test passed.")).to_be_visible()
@@ -104,7 +104,7 @@ def test_the_integration_forms_script_works_under_the_policy(watched, live_serve
     # Advanced options open (Bootstrap's collapse).
     page.get_by_role("button", name="Advanced options").click()
     expect(page.get_by_label("CA certificate")).to_be_visible()
-    # The Test on the form with an error puts it next to its field (test-steps.js swaps the form).
+    # The Test on the form with an error puts it next to its field (htmx swaps the form).
     page.get_by_label("Port").fill("70000")
     page.get_by_role("button", name="Test", exact=True).click()
     expect(page.get_by_text("Enter a port between 1 and 65535.")).to_be_visible()

@@ -47,7 +47,7 @@ def log_in_and_press_test(page, site_url, user, integration_name):
     page.get_by_role("row", name=integration_name).get_by_role("button", name="Test").click()
 
 
-def test_without_javascript_a_remote_test_refreshes_its_jobs_page_until_the_steps_show(
+def test_without_javascript_a_remote_test_refreshes_its_runs_page_until_the_steps_show(
     no_script_page, live_server, site_over_https, admin_user, simulator, tmp_path
 ):
     page = no_script_page
@@ -60,7 +60,7 @@ def test_without_javascript_a_remote_test_refreshes_its_jobs_page_until_the_step
         expect(page.get_by_text("The Test passed.")).to_be_visible(timeout=60_000)
     finally:
         output = stop(agent)
-    assert re.fullmatch(rf"{live_server.url}/settings/integrations/jobs/\d+/", page.url), output
+    assert re.fullmatch(rf"{live_server.url}/settings/test-runs/\d+/", page.url), output
     expect(page.locator("li.step-passed", has_text="API call")).to_be_visible()
     expect(page.get_by_text("Method Not Allowed")).to_have_count(0)
 

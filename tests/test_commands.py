@@ -1,8 +1,10 @@
-"""defender_test and defender_alerts: output shapes, exit codes and what they record, against the simulator."""
+"""defender_test and defender_alerts: output shapes, exit codes and what they record, against the simulator (and,
+for a Remote integration, a real agent)."""
 
 import csv
 import io
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,9 +12,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from defender.models import Alert, AlertFetch, Integration, Job, RemoteNode
+from defender.models import Alert, AlertFetch, Integration, Job, RemoteNode, TestRun
 from defender.services import auth
+from defender.services.connectivity import STEP_NAMES
 from tests.factories import make_actor, make_integration
+from tests.remote_helpers import make_node_with_token_file, remote_integration_for, start_agent, stop, wait_until
 
 STEP_KEYS = {"name", "outcome", "duration_ms", "message"}
 ALERT_KEYS = {"id", "title", "severity", "status", "created", "machine", "mitre_techniques"}
@@ -221,3 +225,74 @@ def test_defender_alerts_gives_up_at_its_timeout_says_why_and_withdraws_the_job(
 def test_defender_alerts_refuses_a_timeout_that_is_not_positive(integration):
     with pytest.raises(CommandError, match="--timeout must be a positive number of seconds"):
         call_command("defender_alerts", "Simulator", "--actor", "ws-fin-07", "--timeout", "0")
+
+
+def test_defender_test_waits_for_its_run_in_the_background_like_the_button(transactional_db, simulator, settings):
+    settings.TEST_RUNS_INLINE = False  # as on the site: the run's steps are recorded by another thread
+    make_integration(
+        name="Simulator",
+        host=simulator.host,
+        port=simulator.port,
+        auth_url=simulator.auth_url,
+        tenant_id=simulator.tenant_id,
+        client_id=simulator.app.client_id,
+        client_secret=simulator.app.client_secret,
+        ca_certificate=simulator.ca_pem,
+    )
+    out, _ = _run("defender_test", "Simulator")
+    assert [line.split(" (")[0] for line in out.strip().splitlines()] == [f"✓ {name}" for name in STEP_NAMES]
+    run = TestRun.objects.get()
+    assert run.finished and run.verdict == "passed" and run.integration.last_test_ok is True
+
+
+# --- defender_test on a Remote integration ---------------------------------------------------------------------------
+
+
+def test_defender_test_of_a_remote_integration_runs_on_its_node_and_records_the_answer(
+    simulator, site_over_https, transactional_db, tmp_path
+):
+    node, token_file = make_node_with_token_file(tmp_path)
+    integration = remote_integration_for(simulator, node)
+    simulator.reset_counters()
+    agent = start_agent(site_over_https, token_file)
+    try:
+        wait_until(lambda: RemoteNode.objects.get(pk=node.pk).last_seen_at is not None)
+        out, _ = _run("defender_test", integration.name, "--timeout", "60")
+    finally:
+        output = stop(agent)
+    lines = out.strip().splitlines()
+    assert [line.split(" (")[0] for line in lines] == [f"✓ {name}" for name in STEP_NAMES], output
+    seen = [record for record in simulator.requests if record.kind in ("token", "api")]
+    assert seen and all("(remote node)" in record.user_agent for record in seen)  # the node called, not the site
+    integration.refresh_from_db()
+    assert integration.last_test_ok is True and integration.last_test_summary.startswith("All steps passed")
+    run = TestRun.objects.get()
+    assert run.job.state == Job.State.DONE and run.verdict == "passed" and run.integration == integration
+
+
+def test_defender_test_says_at_once_that_a_remote_node_has_never_checked_in(db, simulator):
+    node = RemoteNode.objects.create(name="dmz-node")
+    remote_integration_for(simulator, node)
+    started = time.monotonic()
+    with pytest.raises(CommandError) as failure:
+        call_command("defender_test", "Defender behind the DMZ", "--timeout", "30")
+    assert time.monotonic() - started < 10
+    assert failure.value.returncode == 2
+    assert "remote node dmz-node has never checked in: start its agent with the command on the node's page." in str(
+        failure.value
+    )
+
+
+def test_defender_test_gives_up_after_its_timeout_and_says_what_to_do(db, simulator):
+    node = RemoteNode.objects.create(name="dmz-node", last_seen_at=timezone.now())
+    integration = remote_integration_for(simulator, node)
+    with pytest.raises(CommandError) as failure:
+        call_command("defender_test", integration.name, "--timeout", "0.5")
+    message = str(failure.value)
+    assert failure.value.returncode == 2
+    assert "remote node dmz-node has not checked in since " in message
+    assert message.endswith("Wait longer with --timeout SECONDS.")
+    integration.refresh_from_db()
+    assert integration.last_test_at is None  # nothing answered, nothing recorded
+    job = Job.objects.get()  # withdrawn, as for Get alerts: a node that checks in later does not run it
+    assert job.state == Job.State.CANCELLED and "Nobody waited for its answer any more" in job.error

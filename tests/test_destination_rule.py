@@ -77,7 +77,7 @@ def lab(simulator, capture, second_capture, proxy, auth_proxy, second_auth_proxy
 
 def run_the_test(client, integration):
     """The Test of a saved integration, as its Test button runs it without JavaScript; the page's text."""
-    response = client.post(reverse("defender:integration-test", args=[integration.pk]))
+    response = client.post(reverse("defender:integration-test", args=[integration.pk]), follow=True)
     assert response.status_code == 200
     return html.unescape(response.content.decode())
 
@@ -354,7 +354,8 @@ def test_a_raw_update_of_a_proxy_rule_keeps_its_password_from_the_new_proxy(admi
     ProxyRule.objects.filter(pk=rule.pk).update(**{field: update})
     forget(watched)
 
-    page = html.unescape(admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode())
+    response = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk]), follow=True)
+    page = html.unescape(response.content.decode())
     assert "Stored secret" in page and f"The password of proxy rule {rule.name} is not sent" in page
     assert watched.connections == 0 and watched.credentials_seen == []
 

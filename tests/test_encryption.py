@@ -131,7 +131,7 @@ def test_django_admin_blank_secret_keeps_the_stored_one(client, django_user_mode
 def test_a_test_with_a_secret_no_key_opens_fails_its_first_step_naming_the_record(settings, admin_client):
     integration = make_integration(name="Defender prod")
     settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
-    response = admin_client.post(f"/settings/integrations/{integration.pk}/test/")
+    response = admin_client.post(f"/settings/integrations/{integration.pk}/test/", follow=True)
     body = response.content.decode()
     assert response.status_code == 200
     assert "Stored secret" in body and "Cannot decrypt client_secret of integration" in body and "Defender prod" in body

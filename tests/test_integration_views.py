@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from defender import presets
-from defender.models import Alert, Integration, RemoteNode
+from defender.models import Alert, Integration, RemoteNode, TestRun
 from tests.factories import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -44,10 +44,6 @@ def simulator_form_data(simulator, app=None, **overrides):
         "read_timeout": "5",
     }
     return form_data(**{**values, **overrides})
-
-
-def streamed(response):
-    return b"".join(response.streaming_content).decode()
 
 
 # --- the list -------------------------------------------------------------------------------------------------------
@@ -312,32 +308,74 @@ def test_a_viewer_may_not_run_a_test_or_change_anything(viewer_client):
     assert not Integration.objects.exclude(pk=integration.pk).exists()
 
 
-def test_a_test_without_javascript_renders_the_steps_and_stores_the_outcome(admin_client, simulator):
+def test_a_test_without_javascript_leads_to_its_run_page_with_the_steps_and_stores_the_outcome(admin_client, simulator):
     integration = simulator_integration(simulator)
-    response = admin_client.post(reverse("defender:integration-test", args=[integration.pk]))
+    response = admin_client.post(reverse("defender:integration-test", args=[integration.pk]), follow=True)
     html = response.content.decode()
-    assert response.status_code == 200
+    run = TestRun.objects.get()
+    assert response.redirect_chain == [(f"/settings/test-runs/{run.pk}/", 303)]
     for step in ("DNS lookup", "TCP connection", "TLS handshake", "Token", "Permissions", "API call"):
         assert f'<strong class="step-name">{step}</strong>' in html
     assert "The Test passed." in html
+    assert '<meta http-equiv="refresh"' not in html  # a finished run's page stays as it is
     integration.refresh_from_db()
     assert integration.last_test_ok is True and integration.last_test_at is not None
+    assert run.integration == integration and run.verdict == "passed" and len(run.steps) == 6
 
 
-def test_an_htmx_test_streams_one_fragment_per_step_and_the_new_badge(admin_client, simulator):
+def test_an_htmx_test_answers_its_runs_panel_and_the_new_badge(admin_client, simulator):
     integration = simulator_integration(simulator)
     response = admin_client.post(reverse("defender:integration-test", args=[integration.pk]), HTTP_HX_REQUEST="true")
-    assert response.streaming
-    body = streamed(response)
+    body = response.content.decode()
+    run = TestRun.objects.get()
     assert "<html" not in body
-    assert body.count("<!--/fragment-->") == 1 + 6 + 1
+    assert body.lstrip().startswith(f'<section id="test-run-{run.pk}"')
+    assert body.count('class="d-flex gap-2 py-1 step step-passed"') == 6
     assert f'<span id="integration-{integration.pk}-badge" hx-swap-oob="true">' in body
     assert ">Passed</span>" in body
+    assert "hx-get" not in body  # finished: nothing left to poll
+
+
+def test_an_unfinished_run_polls_its_own_page_and_refreshes_without_javascript(admin_client, admin_user):
+    integration = make_integration()
+    run = TestRun.objects.create(subject="integration", integration=integration, title=integration.name)
+    TestRun.objects.filter(pk=run.pk).update(
+        steps=[{"name": "DNS lookup", "outcome": "passed", "duration_ms": 3, "message": "Resolved."}]
+    )
+    panel = admin_client.get(run.get_absolute_url(), HTTP_HX_REQUEST="true").content.decode()
+    assert f'hx-get="/settings/test-runs/{run.pk}/" hx-trigger="load delay:500ms" hx-swap="outerHTML"' in panel
+    assert "DNS lookup" in panel and "Testing…" in panel and "The Test" not in panel
+    assert "hx-swap-oob" not in panel  # the badge changes only when the run is finished
+    page = admin_client.get(run.get_absolute_url()).content.decode()
+    assert '<noscript><meta http-equiv="refresh" content="1"></noscript>' in page
+
+
+def test_polling_a_run_takes_a_fixed_number_of_queries_however_many_steps_it_has(admin_client):
+    integration = make_integration()
+    run = TestRun.objects.create(subject="integration", integration=integration, title=integration.name)
+    url = run.get_absolute_url()
+    admin_client.get(url, HTTP_HX_REQUEST="true")  # warm the session and permission caches of this client
+    counts = []
+    for steps in (1, 6):
+        step = {"name": "DNS lookup", "outcome": "passed", "duration_ms": 3, "message": "Resolved."}
+        TestRun.objects.filter(pk=run.pk).update(steps=[step] * steps)
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(url, HTTP_HX_REQUEST="true").content.decode().count("DNS lookup") == steps
+        counts.append(len(queries))
+    assert counts[0] == counts[1] <= 5
+
+
+def test_a_viewer_may_watch_a_run_and_an_unknown_run_is_not_found(viewer_client):
+    integration = make_integration()
+    run = TestRun.objects.create(subject="integration", integration=integration, title=integration.name)
+    assert viewer_client.get(run.get_absolute_url()).status_code == 200
+    assert viewer_client.get("/settings/test-runs/999/").status_code == 404
 
 
 def test_a_failed_step_shows_its_advice_and_the_later_steps_are_skipped(admin_client, simulator):
     integration = simulator_integration(simulator, client_secret="wrong-secret")
-    html = admin_client.post(reverse("defender:integration-test", args=[integration.pk])).content.decode()
+    url = reverse("defender:integration-test", args=[integration.pk])
+    html = admin_client.post(url, follow=True).content.decode()
     assert "paste the secret&#x27;s Value, not its ID" in html
     assert html.count("Skipped:") == 2
     integration.refresh_from_db()
@@ -350,6 +388,9 @@ def test_the_test_on_the_form_uses_the_values_as_typed_and_saves_nothing(admin_c
     html = response.content.decode()
     assert "The Test passed." in html
     assert not Integration.objects.exists()
+    run = TestRun.objects.get()
+    assert run.subject == "typed" and run.integration is None and len(run.values_digest) == 64
+    assert simulator.app.client_secret not in str(TestRun.objects.values().get())  # kept in memory only
     assert 'value="127.0.0.1"' in html
     assert simulator.app.client_secret not in html
     assert "The secret you typed is kept" in html

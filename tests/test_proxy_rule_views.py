@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.urls import reverse
 
-from defender.models import Integration, ProxyRule
+from defender.models import Integration, ProxyRule, TestRun
 from defender.services import proxy_check
 from tests.factories import make_integration, make_proxy_rule, simulator_integration
 from tests.fixtures.proxy import AUTH_PASSWORD, AUTH_USER
@@ -183,7 +183,7 @@ def test_an_unused_rule_is_deleted_after_confirmation(admin_client):
 def test_the_test_passes_through_a_proxy_that_accepts_its_credentials(admin_client, auth_proxy, tunnel_to_itself):
     tunnel_to_itself(auth_proxy)
     rule = make_proxy_rule(host=auth_proxy.host, port=auth_proxy.port, username=AUTH_USER, password=AUTH_PASSWORD)
-    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
+    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk]), follow=True).content.decode()
     assert "The Test passed." in html
     assert f"accepted the credentials of {AUTH_USER}" in html
     assert auth_proxy.connect_targets == [f"{auth_proxy.host}:{auth_proxy.port}"]
@@ -191,26 +191,31 @@ def test_the_test_passes_through_a_proxy_that_accepts_its_credentials(admin_clie
 
 def test_the_test_reports_proxy_credentials_rejected(admin_client, auth_proxy):
     rule = make_proxy_rule(host=auth_proxy.host, port=auth_proxy.port, username=AUTH_USER, password="wrong")
-    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
+    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk]), follow=True).content.decode()
     assert "rejected its credentials (407)" in html
     assert "Check the username and password." in html
     assert "wrong" not in html.split("<main")[1]
     assert auth_proxy.rejected == 1
 
 
-def test_the_test_of_an_open_proxy_skips_the_credentials(admin_client, proxy, tunnel_to_itself):
+def test_the_test_of_an_open_proxy_skips_the_credentials_in_the_same_panel_as_an_integrations_test(
+    admin_client, proxy, tunnel_to_itself
+):
     tunnel_to_itself(proxy)
     rule = make_proxy_rule(host=proxy.host, port=proxy.port)
     response = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk]), HTTP_HX_REQUEST="true")
-    body = b"".join(response.streaming_content).decode()
-    assert body.count("<!--/fragment-->") == 1 + 3 + 1
+    body = response.content.decode()
+    run = TestRun.objects.get()
+    assert body.lstrip().startswith(f'<section id="test-run-{run.pk}"') and "<html" not in body
+    assert body.count('<strong class="step-name">') == 3
     assert "asked for none" in body and "The Test passed." in body
+    assert run.proxy_rule == rule and run.title == f"proxy rule {rule.name}" and run.integration is None
 
 
 def test_the_test_reports_a_tunnel_the_proxy_refuses(admin_client, proxy, closed_port, monkeypatch):
     monkeypatch.setattr(proxy_check, "PROBE_TARGET", ("127.0.0.1", closed_port))
     rule = make_proxy_rule(host=proxy.host, port=proxy.port)
-    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
+    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk]), follow=True).content.decode()
     assert f"answered CONNECT 127.0.0.1:{closed_port} with HTTP/1.1 502 Bad Gateway" in html
 
 
@@ -218,7 +223,7 @@ def test_the_test_tunnels_to_the_hosts_of_the_integrations_that_use_the_rule(adm
     # An isolated lab's proxy reaches only its integrations' hosts: the Test must ask for those, not the internet.
     rule = make_proxy_rule(host=proxy.host, port=proxy.port)
     simulator_integration(simulator, proxy_rule=rule)
-    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
+    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk]), follow=True).content.decode()
     assert "The Test passed." in html
     assert f"opened a tunnel to {simulator.host}:{simulator.port}" in html
     assert proxy.connect_targets == [f"{simulator.host}:{simulator.port}"]
@@ -228,7 +233,7 @@ def test_the_test_names_the_integration_host_the_proxy_cannot_reach(admin_client
     rule = make_proxy_rule(host=proxy.host, port=proxy.port)
     simulator_integration(simulator, proxy_rule=rule)
     simulator_integration(simulator, name="Unreachable API", host="127.0.0.1", port=closed_port, proxy_rule=rule)
-    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk])).content.decode()
+    html = admin_client.post(reverse("defender:proxyrule-test", args=[rule.pk]), follow=True).content.decode()
     assert f"answered CONNECT 127.0.0.1:{closed_port} with HTTP/1.1 502 Bad Gateway" in html
     assert f"{simulator.host}:{simulator.port}" in proxy.connect_targets
 

@@ -7,8 +7,8 @@ import pytest
 from django.db import DatabaseError
 from django.utils import timezone
 
-from defender.models import Actor, AlertFetch, Integration, Job, RemoteNode
-from defender.operations import answers
+from defender.models import Actor, AlertFetch, Integration, Job, RemoteNode, TestRun
+from defender.operations import answers, records
 from defender.remote import jobs
 from tests.factories import integration_form_data, make_integration, simulator_integration
 
@@ -28,35 +28,50 @@ def answer_with_steps(job, outcome="passed"):
 
 
 def test_test_on_a_remote_integration_queues_a_job_and_says_it_waits_for_the_node(admin_client, remote):
-    response = admin_client.post(f"/settings/integrations/{remote.pk}/test/")
+    response = admin_client.post(f"/settings/integrations/{remote.pk}/test/", follow=True)
+    run = TestRun.objects.get()
+    assert response.redirect_chain == [(f"/settings/test-runs/{run.pk}/", 303)]
     assert "Waiting for remote node dmz-node…" in response.content.decode()
     assert '<meta http-equiv="refresh"' in response.content.decode()
     job = Job.objects.get()
-    assert job.kind == "test" and job.state == "queued"
+    assert job.kind == "test" and job.state == "queued" and run.job == job
 
 
-def test_the_htmx_answer_polls_the_job(admin_client, remote):
+def test_the_htmx_answer_polls_the_run(admin_client, remote):
     response = admin_client.post(f"/settings/integrations/{remote.pk}/test/", HTTP_HX_REQUEST="true")
-    job = Job.objects.get()
-    assert f'hx-get="/settings/integrations/jobs/{job.pk}/"' in response.content.decode()
+    run = TestRun.objects.get()
+    assert f'hx-get="/settings/test-runs/{run.pk}/"' in response.content.decode()
 
 
-def test_once_the_node_answers_the_page_shows_the_same_steps_and_the_badge(admin_client, remote):
+def test_once_the_node_answers_the_run_shows_the_same_steps_and_the_badge(admin_client, remote):
     admin_client.post(f"/settings/integrations/{remote.pk}/test/")
-    job = Job.objects.get()
-    answer_with_steps(job)
-    body = admin_client.get(f"/settings/integrations/jobs/{job.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    run = TestRun.objects.get()
+    answer_with_steps(run.job)
+    body = admin_client.get(run.get_absolute_url(), HTTP_HX_REQUEST="true").content.decode()
     assert "DNS lookup" in body and "127.0.0.1 is an IP address." in body and "The Test passed." in body
     assert f'id="integration-{remote.pk}-badge" hx-swap-oob="true"' in body
+    assert "hx-get" not in body and "Waiting for remote node" not in body
     remote.refresh_from_db()
     assert remote.last_test_ok is True
 
 
+def test_a_local_and_a_remote_run_show_in_the_same_panel(admin_client, remote, simulator):
+    local = simulator_integration(simulator)
+    for integration in (local, remote):
+        admin_client.post(f"/settings/integrations/{integration.pk}/test/")
+    answer_with_steps(TestRun.objects.get(integration=remote).job)
+    for run in TestRun.objects.all():
+        body = admin_client.get(run.get_absolute_url(), HTTP_HX_REQUEST="true").content.decode()
+        assert body.lstrip().startswith(f'<section id="test-run-{run.pk}" class="card mb-3 test-result">')
+        assert f"Test of {run.title}</h2>" in body and '<ol class="list-unstyled step-list mb-0">' in body
+        assert "The Test passed." in body
+
+
 def test_without_a_node_checking_in_the_test_expires_with_the_message(admin_client, remote):
     admin_client.post(f"/settings/integrations/{remote.pk}/test/")
-    job = Job.objects.get()
-    Job.objects.filter(pk=job.pk).update(deadline=timezone.now() - timedelta(seconds=1))
-    body = admin_client.get(f"/settings/integrations/jobs/{job.pk}/").content.decode()
+    run = TestRun.objects.get()
+    Job.objects.filter(pk=run.job_id).update(deadline=timezone.now() - timedelta(seconds=1))
+    body = admin_client.get(run.get_absolute_url()).content.decode()
     assert "remote node dmz-node has never checked in" in body and "The Test failed." in body
 
 
@@ -123,15 +138,15 @@ def refresh_url(response):
     return target.removeprefix("url=") if target else response.request["PATH_INFO"]
 
 
-def test_without_javascript_the_waiting_page_refreshes_the_jobs_own_page_until_the_test_is_done(admin_client, remote):
-    response = admin_client.post(f"/settings/integrations/{remote.pk}/test/")
-    job = Job.objects.get()
+def test_without_javascript_the_waiting_page_refreshes_the_runs_own_page_until_the_test_is_done(admin_client, remote):
+    response = admin_client.post(f"/settings/integrations/{remote.pk}/test/", follow=True)
+    run = TestRun.objects.get()
     url = refresh_url(response)
-    assert url == f"/settings/integrations/jobs/{job.pk}/"
+    assert url == f"/settings/test-runs/{run.pk}/"
     again = admin_client.get(url)  # the refresh is a GET: the Test's own URL answers only POST
     assert again.status_code == 200 and "Waiting for remote node dmz-node…" in again.content.decode()
     assert refresh_url(again) == url
-    answer_with_steps(job)
+    answer_with_steps(run.job)
     done = admin_client.get(refresh_url(again))
     assert done.status_code == 200 and "The Test passed." in done.content.decode()
     assert '<meta http-equiv="refresh"' not in done.content.decode()
@@ -139,8 +154,9 @@ def test_without_javascript_the_waiting_page_refreshes_the_jobs_own_page_until_t
 
 def test_an_administrator_cancels_a_waiting_test_and_the_page_says_who_and_when(admin_client, remote):
     admin_client.post(f"/settings/integrations/{remote.pk}/test/")
-    job = Job.objects.get()
-    page = admin_client.get(f"/settings/integrations/jobs/{job.pk}/").content.decode()
+    run = TestRun.objects.get()
+    job = run.job
+    page = admin_client.get(run.get_absolute_url()).content.decode()
     assert f'action="/settings/integrations/jobs/{job.pk}/cancel/"' in page and ">Cancel</button>" in page
     response = admin_client.post(f"/settings/integrations/jobs/{job.pk}/cancel/", follow=True)
     body = response.content.decode()
@@ -151,11 +167,17 @@ def test_an_administrator_cancels_a_waiting_test_and_the_page_says_who_and_when(
     assert job.state == Job.State.CANCELLED and job.error.startswith("Cancelled by alice-admin at ")
     remote.refresh_from_db()
     assert remote.last_test_ok is None  # a cancelled Test proved nothing: the last Test stays as it was
+    run_page = admin_client.get(run.get_absolute_url()).content.decode()
+    assert "Test of Defender DMZ cancelled." in run_page and "Cancelled by alice-admin at " in run_page
+    assert '<meta http-equiv="refresh"' not in run_page and "hx-get" not in run_page
+    run.refresh_from_db()
+    assert run.finished and run.verdict == ""
 
 
 def test_cancelling_through_htmx_replaces_the_waiting_box_in_place(admin_client, remote):
     response = admin_client.post(f"/settings/integrations/{remote.pk}/test/", HTTP_HX_REQUEST="true")
     job = Job.objects.get()
+    assert f'<div id="job-{job.pk}"' in response.content.decode()
     assert f'hx-post="/settings/integrations/jobs/{job.pk}/cancel/" hx-target="#job-{job.pk}"' in (
         response.content.decode()
     )
@@ -217,11 +239,12 @@ def test_a_test_whose_node_took_it_and_went_quiet_shows_why_once_its_time_bound_
     node = remote.remote_node
     node.last_seen_at = timezone.now()
     node.save()
-    job = jobs.enqueue(remote, Job.Kind.TEST)
+    admin_client.post(f"/settings/integrations/{remote.pk}/test/")
+    run = TestRun.objects.get()
     jobs.claim_next(node)
-    assert "dmz-node is running" in admin_client.get(f"/settings/integrations/jobs/{job.pk}/").content.decode()
-    Job.objects.filter(pk=job.pk).update(answer_deadline=timezone.now() - timedelta(seconds=1))
-    body = admin_client.get(f"/settings/integrations/jobs/{job.pk}/").content.decode()
+    assert "dmz-node is running" in admin_client.get(run.get_absolute_url()).content.decode()
+    Job.objects.filter(pk=run.job_id).update(answer_deadline=timezone.now() - timedelta(seconds=1))
+    body = admin_client.get(run.get_absolute_url()).content.decode()
     assert "The Test failed." in body and "remote node dmz-node took the job at " in body
     assert "and has not answered" in body
 
@@ -278,7 +301,7 @@ def test_an_answer_whose_records_cannot_be_stored_leaves_the_job_running_to_be_r
     def refuse(job):
         raise DatabaseError("the database is read-only for a moment")
 
-    monkeypatch.setattr(answers, "record_remote_test", refuse)
+    monkeypatch.setattr(records, "record_remote_test", refuse)
     with pytest.raises(DatabaseError):
         answers.complete(claimed, True, {"steps": []}, "")
 

@@ -17,7 +17,7 @@ from defender import alert_store
 from defender.alert_store import Outcome
 from defender.destinations import REFUSED_SECRETS
 from defender.models import Actor, AlertFetch, Integration, Job
-from defender.operations import answers
+from defender.operations import answers, records
 from defender.operations.placement import runs_on_node
 from defender.remote import jobs
 from defender.services.alerts import alerts_for_actor
@@ -89,7 +89,7 @@ def get_alerts_waiting(
             raise NotAnswered(why, timed_out=True)
         job = answers.refreshed(job.pk)
     # Recorded when it ended: a failure to store it is the job's failure.
-    return answers.remote_outcome(job)
+    return records.remote_outcome(job)
 
 
 def pending_alert_jobs(actor: Actor) -> list[Job]:

@@ -15,15 +15,13 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from defender import alert_store
 from defender.destinations import REFUSED_SECRETS
-from defender.models import Actor, Integration, Job
-from defender.operations.checks import record_remote_test
-from defender.remote import jobs, wire
+from defender.models import Integration, Job
+from defender.operations.records import record
+from defender.remote import jobs
 
 logger = logging.getLogger(__name__)
 
-UNREADABLE = "The remote node's answer could not be read; update its agent."
 # How often a command waiting for a node looks at its job: the agent answers within its check-in, so a second is
 # short next to any job.
 WAIT_POLL_SECONDS = 0.5
@@ -122,41 +120,3 @@ def cancel(job: Job, user: User) -> bool:
     if cancelled:
         logger.info("Job %s cancelled by %s", job.pk, user.get_username())
     return cancelled
-
-
-def record(job: Job) -> None:
-    """Record an ended job as the local path would: the Test on its integration, the alerts for the actor."""
-    if job.kind == Job.Kind.TEST:
-        record_remote_test(job)
-    elif job.kind == Job.Kind.ALERTS:
-        record_remote_alerts(job)
-
-
-def remote_outcome(job: Job) -> alert_store.Outcome:
-    """What a node answered to Get alerts, as a local ask's Outcome: its alerts, or its failure."""
-    # The window as asked; the node widened it by the integration's clock-skew tolerance when it asked Defender.
-    since, until = (datetime.fromisoformat(job.parameters[key]) for key in ("since", "until"))
-    names = tuple(job.parameters.get("hostnames", ()))
-    if job.state == Job.State.DONE and job.result:
-        try:
-            found = wire.alerts_result_from_wire(job.result)
-        except ValueError:
-            return alert_store.Outcome(job.integration, False, UNREADABLE, since, until, names)
-        return alert_store.Outcome(
-            job.integration, True, found.message, since, until, found.tried_names, tuple(found.alerts)
-        )
-    return alert_store.Outcome(job.integration, False, job.error or UNREADABLE, since, until, names)
-
-
-def record_remote_alerts(job: Job) -> None:
-    """Store the alerts a remote node answered for the actor, or its failure, like a local Get alerts would."""
-    outcome = remote_outcome(job)
-    actor = Actor.objects.filter(pk=job.parameters.get("actor_id")).first()
-    fetch_ok, message = outcome.ok, outcome.message
-    if actor is not None:  # None: the actor was deleted meanwhile, or the command asked for a bare hostname
-        fetch = alert_store.record_outcome(actor, outcome, timezone.now())
-        fetch_ok, message = fetch.ok, fetch.message
-    if job.state == Job.State.DONE and not fetch_ok:
-        # The answer arrived but could not be read or stored: the job ends now with the reason, rather than staying
-        # "running" until its lease sends it round again to the same result.
-        jobs.end(jobs.Ending(job, Job.State.DONE, Job.State.FAILED, message, job.result))

@@ -1,20 +1,40 @@
-"""Pressing Test: run the steps of a saved integration or of typed values, and record what they came to."""
+"""Pressing Test: start a Test run of a saved integration, of typed values or of a proxy rule, record its steps as each
+finishes, and record what they came to (on the integration, like its last Test).
 
-from collections.abc import Callable, Iterator
-from dataclasses import asdict
+A local run's steps run in the background (``background.submit``) while its page polls the run; a Remote
+integration's run waits for its node's answer to a job. Where it runs is decided by ``placement`` only.
+"""
 
-from django.utils import timezone
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
 
 from defender.destinations import REFUSED_SECRETS
-from defender.models import Integration, Job
-from defender.remote import wire
+from defender.models import Integration, Job, ProxyRule, TestRun
+from defender.operations import answers, background
+from defender.operations.placement import runs_on_node
+from defender.operations.records import REMOTE_STEP, finish_run, record_test_result, stored_steps
+from defender.remote import jobs
+from defender.services import proxy_check
 from defender.services.connectivity import iter_test_steps
-from defender.services.steps import FAILED, Step, TestResult
+from defender.services.steps import FAILED, NOT_TESTED, SKIPPED, Step, StepOutcome, TestResult
 
-REMOTE_STEP = "Remote node"
+logger = logging.getLogger(__name__)
+
+Requester = AbstractBaseUser | AnonymousUser | None
+StepRunner = Callable[..., Iterator[Step]]
 
 
-def steps_for(build_settings, run: Callable[..., Iterator[Step]] = iter_test_steps) -> Iterator[Step]:
+class RunNotFinished(Exception):
+    """A run that cannot finish while someone waits for it; the message says why and what to do."""
+
+
+def steps_for(build_settings: Callable[[], Any], run: StepRunner = iter_test_steps) -> Iterator[Step]:
     """The Test's steps (``run`` of the settings ``build_settings()`` makes); a stored secret that cannot be sent is a
     failed first step saying why, not an error page, and nothing is sent anywhere."""
     try:
@@ -24,22 +44,152 @@ def steps_for(build_settings, run: Callable[..., Iterator[Step]] = iter_test_ste
     return run(settings)
 
 
-def record_test_result(integration: Integration, result: TestResult) -> None:
-    """Store when the Test ran, whether it passed, a one-line summary and the steps; the edit timestamps stay as they
-    were."""
-    integration.last_test_at = timezone.now()
-    integration.last_test_ok = result.ok
-    integration.last_test_summary = result.summary
-    integration.last_test_steps = [asdict(step) for step in result.steps]
-    integration.save(update_fields=["last_test_at", "last_test_ok", "last_test_summary", "last_test_steps"])
+# --- starting a run -------------------------------------------------------------------------------------------------
 
 
-def remote_test_result(job: Job) -> TestResult:
-    """The Test's steps as the node reported them; a job that never ran is one failed "Remote node" step."""
-    if job.result and job.result.get("steps"):
-        return wire.test_result_from_wire(job.result)
-    return TestResult((Step(REMOTE_STEP, FAILED, 0, job.error or "The remote node could not run the Test."),))
+def start_integration_test(integration: Integration, user: Requester = None) -> TestRun:
+    """Test a saved integration here (in the background) or on its remote node; either way the outcome becomes its
+    last Test."""
+    run = _new_run(TestRun.Subject.INTEGRATION, integration.name, user, integration=integration)
+    if runs_on_node(integration):
+        # Queued for the node; the run's page polls it: no worker waits here for the node to check in.
+        run.job = jobs.enqueue(integration, Job.Kind.TEST, user=_saved(user))  # type: ignore[no-untyped-call]
+        run.save(update_fields=["job"])
+    else:
+        _run_here(run, steps_for(integration.to_settings))
+    return run
 
 
-def record_remote_test(job: Job) -> None:
-    record_test_result(job.integration, remote_test_result(job))
+def start_typed_test(
+    integration: Integration, build_settings: Callable[[], Any], values_digest: str, user: Requester = None
+) -> TestRun:
+    """Test the values typed on a form, before anything is saved. The settings, secret included, live only in memory
+    while the steps run; the run keeps a keyed digest of the values, so that Submit can record it."""
+    run = _new_run(TestRun.Subject.TYPED_VALUES, integration.name, user, values_digest=values_digest)
+    if runs_on_node(integration):
+        # The node runs saved integrations only: their settings, secret included, are sent when it claims a job.
+        message = (
+            f"Submit, then press Test: the Test of a Remote integration runs on node {integration.remote_node}, which "
+            "takes only saved integrations."
+        )
+        finish_run(run, TestResult((Step(REMOTE_STEP, SKIPPED, 0, message),)))
+    else:
+        _run_here(run, steps_for(build_settings))
+    return run
+
+
+def start_proxy_rule_test(rule: ProxyRule, user: Requester = None) -> TestRun:
+    """Does the proxy answer, accept its credentials and open a tunnel to where its integrations go? Nothing else is
+    stored."""
+    targets = rule.tunnel_targets()  # type: ignore[no-untyped-call]
+    run = _new_run(TestRun.Subject.PROXY_RULE, f"proxy rule {rule.name}", user, proxy_rule=rule)
+    _run_here(run, steps_for(rule.to_settings, run=partial(proxy_check.iter_proxy_steps, targets=targets)))
+    return run
+
+
+def _new_run(subject: str, title: str, user: Requester, **fields: Any) -> TestRun:
+    return TestRun.objects.create(subject=subject, title=title, requested_by=_saved(user), **fields)
+
+
+def _saved(user: Requester) -> Any:
+    """The user to name as the one who asked: nobody for a command, or a request without a login."""
+    return user if user is not None and user.is_authenticated else None
+
+
+def _run_here(run: TestRun, steps: Iterator[Step]) -> None:
+    background.submit(_execute, run.pk, steps)
+    run.refresh_from_db()  # as it stands now: finished already when it ran inline
+
+
+def _execute(run_id: int, steps: Iterable[Step]) -> None:
+    """Run the steps, writing the run's list after each one, then record what they came to."""
+    done: list[Step] = []
+    try:
+        for step in steps:
+            done.append(step)
+            TestRun.objects.filter(pk=run_id).update(steps=stored_steps(done))
+    except Exception:
+        # The step runner explains every failure it expects; anything else must still end the run.
+        logger.exception("Test run %s broke", run_id)
+        done.append(Step("Unexpected error", FAILED, 0, "The Test stopped unexpectedly; the site's log has details."))
+    run = TestRun.objects.select_related("integration").filter(pk=run_id).first()
+    if run is None:
+        return  # what it tested was deleted meanwhile
+    result = TestResult(tuple(done))
+    with transaction.atomic():
+        if run.subject == TestRun.Subject.INTEGRATION and run.integration is not None:
+            record_test_result(run.integration, result)
+        finish_run(run, result)
+
+
+# --- reading a run --------------------------------------------------------------------------------------------------
+
+
+def result_of(run: TestRun) -> TestResult:
+    """The steps recorded so far, as the step runner's result."""
+    return TestResult(tuple(_step(data) for data in run.steps))
+
+
+def _step(data: dict[str, Any]) -> Step:
+    return Step(str(data["name"]), StepOutcome(data["outcome"]), int(data["duration_ms"]), str(data["message"]))
+
+
+def refreshed_run(run_id: int) -> TestRun:
+    """The run as it stands now. A run that waits for a node sees its job's deadlines applied first (a job past its
+    deadline ends, and so does the run); a cancelled job ends its run without touching the integration's last Test.
+    Raises TestRun.DoesNotExist."""
+    related = ("integration", "job__integration__remote_node", "job__node")
+    run = TestRun.objects.select_related(*related).get(pk=run_id)
+    if run.job is None or run.finished:
+        return run
+    answers.housekeeping()
+    run = TestRun.objects.select_related(*related).get(pk=run_id)
+    if not run.finished and run.cancelled and run.job is not None:
+        finish_run(run, TestResult(()), summary=run.job.error)
+    return run
+
+
+def typed_result_to_record(run_id: object, values_digest: str) -> TestResult | None:
+    """What Submit records for the values it saves: the finished Test run of exactly those values, unless it tested
+    nothing."""
+    if not isinstance(run_id, int):
+        return None
+    run = TestRun.objects.filter(pk=run_id, subject=TestRun.Subject.TYPED_VALUES, values_digest=values_digest).first()
+    if run is None or not run.finished:
+        return None
+    result = result_of(run)
+    return None if result.verdict == NOT_TESTED else result
+
+
+def wait_for(run: TestRun, timeout: float, on_step: Callable[[Step], None], poll_seconds: float = 0.2) -> TestRun:
+    """Wait until the run is finished, handing each step to ``on_step`` as it is recorded. Raises RunNotFinished,
+    saying why and what to do, when no node can take its job or none answered within ``timeout`` (the job is then
+    withdrawn, as for Get alerts: nobody waits for its answer any more)."""
+    if run.job is not None and (problem := answers.node_unavailable(run.job.integration)):
+        answers.give_up(run.job, 0)
+        raise RunNotFinished(problem)
+    give_up = time.monotonic() + timeout
+    shown = 0
+    while True:
+        run = refreshed_run(run.pk)
+        for data in run.steps[shown:]:
+            on_step(_step(data))
+        shown = len(run.steps)
+        if run.finished:
+            return run
+        if time.monotonic() >= give_up:
+            if run.job is None:
+                raise RunNotFinished(
+                    f"The Test did not finish within {timeout:g} s: see the site's log, then try again."
+                )
+            why = answers.give_up(run.job, timeout)
+            if why is None:  # it ended meanwhile: its answer counts
+                continue
+            raise RunNotFinished(f"{why} Wait longer with --timeout SECONDS.")
+        time.sleep(poll_seconds)
+
+
+def wait_seconds(integration: Integration) -> float:
+    """Long enough for a node to claim the job and answer it: the claim deadline plus the Test's own time bound."""
+    bound: float = jobs.deadline_seconds() + jobs.answer_bound_seconds(integration)  # type: ignore[no-untyped-call]
+    return bound

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from defender.models import Job, RemoteNode
-from defender.operations import answers
+from defender.operations import answers, records
 from defender.remote import jobs, tokens, wire
 from defender.services import untrusted
 
@@ -247,7 +247,7 @@ def answer(request, node, job_id):
         raise
     ok, result, error = bool(body.get("ok")), body.get("result"), str(body.get("error", ""))[:4000]
     if not readable(job, ok, result):
-        answers.fail(job, answers.UNREADABLE)
+        answers.fail(job, records.UNREADABLE)
         return refuse(request, 400, "The answer is not in the shape this site reads.", log_reason="unreadable answer")
     if not answers.complete(job, ok, result, error):
         return refuse(request, 409, f"Job {job_id} was answered or re-queued meanwhile.")

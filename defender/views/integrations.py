@@ -1,13 +1,10 @@
 """Settings > Integrations: the list, Add and Edit, the detail page, Delete, and the Test."""
 
-from dataclasses import asdict
-
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import path, reverse, reverse_lazy
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
@@ -17,50 +14,21 @@ from django_tables2 import SingleTableView
 
 from defender.forms.integrations import IntegrationForm, preset_data
 from defender.kinds import KINDS
-from defender.models import Integration, Job
-from defender.operations.checks import record_test_result, steps_for
-from defender.remote import jobs
-from defender.services.steps import NOT_TESTED, SKIPPED, Step, TestResult
+from defender.models import Integration
+from defender.operations.checks import (
+    record_test_result,
+    start_integration_test,
+    start_typed_test,
+    typed_result_to_record,
+)
 from defender.tables.integrations import IntegrationTable
-from defender.views.jobs import job_response
+from defender.views.test_runs import PANEL, run_context, started
 
-# The streamed Test ends each complete fragment with this marker; test-steps.js shows the page up to the last one.
-FRAGMENT_END = "<!--/fragment-->\n"
 ROW_ACTION_PERMISSIONS = ("defender.run_test", "defender.change_integration", "defender.delete_integration")
 
 
 def home(request):
     return redirect("defender:integration-list")
-
-
-def test_steps_response(request, steps, *, title, on_finish=None, template="defender/integrations/test.html", **ctx):
-    """The Test's answer: streamed fragments for htmx and test-steps.js, else a whole page once every step is known.
-
-    ``steps`` yields Step objects as they finish; ``on_finish`` receives the TestResult (to record it) and may return
-    the object whose badge the page should update.
-    """
-    context = {"title": title, **ctx}
-    if not request.htmx:
-        result = TestResult(tuple(steps))
-        subject = on_finish(result) if on_finish else None
-        return render(request, template, {**context, "result": result, "integration": subject})
-
-    def fragments():
-        yield render_to_string("defender/integrations/_test_head.html", context, request) + FRAGMENT_END
-        done = []
-        for step in steps:
-            done.append(step)
-            yield render_to_string("defender/integrations/_test_step.html", {"step": step}, request) + FRAGMENT_END
-        result = TestResult(tuple(done))
-        subject = on_finish(result) if on_finish else None
-        tail = {**context, "result": result, "integration": subject, "oob": subject is not None}
-        yield render_to_string("defender/integrations/_test_tail.html", tail, request) + FRAGMENT_END
-
-    response = StreamingHttpResponse(fragments(), content_type="text/html; charset=utf-8")
-    # Proxies such as nginx would otherwise hold the steps back until the Test is over.
-    response["X-Accel-Buffering"] = "no"
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 class IntegrationListView(PermissionRequiredMixin, SingleTableView):
@@ -112,7 +80,8 @@ class IntegrationFormMixin(SuccessMessageMixin):
 
     def form_valid(self, form):
         form.instance.updated_by = self.request.user
-        tested = recorded_form_test(self.request, form)
+        # The Test last run on this form, recorded when it tested exactly the values saved now.
+        tested = typed_result_to_record(self.request.session.pop(FORM_TEST_SESSION_KEY, None), form.values_digest())
         response = super().form_valid(form)
         if tested is not None:
             record_test_result(self.object, tested)
@@ -122,28 +91,9 @@ class IntegrationFormMixin(SuccessMessageMixin):
         return response
 
 
-# The last Test run on a form, remembered so that Submit with the same values records it (the new row is not left
+# The Test run last started on a form, so that Submit with the same values records it (the new row is not left
 # "Never tested" after a Test that passed a moment before).
-FORM_TEST_SESSION_KEY = "integration_form_test"
-
-
-def remember_form_test(request, form, result):
-    if result.verdict == NOT_TESTED:
-        return  # nothing to record: Submit leaves the row as it was
-    request.session[FORM_TEST_SESSION_KEY] = {
-        "values": form.values_digest(),
-        "steps": [asdict(step) for step in result.steps],
-    }
-    # A streamed Test finishes after the response's session cookie was handled: store the session now.
-    request.session.save()
-
-
-def recorded_form_test(request, form):
-    """The Test last run on this form with exactly these values, as a TestResult, or None."""
-    remembered = request.session.pop(FORM_TEST_SESSION_KEY, None)
-    if not isinstance(remembered, dict) or remembered.get("values") != form.values_digest():
-        return None
-    return TestResult(tuple(Step(**step) for step in remembered["steps"]))
+FORM_TEST_SESSION_KEY = "integration_form_test_run"
 
 
 class FormTestMixin:
@@ -158,30 +108,13 @@ class FormTestMixin:
         return redirect(self.form_urls()[0])
 
     def form_valid(self, form):
-        if not self.request.htmx:
-            form.ask_to_retype_secret()
-        if form.instance.location == Integration.Location.REMOTE:
-            # The node runs saved integrations only: their settings, secret included, are sent when it claims a job.
-            node = form.instance.remote_node
-            steps = [
-                Step(
-                    "Remote node",
-                    SKIPPED,
-                    0,
-                    f"Submit, then press Test: the Test of a Remote integration runs on node {node}, which takes only "
-                    "saved integrations.",
-                )
-            ]
-        else:
-            steps = steps_for(form.connection_settings)
-        return test_steps_response(
-            self.request,
-            steps,
-            title=form.instance.name,
-            template=self.template_name,
-            on_finish=lambda result: remember_form_test(self.request, form, result),
-            **self.get_context_data(form=form),
-        )
+        run = start_typed_test(form.instance, form.connection_settings, form.values_digest(), self.request.user)
+        self.request.session[FORM_TEST_SESSION_KEY] = run.pk
+        if self.request.htmx:
+            return render(self.request, PANEL, run_context(run))
+        # Without JavaScript the form comes back, as typed, with the run in its panel.
+        form.ask_to_retype_secret()
+        return self.render_to_response(self.get_context_data(form=form, **run_context(run)))
 
     def form_invalid(self, form):
         response = super().form_invalid(form)
@@ -256,25 +189,7 @@ class IntegrationTestView(PermissionRequiredMixin, SingleObjectMixin, View):
     queryset = Integration.objects.select_related("proxy_rule")
 
     def post(self, request, *args, **kwargs):
-        integration = self.get_object()
-        if integration.location == Integration.Location.REMOTE:
-            # Queue it for the node and let the page poll: no worker waits here for the node to check in.
-            return job_response(request, jobs.enqueue(integration, Job.Kind.TEST, user=request.user))
-
-        def record(result):
-            record_test_result(integration, result)
-            return integration
-
-        return test_steps_response(
-            request,
-            steps_for(integration.to_settings),
-            title=integration.name,
-            on_finish=record,
-            back_links=[
-                (integration.name, reverse("defender:integration-detail", args=[integration.pk])),
-                ("All integrations", reverse("defender:integration-list")),
-            ],
-        )
+        return started(request, start_integration_test(self.get_object(), request.user))
 
 
 urlpatterns = [

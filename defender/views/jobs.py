@@ -10,7 +10,7 @@ from django.views import View
 
 from defender.models import Job
 from defender.operations.answers import cancel, refreshed
-from defender.operations.checks import remote_test_result
+from defender.operations.records import remote_test_result
 
 
 def job_response(request, job):

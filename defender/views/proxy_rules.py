@@ -1,7 +1,5 @@
 """Settings > Proxy Rules: the list, Add and Edit, the detail page with its integrations, Delete, and the Test."""
 
-from functools import partial
-
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
@@ -16,10 +14,9 @@ from django_tables2 import SingleTableView
 
 from defender.forms.proxy_rules import ProxyAssignmentForm, ProxyRuleForm
 from defender.models import ProxyRule
-from defender.operations.checks import steps_for
-from defender.services import proxy_check
+from defender.operations.checks import start_proxy_rule_test
 from defender.tables.proxy_rules import ProxyRuleTable
-from defender.views.integrations import test_steps_response
+from defender.views.test_runs import started
 
 ROW_ACTION_PERMISSIONS = ("defender.change_proxyrule", "defender.delete_proxyrule")
 
@@ -132,16 +129,7 @@ class ProxyRuleTestView(PermissionRequiredMixin, SingleObjectMixin, View):
     model = ProxyRule
 
     def post(self, request, *args, **kwargs):
-        rule = self.get_object()
-        return test_steps_response(
-            request,
-            steps_for(rule.to_settings, run=partial(proxy_check.iter_proxy_steps, targets=rule.tunnel_targets())),
-            title=f"proxy rule {rule.name}",
-            back_links=[
-                (rule.name, reverse("defender:proxyrule-detail", args=[rule.pk])),
-                ("All proxy rules", reverse("defender:proxyrule-list")),
-            ],
-        )
+        return started(request, start_proxy_rule_test(self.get_object(), request.user))
 
 
 urlpatterns = [
