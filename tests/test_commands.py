@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from defender.services import auth
+from defender.services.process import PROCESS
 from tests.factories import make_actor, make_integration
 
 STEP_KEYS = {"name", "outcome", "duration_ms", "message"}
@@ -18,7 +18,7 @@ ALERT_KEYS = {"id", "title", "severity", "status", "created", "machine", "mitre_
 
 @pytest.fixture(autouse=True)
 def fresh_credentials():
-    auth.forget_credentials()
+    PROCESS.clear()
 
 
 @pytest.fixture
