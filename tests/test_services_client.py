@@ -277,19 +277,6 @@ def test_a_proxy_that_refuses_the_tunnel_says_so(simulator, proxy, closed_port):
 # --- the proxy the environment names ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def environment_proxy(monkeypatch):
-    """Set a proxy variable (and NO_PROXY) for this test alone, with no other spelling left to win over it."""
-    for name in ("https_proxy", "http_proxy", "all_proxy", "no_proxy", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-
-    def use(url, no_proxy="", variable="HTTPS_PROXY"):
-        monkeypatch.setenv(variable, url)
-        monkeypatch.setenv("NO_PROXY", no_proxy)
-
-    return use
-
-
 def test_an_environment_proxy_that_refuses_is_named_by_the_calls_with_where_it_came_from(
     simulator, environment_proxy, closed_port
 ):

@@ -266,19 +266,6 @@ def test_a_certificate_for_another_name_advises_checking_the_host_not_setting_a_
 # --- the proxy the environment names ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def environment_proxy(monkeypatch):
-    """Set HTTPS_PROXY (and NO_PROXY) for this test alone, with no lower-case spelling left to win over them."""
-    for name in ("https_proxy", "http_proxy", "all_proxy", "no_proxy", "ALL_PROXY", "HTTP_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-
-    def use(url, no_proxy="", variable="HTTPS_PROXY"):
-        monkeypatch.setenv(variable, url)
-        monkeypatch.setenv("NO_PROXY", no_proxy)
-
-    return use
-
-
 def test_an_environment_proxy_that_refuses_fails_the_tcp_step_naming_that_proxy_not_the_api(
     simulator, environment_proxy, closed_port
 ):

@@ -11,6 +11,7 @@ import random
 import secrets
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -222,8 +223,10 @@ class Agent:
 
     def run_job(self, job: Job) -> None:
         logger.info("Running job %s: %s of %s", job["id"], job["kind"], job["integration"]["name"])
+        # wire.run_job's signature; the wire module is not annotated yet.
+        run: Callable[[str, dict[str, Any], dict[str, Any]], tuple[bool, Any, str]] = wire.run_job
         try:
-            ok, result, error = wire.run_job(job["kind"], job["settings"], job["parameters"])
+            ok, result, error = run(job["kind"], job["settings"], job["parameters"])
         except Exception as exc:
             # One broken job must not stop the node: say so to the site, which shows it to the person waiting.
             logger.exception("Job %s failed in the agent", job["id"])

@@ -31,7 +31,8 @@ from defender.services.client import retry_after_seconds
 from defender.services.connection import ConnectionSettings
 from defender.services.errors import BadResponse, Throttled, TokenFailed, aadsts_advice, redact
 from defender.services.process import PROCESS, Kept
-from defender.services.transport import Params, Response, Transport
+from defender.services.transport import Response, Transport
+from defender.services.trust import trust_for
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class Token:
         return tuple(roles) if isinstance(roles, list) else ()
 
 
-def _credential_key(settings: ConnectionSettings, transport: Transport) -> Hashable:
+def _credential_key(settings: ConnectionSettings) -> Hashable:
     secret_hash = hashlib.sha256(settings.client_secret.encode()).hexdigest()
     proxy = settings.proxy
     proxy_key = None
@@ -140,8 +141,8 @@ def _credential_key(settings: ConnectionSettings, transport: Transport) -> Hasha
         secret_hash,
         resource_for(settings),
         proxy_key,
-        transport.verify,
-        transport.timeout,
+        trust_for(settings),
+        (settings.connect_timeout, settings.read_timeout),
     )
 
 
@@ -165,37 +166,27 @@ class _Answer:
     throttle_seconds: int
 
 
-class _MsalHttp:
-    """The seam msal talks through; remembers the last discovery error body, since msal turns it into a bare
+class _MsalHttp(Transport):
+    """The transport msal talks through; remembers the last discovery error body, since msal turns it into a bare
     ValueError and we branch on its error_codes, and the last token answer, since msal keeps its headers to itself."""
 
-    def __init__(self, transport: Transport) -> None:
-        self.transport = transport
+    def __init__(self, settings: ConnectionSettings) -> None:
+        super().__init__(settings)
         self.discovery_error: dict[str, Any] | None = None
         self.posts = 0
         self.last_answer: _Answer | None = None
 
-    def get(self, url: str, params: Params = None, headers: Mapping[str, str] | None = None, **kwargs: Any) -> Response:
-        response = self.transport.get(url, params=params, headers=headers)
+    def get(self, url: str, *args: Any, **kwargs: Any) -> Response:
+        response = super().get(url, *args, **kwargs)
         if response.status_code >= 400:
             self.discovery_error = _json_or_empty(response.content)
         return response
 
-    def post(
-        self,
-        url: str,
-        params: Params = None,
-        data: Any = None,
-        headers: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> Response:
-        response = self.transport.post(url, params=params, data=data, headers=headers)
+    def post(self, url: str, *args: Any, **kwargs: Any) -> Response:
+        response = super().post(url, *args, **kwargs)
         self.posts += 1
         self.last_answer = _Answer(response.status_code, time.monotonic(), msal_throttle_seconds(response))
         return response
-
-    def close(self) -> None:
-        self.transport.close()
 
 
 def _json_or_empty(content: bytes) -> dict[str, Any]:
@@ -209,9 +200,9 @@ def _json_or_empty(content: bytes) -> dict[str, Any]:
 class _MsalCredential:
     """An msal ConfidentialClientApplication for one credential set (MDE and Graph: v2 endpoint, /.default scope)."""
 
-    def __init__(self, settings: ConnectionSettings, transport: Transport) -> None:
+    def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
-        self.http = _MsalHttp(transport)
+        self.http = _MsalHttp(settings)
         # msal's HTTP cache for this app alone: discovery answers, and error answers it replays (a 400 for 60 s,
         # a 429 or 5xx for its Retry-After) instead of asking Entra ID again.
         self.http_cache: dict[Any, Any] = {}
@@ -306,9 +297,9 @@ class _V1Credential:
     call. The token is cached here with msal's refresh margin.
     """
 
-    def __init__(self, settings: ConnectionSettings, transport: Transport) -> None:
+    def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
-        self.transport = transport
+        self.transport = Transport(settings)
         self.resource = resource_for(settings)
         self.lock = threading.Lock()
         self.token: Token | None = None
@@ -400,14 +391,10 @@ _credentials: Kept[Hashable, _Credential] = PROCESS.keep(256)
 
 
 def _credential_for(settings: ConnectionSettings) -> _Credential:
-    transport = Transport(settings)
-
     def make() -> _Credential:
-        if settings.flavour == presets.SIEM:
-            return _V1Credential(settings, transport)
-        return _MsalCredential(settings, transport)
+        return _V1Credential(settings) if settings.flavour == presets.SIEM else _MsalCredential(settings)
 
-    return _credentials.get(_credential_key(settings, transport), make)
+    return _credentials.get(_credential_key(settings), make)
 
 
 def acquire_token(settings: ConnectionSettings, fresh: bool = False) -> Token:

@@ -4,7 +4,7 @@
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -38,19 +38,6 @@ MAX_RETRY_AFTER = 86400.0
 MAX_PAGES = 1000
 
 
-class Answer(Protocol):
-    """The little of a response the retry rules read."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def content(self) -> bytes: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-
 class Tokens(Protocol):
     """Where bearer tokens come from: auth.TokenSource."""
 
@@ -63,7 +50,7 @@ class Tokens(Protocol):
 _RETRY_AFTER = urllib3.util.Retry(total=0, retry_after_max=int(MAX_RETRY_AFTER))
 
 
-def retry_after_seconds(response: Answer) -> float | None:
+def retry_after_seconds(response: Response) -> float | None:
     """Retry-After as seconds to wait: it may be a number of seconds or an HTTP date. None when absent or unusable."""
     value = response.headers.get("Retry-After")
     if not value:
@@ -74,7 +61,7 @@ def retry_after_seconds(response: Answer) -> float | None:
         return None
 
 
-def api_error_detail(response: Answer, *secrets: str) -> str:
+def api_error_detail(response: Response, *secrets: str) -> str:
     """'code: message' from the API's error body ({"error": {"code", "message"}}), redacted and kept short."""
     try:
         error = json.loads(response.content).get("error") or {}
@@ -138,7 +125,7 @@ class ApiClient:
                 continue
             raise self._failure(response, path, attempts, token)
 
-    def _throttled(self, response: Answer, delay: float) -> Throttled:
+    def _throttled(self, response: Response, delay: float) -> Throttled:
         retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         return Throttled(
             f"{self.api_name} is throttling this integration (HTTP {response.status_code}); "
@@ -148,7 +135,7 @@ class ApiClient:
             retry_at=retry_at,
         )
 
-    def _failure(self, response: Answer, path: str, attempts: int, token: str) -> ApiFailed:
+    def _failure(self, response: Response, path: str, attempts: int, token: str) -> ApiFailed:
         status = response.status_code
         detail = api_error_detail(response, token, self.settings.client_secret)
         detail_text = f" ({detail})" if detail else ""
@@ -257,7 +244,7 @@ class ApiClient:
                 f"Page {page} of {path} had a next link that is not a valid URL; not followed.",
                 "The service sent a broken answer; try again.",
             ) from None
-        if not same:
+        if not same or not isinstance(link, str):
             other = urlsplit(link).hostname if isinstance(link, str) else None
             raise BadResponse(f"Page {page} of {path} linked to another host ({other}); not followed.")
         return link

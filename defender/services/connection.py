@@ -122,6 +122,8 @@ class Reach(Protocol):
         """Who answered ``url``, for a message, and which setting to check when the answer was a redirect."""
         ...
 
+    def __hash__(self) -> int: ...  # transports keep a session per settings
+
 
 @dataclass(frozen=True)
 class ConnectionSettings:

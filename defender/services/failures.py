@@ -1,6 +1,7 @@
 """What went wrong with a request, in words a person can act on: the low-level failures the transport meets (a name
 that does not resolve, a refused port, a proxy, a certificate, a timeout, a redirect, a body too slow or too large)
-as ConnectionFailed, ProxyFailed, TlsFailed or BadResponse naming the hop that failed."""
+as ConnectionFailed, ProxyFailed, TlsFailed or BadResponse naming the hop that failed. (What a body that is too slow
+or too large means, the transport says where it measures it.)"""
 
 import http
 import socket
@@ -122,54 +123,6 @@ def redirect_failure(status: int, location: str, url: str, reach: Reach) -> BadR
     who, advice = reach.answered_by(url)
     return BadResponse(
         f"{who} answered {status} {phrase}, {where}; this console does not follow redirects.", advice, code=status
-    )
-
-
-def too_slow(url: str, bound: float, read_timeouts: int, size: int) -> ConnectionFailed:
-    received = f"; {size:,} bytes of the body had arrived" if size else ""
-    return ConnectionFailed(
-        f"{target(url)} did not complete its answer within {bound:g} s (the connect timeout plus "
-        f"{read_timeouts} × the read timeout){received}.",
-        "The service answers too slowly: try again, lower the page size, or raise the read timeout in Advanced "
-        "options.",
-    )
-
-
-def stalled(url: str, read_timeout: float) -> ConnectionFailed:
-    return ConnectionFailed(
-        f"{target(url)} began its answer, then sent nothing for {read_timeout:g} s (read timeout).",
-        "Try again; raise the read timeout in Advanced options if it persists.",
-    )
-
-
-def broken_off(url: str, size: int, exc: BaseException) -> ConnectionFailed:
-    chain = causes(exc)
-    why = "the connection closed" if mentions(chain, "IncompleteRead") else reason(chain)
-    return ConnectionFailed(
-        f"{target(url)} broke off its answer after {size:,} bytes ({why}).",
-        "Try again; check any proxy or firewall between this site and the service if it persists.",
-    )
-
-
-def undecodable(url: str, encoding: str) -> BadResponse:
-    return BadResponse(
-        f"The answer from {target(url)} could not be decompressed ({encoding[:40]}).",
-        "The service or a proxy sent a broken answer; try again.",
-    )
-
-
-def too_large(url: str, limit: int) -> BadResponse:
-    return BadResponse(
-        f"The answer from {target(url)} is larger than {limit // 2**20} MB; not read.",
-        "Lower the page size in Advanced options.",
-    )
-
-
-def inflates_too_far(url: str, encoding: str, limit: int) -> BadResponse:
-    return BadResponse(
-        f"The compressed answer from {target(url)} ({encoding[:40]}) expands to more than "
-        f"{limit // 2**20} MB; decompression stopped there, not read.",
-        "No page of alerts is that large; if the service really sends one, lower the page size in Advanced options.",
     )
 
 

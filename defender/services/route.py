@@ -4,7 +4,6 @@ HTTPS_PROXY (or HTTP_PROXY for plain HTTP), else ALL_PROXY, lower case first, un
 
 import ipaddress
 import os
-import urllib.request
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -92,7 +91,19 @@ def _bypassed(host: str, port: int, no_proxy: str) -> bool:
                     return True
             except ValueError:
                 continue
-    return urllib.request.proxy_bypass_environment(f"{url_host(host)}:{port}", {"no": no_proxy})
+    # Names as urllib reads NO_PROXY: "*" for every host; a name, or a domain (leading dot or not) and its
+    # subdomains, either with the port or without.
+    hostname, with_port = host.lower(), f"{url_host(host)}:{port}".lower()
+    for entry in entries:
+        name = entry.lstrip(".").lower()
+        if (
+            entry == "*"
+            or name in (hostname, with_port)
+            or hostname.endswith(f".{name}")
+            or with_port.endswith(f".{name}")
+        ):
+            return True
+    return False
 
 
 def _proxy_from(variable: str, value: str) -> ProxySettings:

@@ -18,8 +18,8 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from defender.services import failures
-from defender.services.connection import Reach
-from defender.services.errors import DefenderError, socks_credentials_failure
+from defender.services.connection import Reach, target
+from defender.services.errors import BadResponse, ConnectionFailed, DefenderError, socks_credentials_failure
 from defender.services.failures import Kind
 from defender.services.process import PROCESS, Kept
 from defender.services.route import Route, route_for
@@ -125,7 +125,7 @@ class Transport:
         """Read the whole body into the response, or raise: too slow in total, too large, or broken off."""
         declared = response.headers.get("Content-Length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise failures.too_large(url, MAX_BODY_BYTES)
+            raise _too_large(url)
         read_timeout = self.settings.read_timeout
         encoding = response.headers.get("Content-Encoding", "").strip().lower()
         limit = min(MAX_BODY_BYTES, MAX_DECODED_BYTES) if encoding not in ("", "identity") else MAX_BODY_BYTES
@@ -147,11 +147,22 @@ class Transport:
             except urllib3.exceptions.ReadTimeoutError:
                 if wait < read_timeout:
                     raise self._too_slow(url, size) from None
-                raise failures.stalled(url, read_timeout) from None
+                raise ConnectionFailed(
+                    f"{target(url)} began its answer, then sent nothing for {read_timeout:g} s (read timeout).",
+                    "Try again; raise the read timeout in Advanced options if it persists.",
+                ) from None
             except urllib3.exceptions.DecodeError:
-                raise failures.undecodable(url, encoding) from None
+                raise BadResponse(
+                    f"The answer from {target(url)} could not be decompressed ({encoding[:40]}).",
+                    "The service or a proxy sent a broken answer; try again.",
+                ) from None
             except urllib3.exceptions.ProtocolError as exc:
-                raise failures.broken_off(url, size, exc) from None
+                chain = failures.causes(exc)
+                why = "the connection closed" if failures.mentions(chain, "IncompleteRead") else failures.reason(chain)
+                raise ConnectionFailed(
+                    f"{target(url)} broke off its answer after {size:,} bytes ({why}).",
+                    "Try again; check any proxy or firewall between this site and the service if it persists.",
+                ) from None
             except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
                 raise self._translate(exc, url, route) from None
             if not chunk:
@@ -161,16 +172,20 @@ class Transport:
             size += len(chunk)
             if size > limit:
                 # Decompression stops here: urllib3 inflates one chunk per read, and no further read is made.
-                if limit == MAX_BODY_BYTES:
-                    raise failures.too_large(url, MAX_BODY_BYTES)
-                raise failures.inflates_too_far(url, encoding, MAX_DECODED_BYTES)
+                raise _too_large(url) if limit == MAX_BODY_BYTES else _inflates_too_far(url, encoding)
             chunks.append(chunk)
         response._content = b"".join(chunks)
-        response._content_consumed = True
+        response._content_consumed = True  # type: ignore[attr-defined]  # requests' own flag, untyped
 
-    def _too_slow(self, url: str, size: int) -> DefenderError:
+    def _too_slow(self, url: str, size: int) -> ConnectionFailed:
         bound = self.settings.connect_timeout + RESPONSE_READ_TIMEOUTS * self.settings.read_timeout
-        return failures.too_slow(url, bound, RESPONSE_READ_TIMEOUTS, size)
+        received = f"; {size:,} bytes of the body had arrived" if size else ""
+        return ConnectionFailed(
+            f"{target(url)} did not complete its answer within {bound:g} s (the connect timeout plus "
+            f"{RESPONSE_READ_TIMEOUTS} × the read timeout){received}.",
+            "The service answers too slowly: try again, lower the page size, or raise the read timeout in Advanced "
+            "options.",
+        )
 
     def _translate(self, exc: BaseException, url: str, route: Route) -> DefenderError:
         return failures.translate(exc, _kind(exc), url, self.settings, route)
@@ -206,6 +221,21 @@ def _kind(exc: BaseException) -> Kind:
     if isinstance(exc, requests.exceptions.ProxyError):
         return Kind.PROXY
     return Kind.OTHER
+
+
+def _too_large(url: str) -> BadResponse:
+    return BadResponse(
+        f"The answer from {target(url)} is larger than {MAX_BODY_BYTES // 2**20} MB; not read.",
+        "Lower the page size in Advanced options.",
+    )
+
+
+def _inflates_too_far(url: str, encoding: str) -> BadResponse:
+    return BadResponse(
+        f"The compressed answer from {target(url)} ({encoding[:40]}) expands to more than "
+        f"{MAX_DECODED_BYTES // 2**20} MB; decompression stopped there, not read.",
+        "No page of alerts is that large; if the service really sends one, lower the page size in Advanced options.",
+    )
 
 
 def _socket_of(response: Response) -> socket.socket | None:

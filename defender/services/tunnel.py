@@ -205,7 +205,8 @@ def socks_tunnel(route: Route, host: str, port: int, timeout: float) -> socket.s
         sock.close()
         inner = exc.socket_err if isinstance(exc, socks.GeneralProxyError) and exc.socket_err else exc
         raise _socks_failure(route, inner, f"{url_host(host)}:{port}", timeout) from None
-    return sock
+    tunnel: socket.socket = sock  # PySocks' socksocket is a socket
+    return tunnel
 
 
 def _socks_failure(route: Route, exc: BaseException, destination: str, timeout: float) -> TunnelFailed:
