@@ -316,3 +316,27 @@ def test_a_proxy_rule_wins_over_the_environment_in_the_test_too(clean_simulator,
     result = run_test(settings_for(clean_simulator, proxy=proxy_for(proxy)))
     assert result.ok, result.steps
     assert f"Connected to the proxy 127.0.0.1:{proxy.port}, which" in result.steps[1].message
+
+
+# --- HTTPS proxies: TLS to the proxy, and the API's TLS inside that --------------------------------------------------
+
+
+def test_an_https_proxy_carries_the_test_and_its_calls_with_tls_inside_tls(clean_simulator, https_proxy):
+    settings = settings_for(
+        clean_simulator, proxy=proxy_for(https_proxy, proxy_type="https", ca_certificate=https_proxy.ca_pem)
+    )
+    result = run_test(settings)
+    assert result.ok, result.steps
+    assert f"Connected to the proxy 127.0.0.1:{https_proxy.port}" in result.steps[1].message
+    assert "is trusted and valid until" in result.steps[2].message
+    seen = [record for record in clean_simulator.requests if record.kind in ("token", "api")]
+    assert seen and {record.client_port for record in seen} <= https_proxy.upstream_ports
+
+
+def test_an_https_proxy_with_an_untrusted_certificate_fails_the_tcp_step_naming_the_proxy(simulator, https_proxy):
+    result = run_test(settings_for(simulator, proxy=proxy_for(https_proxy, proxy_type="https")))
+    assert _outcomes(result) == ["passed", "failed"] + ["skipped"] * 4
+    assert result.steps[1].message.startswith(
+        f"The certificate for the proxy 127.0.0.1:{https_proxy.port} is signed by an unknown CA."
+    )
+    assert "the proxy's CA in the proxy rule" in result.steps[1].message

@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 from defender import presets
-from defender.services import auth, client, transport
+from defender.services import auth, client, proxy_check, transport
 from defender.services.client import ApiClient, retry_after_seconds
 from defender.services.connection import ConnectionSettings, ProxySettings
 from defender.services.connectivity import iter_test_steps
@@ -704,3 +704,17 @@ def test_a_proxy_status_in_superscript_digits_is_not_an_http_answer(raw_server):
     steps = check_proxy(proxy, timeout=2).steps
     assert steps[1].outcome == "failed"
     assert steps[1].message.startswith(f"The proxy 127.0.0.1:{server.port} did not answer like an HTTP proxy.")
+
+
+def test_the_proxy_test_of_an_https_proxy_checks_its_certificate_with_the_rules_ca(https_proxy, monkeypatch):
+    monkeypatch.setattr(proxy_check, "PROBE_TARGET", (https_proxy.host, https_proxy.port))
+    trusted = check_proxy(proxy_for(https_proxy, proxy_type="https", ca_certificate=https_proxy.ca_pem), timeout=2)
+    assert trusted.ok, trusted.steps
+    assert (
+        trusted.steps[0].message == f"Connected to 127.0.0.1:{https_proxy.port} over TLS; its certificate is trusted."
+    )
+    untrusted = check_proxy(proxy_for(https_proxy, proxy_type="https"), timeout=2)
+    assert untrusted.steps[0].outcome == "failed"
+    assert untrusted.steps[0].message.startswith(
+        f"The certificate for the proxy 127.0.0.1:{https_proxy.port} is signed by an unknown CA."
+    )

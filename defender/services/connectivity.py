@@ -8,7 +8,6 @@ the tunnel, as the API calls will. After a failure the later steps are skipped.
 
 import ipaddress
 import logging
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -24,7 +23,16 @@ from defender.services.errors import DefenderError, PermissionMissing, ProxyFail
 from defender.services.route import DIRECT, route_for
 from defender.services.steps import PASSED, SKIPPED, Step, StepOutcome, TestResult, run_checks
 from defender.services.trust import certificate_failure, tls_context, trust_for
-from defender.services.tunnel import connect, handshake, http_connect, proxy_tls, resolve, socks_tunnel
+from defender.services.tunnel import (
+    Carrier,
+    Channel,
+    connect,
+    handshake,
+    http_connect,
+    proxy_tls,
+    resolve,
+    socks_tunnel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +62,7 @@ class _Probe:
         self.settings = settings
         self.target = f"{url_host(settings.host)}:{settings.port}"
         self.addresses: list[tuple[str, int]] = []
-        self.sock: socket.socket | None = None
+        self.sock: Carrier | None = None
         self.token_value: auth.Token | None = None
         self.route = DIRECT  # decided in the DNS step, where a proxy the environment names is read
 
@@ -94,7 +102,7 @@ class _Probe:
             return PASSED, f"Connected to the proxy {route.proxy_name}, which opened a tunnel to {self.target}."
         return PASSED, f"Connected to {self.target}."
 
-    def _open_route(self) -> socket.socket:
+    def _open_route(self) -> Carrier:
         """A socket that reaches host:port, directly or through the proxy's tunnel, within the connect timeout."""
         timeout = self.settings.connect_timeout
         route = self.route
@@ -103,9 +111,9 @@ class _Probe:
             return connect(self.addresses, timeout, self.target)
         if proxy.proxy_type == "socks5":
             return socks_tunnel(route, self.settings.host, self.settings.port, timeout)
-        sock = connect(self.addresses, timeout, f"the proxy {route.proxy_name}")
+        sock: Carrier = connect(self.addresses, timeout, f"the proxy {route.proxy_name}")
         if proxy.proxy_type == "https":
-            sock = proxy_tls(sock, route, trust_for(self.settings))
+            sock = proxy_tls(sock, route, trust_for(self.settings), timeout)
         try:
             answer = http_connect(sock, route, self.settings.host, self.settings.port, timeout)
         except DefenderError:
@@ -146,7 +154,9 @@ class _Probe:
         sock, self.sock = self.sock, None
         assert sock is not None
         try:
-            tls = handshake(sock, tls_context(verify), self.settings.host, self.settings.connect_timeout, self.target)
+            tls = handshake(
+                sock, tls_context(verify), self.settings.host, self.settings.connect_timeout, self.target
+            ).tls
         except ssl.SSLCertVerificationError as exc:
             issuer = self._issuer_of_presented_certificate()
             raise certificate_failure(
@@ -167,7 +177,7 @@ class _Probe:
             f"valid until {expires:%Y-%m-%d}; {tls.version()}."
         )
 
-    def _unverified_handshake(self) -> ssl.SSLObject:
+    def _unverified_handshake(self) -> Channel:
         """A TLS handshake with the API's port over the same road, its certificate not checked."""
         sock = self._open_route()
         try:
@@ -186,7 +196,7 @@ class _Probe:
     def _issuer_of_presented_certificate(self) -> str:
         """Who signed the certificate that failed, read over a second connection that does not verify."""
         try:
-            der = self._unverified_handshake().getpeercert(binary_form=True)
+            der = self._unverified_handshake().tls.getpeercert(binary_form=True)
             issuer = x509.load_der_x509_certificate(der or b"").issuer
         except (OSError, ValueError, DefenderError):
             return ""

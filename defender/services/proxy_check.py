@@ -5,7 +5,6 @@ trust for an HTTPS proxy's certificate): the point is to show which of the three
 bounded by the timeout, so a proxy that never answers fails within it.
 """
 
-import socket
 from collections.abc import Iterable, Iterator
 
 from defender.services.connection import ProxySettings, url_host
@@ -14,6 +13,7 @@ from defender.services.route import Route
 from defender.services.steps import PASSED, SKIPPED, Step, StepOutcome, TestResult, run_checks
 from defender.services.trust import trust_for_proxy
 from defender.services.tunnel import (
+    Carrier,
     ConnectAnswer,
     Stage,
     TunnelFailed,
@@ -76,7 +76,7 @@ class _ProxyProbe:
         self.target_host, self.target_port = target
         self.destination = f"{url_host(self.target_host)}:{self.target_port}"
         self.name = proxy.address
-        self.sock: socket.socket | None = None
+        self.sock: Carrier | None = None
         self.answer: ConnectAnswer | None = None  # the HTTP proxy's answer to CONNECT, read during authenticate
         self.socks_failure: TunnelFailed | None = None  # where a SOCKS5 tunnel broke, told by the step it belongs to
 
@@ -90,7 +90,7 @@ class _ProxyProbe:
             return self._socks_connect()
         self.sock = connect([(self.proxy.host, self.proxy.port)], self.timeout, f"the proxy {self.name}")
         if self.proxy.proxy_type == "https":
-            self.sock = proxy_tls(self.sock, self.route, trust_for_proxy(self.proxy))
+            self.sock = proxy_tls(self.sock, self.route, trust_for_proxy(self.proxy), self.timeout)
             return PASSED, f"Connected to {self.name} over TLS; its certificate is trusted."
         return PASSED, f"Connected to {self.name}."
 

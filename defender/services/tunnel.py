@@ -12,11 +12,12 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 import socks
 
 from defender.services.connection import url_host
-from defender.services.errors import ConnectionFailed, ProxyFailed, TlsFailed, socks_credentials_failure
+from defender.services.errors import ConnectionFailed, DefenderError, ProxyFailed, TlsFailed, socks_credentials_failure
 from defender.services.route import Route
 from defender.services.trust import Verify, certificate_failure, tls_context
 
@@ -83,25 +84,123 @@ def tcp_failure(failure: OSError | None, what: str, timeout: float) -> Connectio
     )
 
 
+# --- TLS over any socket ------------------------------------------------------------------------------------------
+
+
+class Carrier(Protocol):
+    """What TLS and CONNECT run over: a socket, or a TLS channel (to an HTTPS proxy, for TLS in TLS)."""
+
+    def settimeout(self, value: float | None, /) -> None: ...
+
+    def sendall(self, data: bytes, /) -> None: ...
+
+    def recv(self, size: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Channel:
+    """A TLS connection over a carrier, through memory BIOs, so that it can run inside another one."""
+
+    def __init__(self, carrier: Carrier, tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO) -> None:
+        self.carrier = carrier
+        self.tls = tls
+        self._incoming = incoming
+        self._outgoing = outgoing
+
+    def settimeout(self, value: float | None, /) -> None:
+        self.carrier.settimeout(value)
+
+    def sendall(self, data: bytes, /) -> None:
+        self.tls.write(data)
+        self._flush()
+
+    def recv(self, size: int, /) -> bytes:
+        while True:
+            try:
+                return self.tls.read(size)
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self.carrier.recv(65536)
+                if not data:
+                    return b""
+                self._incoming.write(data)
+            except ssl.SSLZeroReturnError:
+                return b""
+
+    def close(self) -> None:
+        self.carrier.close()
+
+    def _flush(self) -> None:
+        if self._outgoing.pending:
+            self.carrier.sendall(self._outgoing.read())
+
+
+def handshake(sock: Carrier, context: ssl.SSLContext, host: str, timeout: float, target: str) -> Channel:
+    """TLS over any carrier: a socket, or a TLS channel to an HTTPS proxy (TLS in TLS, hence the memory BIOs).
+
+    The whole handshake is bounded by the timeout: a port that accepts but never answers fails here fast.
+    """
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=host)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                tls.do_handshake()
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                return Channel(sock, tls, incoming, outgoing)
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError from None
+                sock.settimeout(remaining)
+                data = sock.recv(65536)
+                if not data:
+                    raise TlsFailed(
+                        f"{_capital(target)} closed the connection during the TLS handshake.",
+                        "Check the port and protocol: the server may not speak HTTPS there.",
+                    ) from None
+                incoming.write(data)
+    except TimeoutError:
+        raise TlsFailed(
+            f"No TLS answer from {target} within {timeout:g} s: the port accepts connections but does not complete "
+            "a TLS handshake.",
+            "Check the port and protocol, and whether something between this site and the service holds connections.",
+        ) from None
+    except ssl.SSLCertVerificationError:
+        raise
+    except ssl.SSLError as exc:
+        raise TlsFailed(
+            f"The TLS handshake with {target} failed: {(exc.reason or str(exc)).replace('_', ' ').lower()}.",
+            "Check the port and protocol: the server must speak HTTPS there.",
+        ) from None
+    except OSError as exc:
+        raise TlsFailed(f"The TLS handshake with {target} broke off: {why(exc)}.") from None
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 # --- HTTP(S) proxies ----------------------------------------------------------------------------------------------
 
 
-def proxy_tls(sock: socket.socket, route: Route, verify: Verify) -> ssl.SSLSocket:
+def proxy_tls(sock: Carrier, route: Route, verify: Verify, timeout: float) -> Channel:
     """TLS to an HTTPS proxy itself, its certificate checked like the API calls check it; closes sock on failure."""
     assert route.proxy is not None
+    name = f"the proxy {route.proxy_name}"
     try:
-        return tls_context(verify).wrap_socket(sock, server_hostname=route.proxy.host)
+        return handshake(sock, tls_context(verify), route.proxy.host, timeout, name)
     except ssl.SSLCertVerificationError as exc:
         sock.close()
-        raise certificate_failure(
-            f"the proxy {route.proxy_name}", exc.verify_code or 0, exc.verify_message or ""
-        ) from None
-    except (ssl.SSLError, OSError) as exc:
+        raise certificate_failure(name, exc.verify_code or 0, exc.verify_message or "") from None
+    except DefenderError:
         sock.close()
-        raise ProxyFailed(
-            f"The TLS handshake with the proxy {route.proxy_name} failed: {why(exc)}.",
-            "Check that the proxy speaks HTTPS on this port, or choose the HTTP type.",
-        ) from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -112,7 +211,7 @@ class ConnectAnswer:
     status_line: str
 
 
-def http_connect(sock: socket.socket, route: Route, host: str, port: int, timeout: float) -> ConnectAnswer:
+def http_connect(sock: Carrier, route: Route, host: str, port: int, timeout: float) -> ConnectAnswer:
     """Ask an HTTP(S) proxy for a tunnel to host:port, with the proxy's credentials if it has any; what it answered,
     or ProxyFailed when it did not answer like an HTTP proxy within the timeout."""
     proxy = route.proxy
@@ -240,55 +339,6 @@ def _socks_failure(route: Route, exc: BaseException, destination: str, timeout: 
             stage=Stage.CREDENTIALS,
         )
     return TunnelFailed(f"The SOCKS proxy {name} failed: {why(exc)}.", stage=Stage.CREDENTIALS)
-
-
-# --- TLS over any socket ------------------------------------------------------------------------------------------
-
-
-def handshake(sock: socket.socket, context: ssl.SSLContext, host: str, timeout: float, target: str) -> ssl.SSLObject:
-    """TLS over any socket, including a TLS tunnel to an HTTPS proxy (TLS in TLS, hence the memory BIOs).
-
-    The whole handshake is bounded by the timeout: a port that accepts but never answers fails here fast.
-    """
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname=host)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                tls.do_handshake()
-                if outgoing.pending:
-                    sock.sendall(outgoing.read())
-                return tls
-            except ssl.SSLWantReadError:
-                if outgoing.pending:
-                    sock.sendall(outgoing.read())
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError from None
-                sock.settimeout(remaining)
-                data = sock.recv(65536)
-                if not data:
-                    raise TlsFailed(
-                        f"{target} closed the connection during the TLS handshake.",
-                        "Check the port and protocol: the server may not speak HTTPS there.",
-                    ) from None
-                incoming.write(data)
-    except TimeoutError:
-        raise TlsFailed(
-            f"No TLS answer from {target} within {timeout:g} s: the port accepts connections but does not complete "
-            "a TLS handshake.",
-            "Check the port and protocol, and whether something between this site and the service holds connections.",
-        ) from None
-    except ssl.SSLCertVerificationError:
-        raise
-    except ssl.SSLError as exc:
-        raise TlsFailed(
-            f"The TLS handshake with {target} failed: {(exc.reason or str(exc)).replace('_', ' ').lower()}.",
-            "Check the port and protocol: the server must speak HTTPS there.",
-        ) from None
-    except OSError as exc:
-        raise TlsFailed(f"The TLS handshake with {target} broke off: {why(exc)}.") from None
 
 
 def why(exc: BaseException) -> str:
