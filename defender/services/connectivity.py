@@ -78,7 +78,8 @@ class _Probe:
         proxy = route.proxy
         name = proxy.host if proxy else self.settings.host
         port = proxy.port if proxy else self.settings.port
-        whose = f"The proxy {name}" + (f" (from {route.variable})" if route.variable else "") if proxy else name
+        source = f" (from {route.variable})" if route.variable else ""
+        whose = f"The proxy {name}{source}" if proxy else name
         if proxy:
             # The proxy resolves the API host itself: refuse at least a host that names a metadata service.
             refuse_metadata(self.settings.host, [])

@@ -45,17 +45,21 @@ class Kept(Generic[Key, Value]):
 
 
 class Process:
+    """This process's caches (each module asks for its own with ``keep``) and its User-Agent, which a remote node's
+    agent sets to its own when it starts."""
+
     def __init__(self) -> None:
         self.user_agent = SITE_USER_AGENT
         self._kept: list[Kept[Any, Any]] = []
 
-    def keep(self, most: int) -> "Kept[Key, Value]":
-        """A new cache that ``clear`` empties too."""
+    def keep(self, most: int) -> Kept[Key, Value]:
+        """A new cache of at most ``most`` values, which ``clear`` empties too."""
         kept: Kept[Key, Value] = Kept(most)
         self._kept.append(kept)
         return kept
 
     def clear(self) -> None:
+        """Back to how the process started: every cache empty, the site's User-Agent."""
         self.user_agent = SITE_USER_AGENT
         for kept in self._kept:
             kept.clear()
