@@ -13,8 +13,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from defender.models import Alert, AlertFetch, Integration, Job, RemoteNode, TestRun
-from defender.services import auth
 from defender.services.connectivity import STEP_NAMES
+from defender.services.process import PROCESS
 from tests.factories import make_actor, make_integration
 from tests.remote_helpers import make_node_with_token_file, remote_integration_for, start_agent, stop, wait_until
 
@@ -24,7 +24,7 @@ ALERT_KEYS = {"id", "title", "severity", "status", "created", "machine", "mitre_
 
 @pytest.fixture(autouse=True)
 def fresh_credentials():
-    auth.forget_credentials()
+    PROCESS.clear()
 
 
 @pytest.fixture

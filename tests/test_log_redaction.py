@@ -125,7 +125,7 @@ for name in ("urllib3", "msal", "requests", "django", "django.request"):
     logging.getLogger(name).setLevel(logging.DEBUG)
 
 from defender.services import auth
-from defender.services.client import Transport
+from defender.services.transport import Transport
 from defender.services.connection import ConnectionSettings
 from defender.services.errors import DefenderError
 

@@ -101,7 +101,7 @@ def no_connection(monkeypatch):
         attempts.append(args)
         raise AssertionError("the Test tried to connect")
 
-    monkeypatch.setattr(connectivity, "_connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
     return attempts
 
 

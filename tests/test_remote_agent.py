@@ -20,8 +20,8 @@ from defender.models import Actor, Job, RemoteNode
 from defender.operations import answers
 from defender.remote import jobs, tokens, wire
 from defender.remote.agent import AGENT_VERSION, Agent
-from defender.services import client
 from defender.services.connectivity import STEP_NAMES
+from defender.services.process import PROCESS
 from defender.services.steps import FAILED, SKIPPED
 from tests.factories import simulator_integration
 from tests.fixtures.tls_front import TlsFront
@@ -247,7 +247,7 @@ def test_while_the_site_is_down_the_agent_retries_with_backoff_and_resumes_when_
 def in_process_agent(site_over_https, node, monkeypatch):
     """An agent in this process, so a test can send it a real SIGTERM at the very moment it needs, from inside the
     site (which runs in this process too). run() installs its signal handlers and puts pytest's back."""
-    monkeypatch.setattr(client, "USER_AGENT", client.USER_AGENT)
+    monkeypatch.setattr(PROCESS, "user_agent", PROCESS.user_agent)
     _remote_node, token_file = node
     made = []
 

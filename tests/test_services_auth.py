@@ -9,14 +9,15 @@ from defender.services import alerts, auth
 from defender.services.connection import ConnectionSettings
 from defender.services.connectivity import run_test
 from defender.services.errors import Throttled, TlsFailed, TokenFailed
+from defender.services.process import PROCESS
 from tests.fixtures.connection import settings_for
 
 
 @pytest.fixture(autouse=True)
 def fresh_credentials():
-    auth.forget_credentials()
+    PROCESS.clear()
     yield
-    auth.forget_credentials()
+    PROCESS.clear()
 
 
 def _settings(**fields):

@@ -9,9 +9,13 @@ from email.utils import format_datetime
 
 import pytest
 
-from defender.services import auth, client
-from defender.services.client import ApiClient, Transport, retry_after_seconds, trust_for
+from defender.services import auth, client, trust
+from defender.services.client import ApiClient, retry_after_seconds
+from defender.services.connection import ConnectionSettings
 from defender.services.errors import ApiFailed, BadResponse, ConnectionFailed, ProxyFailed, Throttled, TlsFailed
+from defender.services.route import route_for
+from defender.services.transport import Transport
+from defender.services.trust import trust_for
 from tests.fixtures.connection import proxy_for, settings_for
 from tests.fixtures.proxy import AUTH_PASSWORD, AUTH_USER
 
@@ -59,7 +63,7 @@ def test_retry_after_in_seconds_or_as_an_http_date():
 
 def test_trust_bundle_is_the_system_store_plus_the_integration_ca_in_a_private_file(simulator):
     path = trust_for(settings_for(simulator))
-    with open(path) as bundle, open(client.system_bundle()) as system:
+    with open(path) as bundle, open(trust.system_bundle()) as system:
         content, system_content = bundle.read(), system.read()
     assert simulator.ca_pem.strip() in content
     assert system_content.strip()[:200] in content
@@ -69,15 +73,16 @@ def test_trust_bundle_is_the_system_store_plus_the_integration_ca_in_a_private_f
 
 
 def test_trust_is_the_system_store_without_a_ca_and_off_when_verification_is_off(simulator):
-    assert trust_for(settings_for(simulator, ca_certificate="")) == client.system_bundle()
+    assert trust_for(settings_for(simulator, ca_certificate="")) == trust.system_bundle()
     assert trust_for(settings_for(simulator, verify_tls=False)) is False
 
 
 def test_proxy_rule_applies_unless_the_host_is_on_its_bypass_list(simulator, proxy):
     settings = settings_for(simulator, proxy=proxy_for(proxy, bypass_hosts=(".corp.example",)))
-    transport = Transport(settings)
-    assert transport.proxies_for("https://api.security.microsoft.com/api")["https"] == f"http://127.0.0.1:{proxy.port}"
-    assert transport.proxies_for("https://ws.corp.example/api") == {}
+    assert route_for(settings, "https://api.security.microsoft.com/api").proxies()["https"] == (
+        f"http://127.0.0.1:{proxy.port}"
+    )
+    assert route_for(settings, "https://ws.corp.example/api").proxies() == {}
 
 
 def test_environment_proxy_is_ignored_when_a_proxy_rule_is_assigned(clean_simulator, proxy, monkeypatch, closed_port):
@@ -93,8 +98,8 @@ def test_environment_proxy_applies_when_no_rule_is_assigned(simulator, monkeypat
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed_port}")
     monkeypatch.setenv("NO_PROXY", "")
     assert (
-        Transport(settings_for(simulator))
-        .proxies_for("https://api.security.microsoft.com/")["https"]
+        route_for(settings_for(simulator), "https://api.security.microsoft.com/")
+        .proxies()["https"]
         .endswith(f":{closed_port}")
     )
 
@@ -267,3 +272,53 @@ def test_a_proxy_that_refuses_the_tunnel_says_so(simulator, proxy, closed_port):
     with pytest.raises(ProxyFailed) as failure:
         Transport(settings).get(f"https://127.0.0.1:{closed_port}/")
     assert f"could not open a tunnel to 127.0.0.1:{closed_port} (502 Bad Gateway)" in str(failure.value)
+
+
+# --- the proxy the environment names ------------------------------------------------------------------------------
+
+
+def test_an_environment_proxy_that_refuses_is_named_by_the_calls_with_where_it_came_from(
+    simulator, environment_proxy, closed_port
+):
+    environment_proxy(f"http://127.0.0.1:{closed_port}")
+    with pytest.raises(ProxyFailed) as failure:
+        auth.acquire_token(settings_for(simulator), fresh=True)
+    assert str(failure.value) == (
+        f"Could not reach the proxy 127.0.0.1:{closed_port} (from HTTPS_PROXY): Connection refused. "
+        "Check the host and port in HTTPS_PROXY in this site's environment."
+    )
+
+
+def test_an_environment_proxy_that_works_carries_the_calls(clean_simulator, proxy, environment_proxy):
+    environment_proxy(f"127.0.0.1:{proxy.port}")  # without a scheme, as requests reads it: an HTTP proxy
+    settings = settings_for(clean_simulator)
+    api = ApiClient(settings, auth.TokenSource(settings))
+    assert api.get_json(_alerts_url(api), {"$top": 1})["value"]
+    assert set(proxy.connect_targets) == {f"127.0.0.1:{clean_simulator.port}"}
+    assert {record.client_port for record in clean_simulator.requests} <= proxy.upstream_ports
+
+
+def test_no_proxy_naming_the_host_makes_the_calls_go_direct(clean_simulator, environment_proxy, closed_port):
+    environment_proxy(f"http://127.0.0.1:{closed_port}", no_proxy="example.com, 127.0.0.1")
+    settings = settings_for(clean_simulator)
+    api = ApiClient(settings, auth.TokenSource(settings))
+    assert api.get_json(_alerts_url(api), {"$top": 1})["value"]
+    assert route_for(settings, settings.base_url).proxy is None
+
+
+def test_the_lower_case_variable_wins_and_an_empty_one_means_no_proxy(environment_proxy, monkeypatch, closed_port):
+    environment_proxy(f"http://127.0.0.1:{closed_port}")
+    settings = ConnectionSettings(flavour="mde", host="api.example.com", client_id="a", tenant_id="t", auth_url="x")
+    monkeypatch.setenv("https_proxy", "http://lower.example:3128")
+    assert route_for(settings, settings.base_url).proxy_name == "lower.example:3128 (from https_proxy)"
+    monkeypatch.setenv("https_proxy", "")
+    assert route_for(settings, settings.base_url).proxy is None
+
+
+def test_an_environment_proxy_this_console_cannot_speak_is_refused_without_showing_its_url(environment_proxy):
+    environment_proxy("socks4://user:hunter22@127.0.0.1:1080")
+    settings = ConnectionSettings(flavour="mde", host="api.example.com", client_id="a", tenant_id="t", auth_url="x")
+    with pytest.raises(ProxyFailed) as failure:
+        route_for(settings, settings.base_url)
+    assert str(failure.value).startswith("HTTPS_PROXY names a socks4 proxy, which this console does not speak.")
+    assert "hunter22" not in str(failure.value)

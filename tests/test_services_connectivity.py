@@ -11,15 +11,15 @@ import pytest
 import trustme
 
 from defender import presets
-from defender.services import auth
 from defender.services.connectivity import STEP_NAMES, iter_test_steps, run_test
+from defender.services.process import PROCESS
 from tests.fixtures.connection import proxy_for, settings_for
 from tests.fixtures.proxy import AUTH_PASSWORD, AUTH_USER
 
 
 @pytest.fixture(autouse=True)
 def fresh_credentials():
-    auth.forget_credentials()
+    PROCESS.clear()
     yield
 
 
@@ -261,3 +261,82 @@ def test_a_certificate_for_another_name_advises_checking_the_host_not_setting_a_
     assert "is not valid for that name" in message
     assert "Check the host name" in message
     assert "CA certificate" not in message
+
+
+# --- the proxy the environment names ------------------------------------------------------------------------------
+
+
+def test_an_environment_proxy_that_refuses_fails_the_tcp_step_naming_that_proxy_not_the_api(
+    simulator, environment_proxy, closed_port
+):
+    environment_proxy(f"http://127.0.0.1:{closed_port}")
+    result = run_test(settings_for(simulator))
+    assert _outcomes(result) == ["passed", "failed"] + ["skipped"] * 4
+    assert result.steps[0].message == "The proxy 127.0.0.1 (from HTTPS_PROXY) is an IP address; nothing to look up."
+    assert result.steps[1].message.startswith(
+        f"Connection to the proxy 127.0.0.1:{closed_port} (from HTTPS_PROXY) was refused: nothing listens on that port."
+    )
+    assert str(simulator.port) not in result.steps[1].message
+
+
+def test_an_environment_proxy_that_works_carries_the_test_and_its_calls(clean_simulator, proxy, environment_proxy):
+    environment_proxy(f"http://127.0.0.1:{proxy.port}")
+    result = run_test(settings_for(clean_simulator))
+    assert result.ok, result.steps
+    assert result.steps[1].message == (
+        f"Connected to the proxy 127.0.0.1:{proxy.port} (from HTTPS_PROXY), which opened a tunnel to "
+        f"127.0.0.1:{clean_simulator.port}."
+    )
+    seen = [record for record in clean_simulator.requests if record.kind in ("discovery", "token", "api")]
+    assert {record.kind for record in seen} == {"discovery", "token", "api"}
+    assert {record.client_port for record in seen} <= proxy.upstream_ports
+
+
+def test_a_socks5_proxy_in_all_proxy_carries_the_test_and_its_calls(clean_simulator, socks_proxy, environment_proxy):
+    environment_proxy(f"socks5://{AUTH_USER}:{AUTH_PASSWORD}@127.0.0.1:{socks_proxy.port}", variable="ALL_PROXY")
+    result = run_test(settings_for(clean_simulator))
+    assert result.ok, result.steps
+    assert "(from ALL_PROXY)" in result.steps[1].message
+    seen = [record for record in clean_simulator.requests if record.kind in ("token", "api")]
+    assert seen and {record.client_port for record in seen} <= socks_proxy.upstream_ports
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "localhost,127.0.0.0/8", "*"])
+def test_no_proxy_naming_the_host_makes_the_test_and_its_calls_go_direct(
+    clean_simulator, environment_proxy, closed_port, no_proxy
+):
+    environment_proxy(f"http://127.0.0.1:{closed_port}", no_proxy=no_proxy)
+    result = run_test(settings_for(clean_simulator))
+    assert result.ok, result.steps
+    assert result.steps[1].message == f"Connected to 127.0.0.1:{clean_simulator.port}."
+
+
+def test_a_proxy_rule_wins_over_the_environment_in_the_test_too(clean_simulator, proxy, environment_proxy, closed_port):
+    environment_proxy(f"http://127.0.0.1:{closed_port}")
+    result = run_test(settings_for(clean_simulator, proxy=proxy_for(proxy)))
+    assert result.ok, result.steps
+    assert f"Connected to the proxy 127.0.0.1:{proxy.port}, which" in result.steps[1].message
+
+
+# --- HTTPS proxies: TLS to the proxy, and the API's TLS inside that --------------------------------------------------
+
+
+def test_an_https_proxy_carries_the_test_and_its_calls_with_tls_inside_tls(clean_simulator, https_proxy):
+    settings = settings_for(
+        clean_simulator, proxy=proxy_for(https_proxy, proxy_type="https", ca_certificate=https_proxy.ca_pem)
+    )
+    result = run_test(settings)
+    assert result.ok, result.steps
+    assert f"Connected to the proxy 127.0.0.1:{https_proxy.port}" in result.steps[1].message
+    assert "is trusted and valid until" in result.steps[2].message
+    seen = [record for record in clean_simulator.requests if record.kind in ("token", "api")]
+    assert seen and {record.client_port for record in seen} <= https_proxy.upstream_ports
+
+
+def test_an_https_proxy_with_an_untrusted_certificate_fails_the_tcp_step_naming_the_proxy(simulator, https_proxy):
+    result = run_test(settings_for(simulator, proxy=proxy_for(https_proxy, proxy_type="https")))
+    assert _outcomes(result) == ["passed", "failed"] + ["skipped"] * 4
+    assert result.steps[1].message.startswith(
+        f"The certificate for the proxy 127.0.0.1:{https_proxy.port} is signed by an unknown CA."
+    )
+    assert "the proxy's CA in the proxy rule" in result.steps[1].message

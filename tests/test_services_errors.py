@@ -10,6 +10,7 @@ from defender.services import alerts, auth, connectivity
 from defender.services.client import ApiClient
 from defender.services.connection import ConnectionSettings
 from defender.services.errors import DefenderError, TokenFailed, aadsts_advice, redact
+from defender.services.process import PROCESS
 from tests.fixtures.connection import proxy_for, settings_for
 from tests.fixtures.proxy import AUTH_USER
 
@@ -69,7 +70,7 @@ def _plain_settings():
 
 def test_no_secret_or_token_in_messages_reprs_or_logs(simulator, auth_proxy, caplog):
     caplog.set_level(logging.DEBUG)
-    auth.forget_credentials()
+    PROCESS.clear()
     good = settings_for(simulator)
     wrong_secret = "wrong-secret-Value~0123456789"
     proxy_password = "proxy-password-never-shown"

@@ -17,12 +17,14 @@ import pytest
 import trustme
 
 from defender import presets
-from defender.services import auth, client
-from defender.services.client import ApiClient, Transport, retry_after_seconds
+from defender.services import auth, client, proxy_check, transport
+from defender.services.client import ApiClient, retry_after_seconds
 from defender.services.connection import ConnectionSettings, ProxySettings
 from defender.services.connectivity import iter_test_steps
 from defender.services.errors import ApiFailed, BadResponse, ConnectionFailed, ProxyFailed, Throttled
+from defender.services.process import PROCESS
 from defender.services.proxy_check import check_proxy
+from defender.services.transport import Transport
 from tests.fixtures.connection import proxy_for, settings_for
 from tests.fixtures.proxy import AUTH_PASSWORD, AUTH_USER, ConnectProxy
 
@@ -32,9 +34,9 @@ TENANT = "11111111-2222-3333-4444-555555555555"
 
 @pytest.fixture(autouse=True)
 def fresh_credentials():
-    auth.forget_credentials()
+    PROCESS.clear()
     yield
-    auth.forget_credentials()
+    PROCESS.clear()
 
 
 # --- tiny servers -------------------------------------------------------------------------------------------------
@@ -437,7 +439,7 @@ def test_a_body_cut_short_is_a_connection_failure(raw_server):
 
 def test_a_declared_body_beyond_the_limit_is_refused_before_reading(raw_server):
     def behave(sock):
-        sock.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {client.MAX_BODY_BYTES + 1}\r\n\r\n".encode())
+        sock.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {transport.MAX_BODY_BYTES + 1}\r\n\r\n".encode())
         time.sleep(2)
 
     server = raw_server(behave)
@@ -453,7 +455,7 @@ def test_a_declared_body_beyond_the_limit_is_refused_before_reading(raw_server):
 
 
 def test_an_undeclared_body_beyond_the_limit_is_cut_off(raw_server, monkeypatch):
-    monkeypatch.setattr(client, "MAX_BODY_BYTES", 2**20)
+    monkeypatch.setattr(transport, "MAX_BODY_BYTES", 2**20)
 
     def behave(sock):
         sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -469,7 +471,7 @@ def test_an_undeclared_body_beyond_the_limit_is_cut_off(raw_server, monkeypatch)
 
 
 def test_a_compressed_bomb_counts_its_decompressed_size(serve, monkeypatch):
-    monkeypatch.setattr(client, "MAX_BODY_BYTES", 2**20)
+    monkeypatch.setattr(transport, "MAX_BODY_BYTES", 2**20)
     bomb = gzip.compress(b"[" + b" " * (4 * 2**20) + b"]")
     server = serve(lambda request: (200, {"Content-Encoding": "gzip"}, bomb))
     api = api_for(server.port)
@@ -478,7 +480,7 @@ def test_a_compressed_bomb_counts_its_decompressed_size(serve, monkeypatch):
 
 
 def test_a_gzip_bomb_stops_decompressing_at_its_bound_well_below_the_body_cap(serve, monkeypatch):
-    monkeypatch.setattr(client, "MAX_DECODED_BYTES", 2**20, raising=False)
+    monkeypatch.setattr(transport, "MAX_DECODED_BYTES", 2**20)
     bomb = gzip.compress(b"0" * (10 * 2**20))
     assert len(bomb) < 20_000  # ten megabytes of zeros, ten kilobytes on the wire
     server = serve(lambda request: (200, {"Content-Encoding": "gzip"}, bomb))
@@ -499,7 +501,7 @@ def test_a_gzip_bomb_stops_decompressing_at_its_bound_well_below_the_body_cap(se
 
 
 def test_a_plain_body_beyond_the_decompression_bound_is_read(serve, monkeypatch):
-    monkeypatch.setattr(client, "MAX_DECODED_BYTES", 2**20, raising=False)
+    monkeypatch.setattr(transport, "MAX_DECODED_BYTES", 2**20)
     body = b"[" + b" " * (2 * 2**20) + b"]"
     server = serve(lambda request: (200, {}, body))
     api = api_for(server.port)
@@ -522,9 +524,9 @@ def test_a_broken_compressed_body_is_a_bad_response(serve):
 
 def test_a_streamed_answer_reads_like_a_plain_one_and_the_connection_is_reused(clean_simulator):
     settings = settings_for(clean_simulator)
-    transport = Transport(settings)
+    site_road = Transport(settings)
     url = f"{clean_simulator.base_url}/{clean_simulator.tenant_id}/v2.0/.well-known/openid-configuration"
-    first, second = transport.get(url), transport.get(url)
+    first, second = site_road.get(url), site_road.get(url)
     assert first.json()["token_endpoint"] and first.text == second.text and first.content == second.content
     ports = {record.client_port for record in clean_simulator.requests}
     assert len(ports) == 1
@@ -702,3 +704,17 @@ def test_a_proxy_status_in_superscript_digits_is_not_an_http_answer(raw_server):
     steps = check_proxy(proxy, timeout=2).steps
     assert steps[1].outcome == "failed"
     assert steps[1].message.startswith(f"The proxy 127.0.0.1:{server.port} did not answer like an HTTP proxy.")
+
+
+def test_the_proxy_test_of_an_https_proxy_checks_its_certificate_with_the_rules_ca(https_proxy, monkeypatch):
+    monkeypatch.setattr(proxy_check, "PROBE_TARGET", (https_proxy.host, https_proxy.port))
+    trusted = check_proxy(proxy_for(https_proxy, proxy_type="https", ca_certificate=https_proxy.ca_pem), timeout=2)
+    assert trusted.ok, trusted.steps
+    assert (
+        trusted.steps[0].message == f"Connected to 127.0.0.1:{https_proxy.port} over TLS; its certificate is trusted."
+    )
+    untrusted = check_proxy(proxy_for(https_proxy, proxy_type="https"), timeout=2)
+    assert untrusted.steps[0].outcome == "failed"
+    assert untrusted.steps[0].message.startswith(
+        f"The certificate for the proxy 127.0.0.1:{https_proxy.port} is signed by an unknown CA."
+    )

@@ -11,12 +11,17 @@ import random
 import secrets
 import signal
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
 from urllib.parse import urlsplit
 
 from defender.remote import wire
-from defender.services import client
-from defender.services.connection import ConnectionSettings
+from defender.services.connection import ProxySettings, target
 from defender.services.errors import DefenderError
+from defender.services.process import PROCESS
+from defender.services.transport import Response, Transport
 
 logger = logging.getLogger("defender.remote.agent")
 
@@ -35,8 +40,30 @@ class _Stop(BaseException):
     """Raised by the signal handler to leave a check-in that is only waiting."""
 
 
-def site_settings(site_url, ca_pem="", verify=True, allow_insecure_http=False):
-    """Connection settings for the site itself, so the agent's calls take the same HTTP seam as Defender's."""
+Job = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """How this node reaches its site: the address, whom to trust, how long to wait, a proxy rule if any (without one,
+    the environment's proxy applies, as for every call), and how the node's calls introduce themselves."""
+
+    url: str
+    ca_certificate: str = field(default="", repr=False)
+    verify_tls: bool = True
+    connect_timeout: float = 10.0
+    read_timeout: float = CHECK_IN_WAIT + 15.0
+    proxy: ProxySettings | None = None
+    user_agent: str = f"defender-atp-director/{AGENT_VERSION} (remote node)"
+
+    def answered_by(self, url: str) -> tuple[str, str]:
+        return f"The site at {target(url)}", "Use the site's own address for --site, not one that forwards to it."
+
+
+def site_settings(
+    site_url: str, ca_pem: str = "", verify: bool = True, allow_insecure_http: bool = False
+) -> SiteSettings:
+    """How to reach the site at site_url; refuses what is not an http(s) URL, and plain HTTP unless allowed."""
     parts = urlsplit(site_url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"--site must be a URL such as https://director.example.com, not {site_url!r}.")
@@ -45,32 +72,27 @@ def site_settings(site_url, ca_pem="", verify=True, allow_insecure_http=False):
             f"--site {site_url} is plain HTTP: this node's token and the client secret of every job would cross the "
             "network unencrypted. Use the site's https:// URL, or add --allow-insecure-http for a development site."
         )
-    return ConnectionSettings(
-        flavour="site",
-        host=parts.hostname,
-        port=parts.port or (443 if parts.scheme == "https" else 80),
-        protocol=parts.scheme,
-        client_id="",
-        tenant_id="",
-        auth_url="",
-        ca_certificate=ca_pem,
-        verify_tls=verify,
-        connect_timeout=10.0,
-        read_timeout=CHECK_IN_WAIT + 15.0,
-        name="the Director site",
-    )
+    return SiteSettings(site_url.rstrip("/"), ca_certificate=ca_pem, verify_tls=verify)
 
 
 class Agent:
     def __init__(
-        self, site_url, token, *, ca_pem="", verify=True, wait=CHECK_IN_WAIT, once=False, allow_insecure_http=False
-    ):
-        self.base = site_url.rstrip("/")
-        settings = site_settings(site_url, ca_pem, verify, allow_insecure_http)
-        # Before any session exists: every call from this process, to the site or to Defender, says it is a node.
-        client.identify_as(f"defender-atp-director/{AGENT_VERSION} (remote node)")
-        self.transport = client.Transport(settings)
-        self.insecure = settings.protocol == "http"
+        self,
+        site_url: str,
+        token: str,
+        *,
+        ca_pem: str = "",
+        verify: bool = True,
+        wait: int = CHECK_IN_WAIT,
+        once: bool = False,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self.site = site_settings(site_url, ca_pem, verify, allow_insecure_http)
+        self.base = self.site.url
+        # Every call from this process, to the site or to Defender, says it is a node.
+        PROCESS.user_agent = self.site.user_agent
+        self.transport = Transport(self.site)
+        self.insecure = urlsplit(self.base).scheme == "http"
         self._authorization = {"Authorization": f"Bearer {token}"}
         self.wait = wait
         self.once = once
@@ -82,12 +104,12 @@ class Agent:
         # neither answer nor give back. The next check-in settles that; on the way out, one last check-in does.
         self.unsettled = False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Agent for {self.base}>"
 
     # --- the loop ---------------------------------------------------------------------------------------------
 
-    def run(self):
+    def run(self) -> int:
         """Work until SIGTERM/SIGINT (exit 0) or until the site refuses the token (exit 2)."""
         previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -97,7 +119,7 @@ class Agent:
                 if handler is not None:
                     signal.signal(signum, handler)
 
-    def _work(self):
+    def _work(self) -> int:
         logger.info("Remote node agent %s checking in with %s", AGENT_VERSION, self.base)
         if self.insecure:
             logger.warning(
@@ -141,7 +163,7 @@ class Agent:
         logger.info("Remote node agent stopped")
         return 0
 
-    def _on_signal(self, signum, frame):
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping.set()
         if self.waiting:
             # Only waiting for work: leave at once (a check-in never hands out a job, so nothing is lost). A job in
@@ -150,7 +172,7 @@ class Agent:
 
     # --- talking to the site ----------------------------------------------------------------------------------
 
-    def _post(self, path, body):
+    def _post(self, path: str, body: dict[str, Any]) -> Response:
         data = json.dumps(body).encode()
         headers = {**self._authorization, "Content-Type": "application/json"}
         if len(data) > GZIP_ABOVE:
@@ -161,11 +183,11 @@ class Agent:
             raise TokenRefused
         return response
 
-    def _check_in_body(self, wait):
+    def _check_in_body(self, wait: int) -> dict[str, Any]:
         # This agent runs one job at a time and checks in only between jobs: it holds none.
         return {"agent_version": AGENT_VERSION, "agent_id": self.agent_id, "wait": wait, "holding": []}
 
-    def check_in(self):
+    def check_in(self) -> bool:
         """Wait (up to ``wait`` seconds) until a job is waiting; True if one is."""
         self.waiting = True
         try:
@@ -177,7 +199,7 @@ class Agent:
         self.unsettled = False
         return bool(_json(response).get("work"))
 
-    def claim(self):
+    def claim(self) -> Job | None:
         """Take the next job; None if another agent was quicker. Signals wait until its answer is read."""
         self.unsettled = True
         response = self._post("/api/nodes/claim/", {"agent_id": self.agent_id})
@@ -187,7 +209,7 @@ class Agent:
         self.unsettled = False
         return job
 
-    def settle(self):
+    def settle(self) -> None:
         """Tell the site this agent holds no job, so a claim it may have made without hearing back is re-queued now."""
         try:
             response = self._post(CHECK_IN, self._check_in_body(0))
@@ -199,10 +221,12 @@ class Agent:
                 "queue after its lease"
             )
 
-    def run_job(self, job):
+    def run_job(self, job: Job) -> None:
         logger.info("Running job %s: %s of %s", job["id"], job["kind"], job["integration"]["name"])
+        # wire.run_job's signature; the wire module is not annotated yet.
+        run: Callable[[str, dict[str, Any], dict[str, Any]], tuple[bool, Any, str]] = wire.run_job
         try:
-            ok, result, error = wire.run_job(job["kind"], job["settings"], job["parameters"])
+            ok, result, error = run(job["kind"], job["settings"], job["parameters"])
         except Exception as exc:
             # One broken job must not stop the node: say so to the site, which shows it to the person waiting.
             logger.exception("Job %s failed in the agent", job["id"])
@@ -210,7 +234,7 @@ class Agent:
             error = f"The agent on this node failed while running the job ({type(exc).__name__}); see its log."
         self._answer(job["id"], {"ok": ok, "result": result, "error": error})
 
-    def give_back(self, job):
+    def give_back(self, job: Job) -> None:
         try:
             response = self._post(f"/api/nodes/jobs/{job['id']}/give-back/", {})
         except (DefenderError, TokenRefused):
@@ -221,7 +245,7 @@ class Agent:
             self.unsettled = True
             logger.warning("Could not give job %s back", job["id"])
 
-    def _answer(self, job_id, body):
+    def _answer(self, job_id: int, body: dict[str, Any]) -> None:
         """Post the answer, trying again a few times if the site is briefly away (the lease gives us time)."""
         for attempt in range(5):
             try:
@@ -252,7 +276,7 @@ class Agent:
         logger.error("Gave up posting the answer to job %s; the site will run it again", job_id)
 
 
-def _json(response):
+def _json(response: Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -260,5 +284,5 @@ def _json(response):
     return body if isinstance(body, dict) else {}
 
 
-def _reason(response):
+def _reason(response: Response) -> str:
     return str(_json(response).get("error", ""))[:200]

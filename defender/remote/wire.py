@@ -17,11 +17,11 @@ from defender.services.alerts import (
     alerts_for_actor,
     with_unreadable,
 )
-from defender.services.client import RESPONSE_READ_TIMEOUTS
 from defender.services.connection import ConnectionSettings, ProxySettings
 from defender.services.connectivity import STEP_NAMES, iter_test_steps
 from defender.services.errors import DefenderError
 from defender.services.steps import FAILED, SKIPPED, Step, TestResult
+from defender.services.transport import RESPONSE_READ_TIMEOUTS
 from defender.services.untrusted import STORED_DEPTH, moment, storable_json, text
 
 TEST = "test"

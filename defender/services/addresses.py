@@ -34,6 +34,8 @@ METADATA_NAMES = frozenset(
         "metadata.platformequinix.com",
     }
 )
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 WHY = "where cloud metadata services hand out the machine's own credentials"
 HOW_TO_ALLOW = "Set ALLOW_METADATA_HOSTS=true on the site (or the remote node) only if Defender really is there."
 
@@ -44,7 +46,7 @@ def metadata_hosts_allowed() -> bool:
     return bool(settings.configured and getattr(settings, "ALLOW_METADATA_HOSTS", False))
 
 
-def _address(text: str):
+def _address(text: str) -> IPAddress | None:
     """The IP address ``text`` spells, in any form the system resolver accepts (2852039166 is 169.254.169.254)."""
     text = text.strip().strip("[]")
     try:
@@ -59,7 +61,7 @@ def _address(text: str):
     return address
 
 
-def _kind(address) -> str | None:
+def _kind(address: IPAddress | None) -> str | None:
     if address is None or not any(address in network for network in METADATA_NETWORKS):
         return None
     return "a link-local address" if address.is_link_local else "a cloud metadata address"

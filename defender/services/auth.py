@@ -1,8 +1,9 @@
 """Tokens from Entra ID (client credentials) for the three API flavours, reused until they are near expiry.
 
-One credential object per credential set lives in a module-level cache; its key holds the authority, tenant, client
-ID, a hash of the secret, the proxy and the TLS trust, so a corrected secret or a new CA takes effect at once (a new
-msal app, whose HTTP cache does not replay the previous 400), while an unchanged integration reuses its token.
+One credential object per credential set is kept while the process lives (services.process); its key holds the
+authority, tenant, client ID, a hash of the secret, the proxy and the TLS trust, so a corrected secret or a new CA
+takes effect at once (a new msal app, whose HTTP cache does not replay the previous 400), while an unchanged
+integration reuses its token.
 
 msal's HTTP cache also replays a 429 from Entra ID for its Retry-After (up to an hour) without asking again. Get
 alerts lets it, and says for how long Entra ID throttled the app; a Test empties that cache first, so that it reports
@@ -16,17 +17,22 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import msal
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from defender import presets
-from defender.services.client import Transport, retry_after_seconds
+from defender.services.client import retry_after_seconds
+from defender.services.connection import ConnectionSettings
 from defender.services.errors import BadResponse, Throttled, TokenFailed, aadsts_advice, redact
+from defender.services.process import PROCESS, Kept
+from defender.services.transport import Response, Transport
+from defender.services.trust import trust_for
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +55,7 @@ GRAPH_RESOURCES = {GRAPH_GLOBAL_RESOURCE, "https://graph.microsoft.us", "https:/
 SIEM_RESOURCE = "https://graph.windows.net"
 
 
-def authority_url(settings):
+def authority_url(settings: ConnectionSettings) -> str:
     """https://host/{tenant} from the Auth URL and tenant ID.
 
     The Auth URL may be a bare authority (https://login.microsoftonline.com) or a full token URL copied from the
@@ -59,11 +65,11 @@ def authority_url(settings):
     return f"{parts.scheme}://{parts.netloc}/{settings.tenant_id.strip()}"
 
 
-def _sign_in_host(settings):
+def _sign_in_host(settings: ConnectionSettings) -> str:
     return urlsplit(settings.auth_url.strip()).netloc
 
 
-def resource_for(settings):
+def resource_for(settings: ConnectionSettings) -> str:
     """The resource (audience) the token is for, per flavour and cloud."""
     resource = settings.resource.strip().rstrip("/")
     if resource.endswith("/.default"):
@@ -88,12 +94,12 @@ def resource_for(settings):
     return resource or SIEM_RESOURCE
 
 
-def scope_for(settings):
+def scope_for(settings: ConnectionSettings) -> str:
     """The v2 scope: the resource plus /.default (client credentials take only /.default scopes)."""
     return f"{resource_for(settings)}/.default"
 
 
-def token_claims(access_token):
+def token_claims(access_token: str) -> dict[str, Any]:
     """The JWT payload, decoded without verifying the signature: for reporting (roles, audience), never for trust."""
     try:
         payload = access_token.split(".")[1]
@@ -112,16 +118,16 @@ class Token:
     from_cache: bool
 
     @property
-    def claims(self):
+    def claims(self) -> dict[str, Any]:
         return token_claims(self.access_token)
 
     @property
-    def roles(self):
+    def roles(self) -> tuple[str, ...]:
         roles = self.claims.get("roles") or []
         return tuple(roles) if isinstance(roles, list) else ()
 
 
-def _credential_key(settings, transport):
+def _credential_key(settings: ConnectionSettings) -> Hashable:
     secret_hash = hashlib.sha256(settings.client_secret.encode()).hexdigest()
     proxy = settings.proxy
     proxy_key = None
@@ -135,8 +141,8 @@ def _credential_key(settings, transport):
         secret_hash,
         resource_for(settings),
         proxy_key,
-        transport.verify,
-        transport.timeout,
+        trust_for(settings),
+        (settings.connect_timeout, settings.read_timeout),
     )
 
 
@@ -146,7 +152,7 @@ MSAL_DEFAULT_THROTTLE = 5
 MSAL_LONGEST_THROTTLE = 3600
 
 
-def msal_throttle_seconds(response):
+def msal_throttle_seconds(response: Response) -> int:
     value = response.headers.get("Retry-After", "").strip()
     return min(MSAL_LONGEST_THROTTLE, int(value) if value.isascii() and value.isdigit() else MSAL_DEFAULT_THROTTLE)
 
@@ -160,33 +166,30 @@ class _Answer:
     throttle_seconds: int
 
 
-class _MsalHttp:
-    """The seam msal talks through; remembers the last discovery error body, since msal turns it into a bare
+class _MsalHttp(Transport):
+    """The transport msal talks through; remembers the last discovery error body, since msal turns it into a bare
     ValueError and we branch on its error_codes, and the last token answer, since msal keeps its headers to itself."""
 
-    def __init__(self, transport):
-        self.transport = transport
-        self.discovery_error = None
+    def __init__(self, settings: ConnectionSettings) -> None:
+        super().__init__(settings)
+        self.discovery_error: dict[str, Any] | None = None
         self.posts = 0
-        self.last_answer = None
+        self.last_answer: _Answer | None = None
 
-    def get(self, url, params=None, headers=None, **kwargs):
-        response = self.transport.get(url, params=params, headers=headers)
+    def get(self, url: str, *args: Any, **kwargs: Any) -> Response:
+        response = super().get(url, *args, **kwargs)
         if response.status_code >= 400:
             self.discovery_error = _json_or_empty(response.content)
         return response
 
-    def post(self, url, params=None, data=None, headers=None, **kwargs):
-        response = self.transport.post(url, params=params, data=data, headers=headers)
+    def post(self, url: str, *args: Any, **kwargs: Any) -> Response:
+        response = super().post(url, *args, **kwargs)
         self.posts += 1
         self.last_answer = _Answer(response.status_code, time.monotonic(), msal_throttle_seconds(response))
         return response
 
-    def close(self):
-        self.transport.close()
 
-
-def _json_or_empty(content):
+def _json_or_empty(content: bytes) -> dict[str, Any]:
     try:
         body = json.loads(content)
     except ValueError:
@@ -197,17 +200,17 @@ def _json_or_empty(content):
 class _MsalCredential:
     """An msal ConfidentialClientApplication for one credential set (MDE and Graph: v2 endpoint, /.default scope)."""
 
-    def __init__(self, settings, transport):
+    def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
-        self.http = _MsalHttp(transport)
+        self.http = _MsalHttp(settings)
         # msal's HTTP cache for this app alone: discovery answers, and error answers it replays (a 400 for 60 s,
         # a 429 or 5xx for its Retry-After) instead of asking Entra ID again.
-        self.http_cache = {}
+        self.http_cache: dict[Any, Any] = {}
         self.scope = scope_for(settings)
         self.lock = threading.Lock()
-        self.app = None
+        self.app: Any = None
 
-    def _build_app(self):
+    def _build_app(self) -> Any:
         authority = authority_url(self.settings)
         host = (urlsplit(authority).hostname or "").lower()
         try:
@@ -226,7 +229,7 @@ class _MsalCredential:
         except ValueError:
             raise self._discovery_failure(authority) from None
 
-    def _discovery_failure(self, authority):
+    def _discovery_failure(self, authority: str) -> TokenFailed:
         body = self.http.discovery_error
         host = urlsplit(authority).netloc
         if body is None:
@@ -242,7 +245,7 @@ class _MsalCredential:
             code=code,
         )
 
-    def acquire(self):
+    def acquire(self) -> Token:
         with self.lock:
             if self.app is None:
                 self.app = self._build_app()
@@ -271,11 +274,11 @@ class _MsalCredential:
         expires_at = datetime.now(UTC) + timedelta(seconds=int(result.get("expires_in", 0)))
         return Token(result["access_token"], expires_at, self.scope, result.get("token_source") == "cache")
 
-    def forget_answers(self):
+    def forget_answers(self) -> None:
         """Ask Entra ID again on the next token request, rather than have msal replay an answer it keeps."""
         self.http_cache.clear()
 
-    def drop(self):
+    def drop(self) -> None:
         """Forget the cached access tokens (after a 401, or before a Test that must see current permissions)."""
         with self.lock:
             app = self.app
@@ -294,14 +297,14 @@ class _V1Credential:
     call. The token is cached here with msal's refresh margin.
     """
 
-    def __init__(self, settings, transport):
+    def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
-        self.transport = transport
+        self.transport = Transport(settings)
         self.resource = resource_for(settings)
         self.lock = threading.Lock()
-        self.token = None
+        self.token: Token | None = None
 
-    def acquire(self):
+    def acquire(self) -> Token:
         with self.lock:
             if self.token and (self.token.expires_at - datetime.now(UTC)).total_seconds() > REFRESH_MARGIN:
                 return Token(self.token.access_token, self.token.expires_at, self.resource, True)
@@ -332,15 +335,17 @@ class _V1Credential:
             self.token = Token(result["access_token"], expires_at, self.resource, False)
             return self.token
 
-    def drop(self):
+    def drop(self) -> None:
         with self.lock:
             self.token = None
 
-    def forget_answers(self):
+    def forget_answers(self) -> None:
         """Nothing to forget: this credential keeps no answer but its token."""
 
 
-def entra_throttled(settings, result, seconds, replayed=False):
+def entra_throttled(
+    settings: ConnectionSettings, result: Mapping[str, Any], seconds: float, replayed: bool = False
+) -> Throttled:
     """Throttled, saying it was Entra ID (not the API) and for how long; ``replayed`` when msal answered from its
     cache without asking."""
     codes = [code for code in result.get("error_codes") or [] if isinstance(code, int)]
@@ -361,7 +366,7 @@ def entra_throttled(settings, result, seconds, replayed=False):
     )
 
 
-def token_failure(settings, result):
+def token_failure(settings: ConnectionSettings, result: Mapping[str, Any]) -> TokenFailed:
     """A TokenFailed from an Entra error body: advice chosen by error_codes, never by the description text."""
     codes = [code for code in result.get("error_codes") or [] if isinstance(code, int)]
     code, advice = aadsts_advice(codes)
@@ -374,26 +379,25 @@ def token_failure(settings, result):
     return TokenFailed(f"Entra ID at {host} refused to issue a token ({label}).", advice, code=code)
 
 
-_credentials_lock = threading.Lock()
-_credentials = OrderedDict()
-MAX_CREDENTIALS = 256
+class _Credential(Protocol):
+    def acquire(self) -> Token: ...
+
+    def drop(self) -> None: ...
+
+    def forget_answers(self) -> None: ...
 
 
-def _credential_for(settings):
-    transport = Transport(settings)
-    key = _credential_key(settings, transport)
-    with _credentials_lock:
-        credential = _credentials.get(key)
-        if credential is None:
-            kind = _V1Credential if settings.flavour == presets.SIEM else _MsalCredential
-            credential = _credentials[key] = kind(settings, transport)
-        _credentials.move_to_end(key)
-        while len(_credentials) > MAX_CREDENTIALS:
-            _credentials.popitem(last=False)
-        return credential
+_credentials: Kept[Hashable, _Credential] = PROCESS.keep(256)
 
 
-def acquire_token(settings, fresh=False):
+def _credential_for(settings: ConnectionSettings) -> _Credential:
+    def make() -> _Credential:
+        return _V1Credential(settings) if settings.flavour == presets.SIEM else _MsalCredential(settings)
+
+    return _credentials.get(_credential_key(settings), make)
+
+
+def acquire_token(settings: ConnectionSettings, fresh: bool = False) -> Token:
     """A token for this integration's API, from the cache while it has more than five minutes left.
 
     fresh=True drops the cached token and any answer msal keeps, and asks Entra ID: the Test uses it so that a
@@ -415,24 +419,18 @@ def acquire_token(settings, fresh=False):
     return token
 
 
-def drop_token(settings):
+def drop_token(settings: ConnectionSettings) -> None:
     _credential_for(settings).drop()
-
-
-def forget_credentials():
-    """Forget every cached app and token (after an encryption key rotation, or to start from a clean slate)."""
-    with _credentials_lock:
-        _credentials.clear()
 
 
 class TokenSource:
     """What client.ApiClient asks for bearer tokens."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
 
-    def token(self):
+    def token(self) -> str:
         return acquire_token(self.settings).access_token
 
-    def drop(self):
+    def drop(self) -> None:
         drop_token(self.settings)

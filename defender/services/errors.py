@@ -4,22 +4,26 @@ Views, commands and the remote-node agent show ``str(error)`` as it is. Messages
 values we chose to name (host, port, status, AADSTS code); text from a remote server only enters after ``redact``.
 """
 
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
 from defender import presets
+from defender.services.connection import ProxySettings
 
 
 class DefenderError(Exception):
     """A failure talking to Entra ID or Defender, explained for the person who pressed the button."""
 
-    def __init__(self, message, advice="", code=None):
+    def __init__(self, message: str, advice: str = "", code: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.advice = advice
         self.code = code
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.message} {self.advice}".strip() if self.advice else self.message
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, advice={self.advice!r}, code={self.code!r})"
 
 
@@ -54,7 +58,9 @@ class NotFound(ApiFailed):
 class Throttled(ApiFailed):
     """429 or 503 beyond what we are willing to wait; ``retry_at`` says when to try again."""
 
-    def __init__(self, message, advice="", code=None, retry_at=None):
+    def __init__(
+        self, message: str, advice: str = "", code: int | None = None, retry_at: datetime | None = None
+    ) -> None:
         super().__init__(message, advice, code)
         self.retry_at = retry_at
 
@@ -91,7 +97,7 @@ AADSTS_ADVICE = {
 }
 
 
-def aadsts_advice(codes):
+def aadsts_advice(codes: Sequence[int]) -> tuple[int | None, str]:
     """The advice for the first known code, else a pointer to Microsoft's error page for the first code."""
     for code in codes:
         if code in AADSTS_ADVICE:
@@ -108,9 +114,9 @@ PERMISSION_API = {
 }
 
 
-def permission_advice(flavour, roles=None):
+def permission_advice(flavour: str, roles: Iterable[str] | None = None) -> str:
     """Where to grant the application permissions this flavour needs (or just ``roles``)."""
-    roles = roles or presets.REQUIRED_ROLES[flavour]
+    roles = list(roles or presets.REQUIRED_ROLES[flavour])
     if flavour not in PERMISSION_API or not roles:
         return "Check that this app is the one registered for the SIEM connector in the Defender portal."
     return (
@@ -126,7 +132,9 @@ SOCKS_CREDENTIAL_MAX = 255
 SOCKS_LIBRARY_CREDENTIAL_MAX = 127
 
 
-def socks_credentials_failure(proxy, limit=SOCKS_LIBRARY_CREDENTIAL_MAX):
+def socks_credentials_failure(
+    proxy: ProxySettings | None, limit: int = SOCKS_LIBRARY_CREDENTIAL_MAX
+) -> ProxyFailed | None:
     """A ProxyFailed when a SOCKS5 proxy rule's user name or password is longer than can be sent, else None."""
     if proxy is None or proxy.proxy_type != "socks5" or not proxy.username:
         return None
@@ -147,7 +155,7 @@ def socks_credentials_failure(proxy, limit=SOCKS_LIBRARY_CREDENTIAL_MAX):
     return None
 
 
-def redact(text, *secrets):
+def redact(text: str, *secrets: str | None) -> str:
     """Replace every secret (client secret, proxy password, token) found in text with '***'."""
     for secret in secrets:
         if secret and len(secret) >= 4:

@@ -45,7 +45,7 @@ def text(value: object, limit: int) -> str:
     return ""
 
 
-def text_list(value: object, limit: int, most: int) -> tuple:
+def text_list(value: object, limit: int, most: int) -> tuple[str, ...]:
     """At most ``most`` texts from a list (e.g. MITRE technique IDs), each cut to ``limit``; () for a non-list."""
     if type(value) is not list:
         return ()
