@@ -15,9 +15,10 @@ from django.views.generic import CreateView, DeleteView, DetailView, TemplateVie
 from django.views.generic.detail import SingleObjectMixin
 from django_tables2 import SingleTableView
 
-from defender.forms.integrations import IntegrationForm, preset_data
+from defender.forms.integrations import IntegrationForm
 from defender.kinds import KINDS
 from defender.models import Integration, Job
+from defender.presets import preset_data
 from defender.remote import jobs
 from defender.services.steps import NOT_TESTED, SKIPPED, Step, TestResult
 from defender.tables.integrations import IntegrationTable
