@@ -1,57 +1,25 @@
-"""The Django admin lists every model; secrets are write-only there too (a password input that never refills), and a
-kept secret follows the destination rule as in the console (see defender.destinations)."""
+"""The Django admin lists every model; secrets are write-only there too, with the console's own form mixin (a password
+input that never refills, and a kept secret follows the destination rule: see defender.destinations)."""
 
 from django import forms
 from django.contrib import admin
 
 from defender import destinations
-from defender.forms import retype_message
+from defender.forms.write_only import WriteOnlySecretMixin
 from defender.models import Actor, Alert, AlertFetch, Integration, Job, ProxyRule, RemoteNode, TestRun
 
 
-class WriteOnlySecretAdminForm(forms.ModelForm):
-    """Leave the secret blank to keep the stored one; it is never sent back to the browser."""
-
-    secret_field = None
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        field = self.fields[self.secret_field]
-        field.widget = forms.PasswordInput(render_value=False)
-        field.required = not self.instance.pk and self.secret_field == "client_secret"
-        if self.instance.pk and self.instance.__dict__.get(self.secret_field):
-            field.help_text = "A value is saved. Leave blank to keep it; type a new value to replace it."
-
-    secret_noun = None
-
-    def clean(self):
-        cleaned = super().clean()
-        if not cleaned.get(self.secret_field) and self.instance.pk:
-            # Blank means "keep": construct_instance skips fields missing from cleaned_data.
-            cleaned.pop(self.secret_field, None)
-        return cleaned
-
-    def _post_clean(self):
-        super()._post_clean()
-        # A kept secret only goes where it was typed for: ask for it again when this change moves it.
-        reasons = destinations.retype_reasons(self.instance)
-        if reasons and self.needs_secret():
-            self.add_error(self.secret_field, retype_message(self.secret_noun, reasons))
-
-    def needs_secret(self):
-        return True
-
-
-class IntegrationAdminForm(WriteOnlySecretAdminForm):
+class IntegrationAdminForm(WriteOnlySecretMixin, forms.ModelForm):
     secret_field = "client_secret"
     secret_noun = "client secret"
 
 
-class ProxyRuleAdminForm(WriteOnlySecretAdminForm):
+class ProxyRuleAdminForm(WriteOnlySecretMixin, forms.ModelForm):
     secret_field = "password"
     secret_noun = "password"
+    secret_required = False
 
-    def needs_secret(self):
+    def secret_is_sent(self) -> bool:
         return bool(self.instance.username)  # without a username the password is never sent
 
 

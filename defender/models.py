@@ -9,22 +9,33 @@ from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
-from defender import destinations, presets, validators
+from defender import destinations, enums, presets, validators
 from defender.fields import CertificatesField, EncryptedTextField, has_secret
 from defender.kinds import DEFENDER_ATP, KIND_CHOICES
 from defender.services.connection import ConnectionSettings, ProxySettings, bare_host, split_host_list
 
 
 class ProxyRule(models.Model):
-    class ProxyType(models.TextChoices):
-        HTTP = "http", "HTTP"
-        HTTPS = "https", "HTTPS"
-        SOCKS5 = "socks5", "SOCKS5"
+    ProxyType = enums.ProxyType
 
-    name = models.CharField(max_length=100, unique=True)
-    proxy_type = models.CharField("type", max_length=10, choices=ProxyType.choices, default=ProxyType.HTTP)
-    host = models.CharField(max_length=253, validators=[validators.validate_host])
-    port = models.PositiveIntegerField(default=3128, validators=[validators.validate_port])
+    name = models.CharField(
+        max_length=100, unique=True, help_text="How integrations refer to this proxy, e.g. Corporate proxy."
+    )
+    proxy_type = models.CharField(
+        "type",
+        max_length=10,
+        choices=enums.choices(ProxyType),
+        default=ProxyType.HTTP.value,
+        help_text="HTTP and HTTPS proxies tunnel with CONNECT; SOCKS5 resolves names at the proxy.",
+    )
+    host = models.CharField(
+        max_length=253,
+        validators=[validators.validate_host],
+        help_text="The proxy's host name or IP address, without a scheme.",
+    )
+    port = models.PositiveIntegerField(
+        default=3128, validators=[validators.validate_port], help_text="Often 3128 or 8080 for HTTP, 1080 for SOCKS5."
+    )
     username = models.CharField(max_length=255, blank=True, help_text="Leave empty for a proxy without authentication.")
     password = EncryptedTextField(help_text="Stored encrypted; never shown again.")
     # Where the password was typed for (see defender.destinations); set when a password is saved.
@@ -98,53 +109,146 @@ class Integration(models.Model):
         HTTPS = "https", "HTTPS"
         HTTP = "http", "HTTP"
 
-    name = models.CharField(max_length=100, unique=True)
+    Flavour = enums.ApiFlavour
+
+    name = models.CharField(
+        max_length=100, unique=True, help_text="How this integration is called in the console, e.g. Defender EU."
+    )
     kind = models.CharField("type", max_length=40, choices=KIND_CHOICES, default=DEFENDER_ATP.key)
-    location = models.CharField(max_length=10, choices=Location.choices, default=Location.LOCAL)
+    location = models.CharField(
+        max_length=10,
+        choices=Location.choices,
+        default=Location.LOCAL,
+        help_text="Local: this site calls Defender itself. Remote: a remote node does, from its network.",
+    )
     remote_node = models.ForeignKey(
         "RemoteNode",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="integrations",
-        help_text="The node that runs this integration's Test and alert lookups when it is Remote.",
+        help_text="For Remote: the node inside the network that reaches Defender runs the Test and alert lookups.",
     )
-    api_flavour = models.CharField("API flavour", max_length=10, choices=presets.API_FLAVOURS, default=presets.MDE)
-    host = models.CharField(max_length=253, validators=[validators.validate_host])
-    port = models.PositiveIntegerField(default=443, validators=[validators.validate_port])
-    protocol = models.CharField(max_length=5, choices=Protocol.choices, default=Protocol.HTTPS)
-    client_id = models.CharField("client ID", max_length=36, validators=[validators.validate_guid])
-    client_secret = EncryptedTextField(help_text="Stored encrypted; never shown again.")
+    api_flavour = models.CharField(
+        "API flavour",
+        max_length=10,
+        choices=enums.choices(Flavour),
+        default=Flavour.MDE.value,
+        help_text="Which Microsoft API to read alerts from.",
+    )
+    host = models.CharField(
+        max_length=253,
+        validators=[validators.validate_host],
+        help_text="The API host for your tenant's region, without https://.",
+    )
+    port = models.PositiveIntegerField(
+        default=443,
+        validators=[validators.validate_port],
+        help_text="443 unless your network routes the API elsewhere.",
+    )
+    protocol = models.CharField(
+        max_length=5, choices=Protocol.choices, default=Protocol.HTTPS, help_text="HTTPS; HTTP only for a test server."
+    )
+    client_id = models.CharField(
+        "client ID",
+        max_length=36,
+        validators=[validators.validate_guid],
+        help_text="The application (client) ID of the app registration.",
+    )
+    # "Client Secret" and "API Version" are capitalised as the product's own form has them.
+    client_secret = EncryptedTextField(
+        "Client Secret",
+        help_text="The secret's Value from Certificates & secrets (not its Secret ID). Stored encrypted.",
+    )
     # Where the client secret was typed for (see defender.destinations); set when a secret is saved.
     client_secret_destination = models.JSONField(default=dict, blank=True, editable=False)
-    secret_expires_on = models.DateField("secret expiry date", null=True, blank=True)
+    secret_expires_on = models.DateField(
+        "secret expiry date",
+        null=True,
+        blank=True,
+        help_text="From Certificates & secrets; the console warns before the secret expires.",
+    )
     api_version = models.CharField(
-        "API version", max_length=20, blank=True, default="v1.0", validators=[validators.validate_api_version]
+        "API Version",
+        max_length=20,
+        blank=True,
+        default="v1.0",
+        validators=[validators.validate_api_version],
+        help_text="Current by default (v1.0).",
     )
     auth_url = models.CharField(
-        "Auth URL", max_length=300, default=presets.PUBLIC_LOGIN, validators=[validators.validate_https_url]
+        "Auth URL",
+        max_length=300,
+        default=presets.PUBLIC_LOGIN,
+        validators=[validators.validate_https_url],
+        help_text="Where tokens come from; right for the public cloud by default.",
     )
-    tenant_id = models.CharField("tenant ID", max_length=253, validators=[validators.validate_tenant])
-    resource = models.CharField(max_length=300, blank=True)
+    tenant_id = models.CharField(
+        "tenant ID",
+        max_length=253,
+        validators=[validators.validate_tenant],
+        help_text="The directory (tenant) ID GUID, or a verified domain.",
+    )
+    resource = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Needed for the legacy SIEM API (https://graph.windows.net); filled in for the others.",
+    )
     # Advanced options
-    connect_timeout = models.FloatField(default=5.0, validators=[validators.validate_timeout])
-    read_timeout = models.FloatField(default=30.0, validators=[validators.validate_timeout])
-    verify_tls = models.BooleanField("verify TLS", default=True)
-    ca_certificate = CertificatesField("CA certificate", blank=True, validators=[validators.validate_pem_certificates])
-    max_retries = models.PositiveSmallIntegerField(
-        "maximum retries", default=3, validators=[validators.validate_retries]
+    connect_timeout = models.FloatField(
+        "connect timeout (seconds)",
+        default=5.0,
+        validators=[validators.validate_timeout],
+        help_text="How long to wait for a connection. Default 5.",
     )
-    page_size = models.PositiveIntegerField(default=1000, validators=[validators.validate_page_size])
+    read_timeout = models.FloatField(
+        "read timeout (seconds)",
+        default=30.0,
+        validators=[validators.validate_timeout],
+        help_text="How long to wait for an answer. Default 30.",
+    )
+    verify_tls = models.BooleanField(
+        "verify TLS", default=True, help_text="Check the API's certificate. Turn off only to diagnose."
+    )
+    ca_certificate = CertificatesField(
+        "CA certificate",
+        blank=True,
+        validators=[validators.validate_pem_certificates],
+        help_text="Paste a PEM to trust a private CA or a TLS-intercepting proxy.",
+    )
+    max_retries = models.PositiveSmallIntegerField(
+        "maximum retries",
+        default=3,
+        validators=[validators.validate_retries],
+        help_text="Retries after 429 or 5xx answers, honouring Retry-After. Default 3.",
+    )
+    page_size = models.PositiveIntegerField(
+        default=1000,
+        validators=[validators.validate_page_size],
+        help_text="Alerts per request; the API allows up to 10,000. Default 1000.",
+    )
     lookback_hours = models.PositiveIntegerField(
-        "lookback window (hours)", default=24, validators=[validators.validate_lookback]
+        "lookback window (hours)",
+        default=24,
+        validators=[validators.validate_lookback],
+        help_text="How far back to ask for alerts. Default 24 hours.",
     )
     clock_skew_seconds = models.PositiveIntegerField(
-        "clock-skew tolerance (seconds)", default=300, validators=[validators.validate_clock_skew]
+        "clock-skew tolerance (seconds)",
+        default=300,
+        validators=[validators.validate_clock_skew],
+        help_text="Drift allowed between this site's clock and Defender's. Default 300.",
     )
     proxy_rule = models.ForeignKey(
-        ProxyRule, null=True, blank=True, on_delete=models.PROTECT, related_name="integrations", verbose_name="proxy"
+        ProxyRule,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="integrations",
+        verbose_name="proxy",
+        help_text="Send this integration's traffic through a proxy rule.",
     )
-    enabled = models.BooleanField(default=True)
+    enabled = models.BooleanField(default=True, help_text="Disabled integrations are not asked for alerts.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     created_by = models.ForeignKey(
@@ -199,7 +303,7 @@ class Integration(models.Model):
     def clean(self):
         from django.core.exceptions import ValidationError
 
-        if self.api_flavour == presets.SIEM and not self.resource:
+        if self.api_flavour == self.Flavour.SIEM and not self.resource:
             raise ValidationError({"resource": "The legacy SIEM API needs a resource, e.g. https://graph.windows.net."})
 
     @property
@@ -221,9 +325,9 @@ class Integration(models.Model):
         Every path that sends a secret builds its settings here."""
         secret = self.client_secret
         destinations.check_before_sending(self, secret)
-        proxy = self.proxy_rule.to_settings() if self.proxy_rule_id else None
+        proxy = self.proxy_rule.to_settings() if self.proxy_rule is not None else None
         return ConnectionSettings(
-            flavour=self.api_flavour,
+            flavour=enums.ApiFlavour(self.api_flavour),
             host=self.host,
             port=self.port,
             protocol=self.protocol,
@@ -406,8 +510,12 @@ class RemoteNode(models.Model):
     random bits, so a fast hash is enough) and never connects to the node.
     """
 
-    name = models.CharField(max_length=100, unique=True)
-    description = models.TextField(blank=True)
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        help_text="How this node is known here, e.g. the network it sits in: dmz-frankfurt.",
+    )
+    description = models.TextField(blank=True, help_text="Where the node runs and who looks after it.")
     token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
     token_hint = models.CharField(max_length=12, blank=True, editable=False, help_text="The token's first characters.")
     token_issued_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -436,9 +544,7 @@ class RemoteNode(models.Model):
 class Job(models.Model):
     """A Test or an alert lookup of a remote integration, waiting for, run by, or answered by its remote node."""
 
-    class Kind(models.TextChoices):
-        TEST = "test", "Test"
-        ALERTS = "alerts", "Get alerts"
+    Kind = enums.JobKind
 
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -449,7 +555,7 @@ class Job(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="jobs")
-    kind = models.CharField(max_length=10, choices=Kind.choices)
+    kind = models.CharField(max_length=10, choices=enums.choices(Kind))
     parameters = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     node = models.ForeignKey(RemoteNode, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")

@@ -1,26 +1,24 @@
 """Host presets: where each API flavour lives in each cloud, as data.
 
-Sources: docs/microsoft-api.md (hosts per cloud) (Microsoft's Defender for Endpoint, legacy SIEM and Graph
-documentation). The form lists the common regions first and the rest under "More".
+Sources: Microsoft's Defender for Endpoint, legacy SIEM and Graph documentation, summarised per cloud in
+docs/microsoft-api.md. The form lists the common regions first and the rest under "More".
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
-MDE = "mde"
-GRAPH = "graph"
-SIEM = "siem"
+from defender.enums import ApiFlavour, choices
 
-API_FLAVOURS = [
-    (MDE, "Defender for Endpoint API"),
-    (GRAPH, "Microsoft Graph"),
-    (SIEM, "Legacy SIEM API"),
-]
+# The flavours by their short names, which the services and the tests use.
+MDE, GRAPH, SIEM = ApiFlavour.MDE, ApiFlavour.GRAPH, ApiFlavour.SIEM
+
+API_FLAVOURS = choices(ApiFlavour)
 
 PUBLIC_LOGIN = "https://login.microsoftonline.com"
 US_GOV_LOGIN = "https://login.microsoftonline.us"
 
 # The application permissions each flavour needs (the token's `roles` claim must hold them).
-REQUIRED_ROLES = {
+REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
     MDE: ("Alert.Read.All", "Machine.Read.All"),
     GRAPH: ("SecurityAlert.Read.All",),
     # The SIEM exporter predates app roles in tokens; it only needs the Azure AD Graph resource token.
@@ -28,8 +26,8 @@ REQUIRED_ROLES = {
 }
 
 # "Current by default": the Defender for Endpoint API is versioned under /api/{version}; Graph under /{version}.
-DEFAULT_API_VERSION = {MDE: "v1.0", GRAPH: "v1.0", SIEM: ""}
-API_VERSIONS = {MDE: ("v1.0", ""), GRAPH: ("v1.0", "beta"), SIEM: ("",)}
+DEFAULT_API_VERSION: dict[str, str] = {MDE: "v1.0", GRAPH: "v1.0", SIEM: ""}
+API_VERSIONS: dict[str, tuple[str, ...]] = {MDE: ("v1.0", ""), GRAPH: ("v1.0", "beta"), SIEM: ("",)}
 
 
 @dataclass(frozen=True)
@@ -75,19 +73,38 @@ PRESETS = [
 ]
 # fmt: on
 
-DEFAULT_PRESET = {MDE: "global", GRAPH: "global", SIEM: "us"}
+DEFAULT_PRESET: dict[str, str] = {MDE: "global", GRAPH: "global", SIEM: "us"}
 
 
-def presets_for(flavour):
+def presets_for(flavour: str) -> list[Preset]:
     return [preset for preset in PRESETS if preset.flavour == flavour]
 
 
-def get_preset(flavour, key):
+def get_preset(flavour: str, key: str) -> Preset:
     for preset in PRESETS:
         if preset.flavour == flavour and preset.key == key:
             return preset
     raise KeyError(f"no preset {key!r} for {flavour!r}")
 
 
-def default_preset(flavour):
+def default_preset(flavour: str) -> Preset:
     return get_preset(flavour, DEFAULT_PRESET[flavour])
+
+
+def preset_data() -> dict[str, dict[str, Any]]:
+    """Per API flavour: its presets, defaults and required permissions, for the preset buttons and the page script."""
+    # Imported here: the services' error advice reads this module's tables.
+    from defender.services.errors import permission_advice
+
+    return {
+        flavour: {
+            "label": label,
+            "api_version": DEFAULT_API_VERSION[flavour],
+            "api_versions": list(API_VERSIONS[flavour]),
+            "default": asdict(default_preset(flavour)),
+            "presets": [asdict(preset) for preset in presets_for(flavour)],
+            "roles": list(REQUIRED_ROLES[flavour]),
+            "permission_advice": permission_advice(flavour),  # type: ignore[no-untyped-call]  # untyped until annotated
+        }
+        for flavour, label in API_FLAVOURS
+    }

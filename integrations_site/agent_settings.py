@@ -4,11 +4,13 @@ The agent only runs the services on jobs the site hands it; it reads nothing fro
 starts on a node that has a checkout of this project and nothing else configured.
 """
 
+from typing import Any
+
 from integrations_site import env, log_config
 
 DEBUG = False
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "defender"]
-DATABASES = {}
+DATABASES: dict[str, dict[str, Any]] = {}
 USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

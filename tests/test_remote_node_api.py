@@ -450,3 +450,98 @@ def test_an_answer_refused_before_it_is_read_fails_its_job_at_once(client, body,
     job.refresh_from_db()
     assert job.state == Job.State.FAILED
     assert "answer was refused" in job.error and why in job.error
+
+
+# The answer is read against the wire format: a wrong field is named, and nothing of the answer is kept.
+
+GOOD_STEPS = [
+    {"name": "DNS lookup", "outcome": "passed", "duration_ms": 1, "message": "fine"},
+    {"name": "TCP connection", "outcome": "passed", "duration_ms": 2, "message": "fine"},
+    {"name": "TLS handshake", "outcome": "passed", "duration_ms": 3, "message": "fine"},
+]
+
+
+def with_step(index, **changes):
+    steps = [dict(step) for step in GOOD_STEPS]
+    steps[index].update(changes)
+    return steps
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (
+            {"ok": True, "result": {"steps": with_step(2, outcome="maybe")}},
+            "steps[2].outcome must be one of passed, failed, skipped",
+        ),
+        (
+            {"ok": True, "result": {"steps": with_step(0, duration_ms="fast")}},
+            "steps[0].duration_ms must be a whole number",
+        ),
+        (
+            {"ok": True, "result": {"steps": with_step(1, duration_ms=-5)}},
+            "steps[1].duration_ms must be a whole number",
+        ),
+        ({"ok": True, "result": {"steps": with_step(1, message=None)}}, "steps[1].message must be text"),
+        ({"ok": True, "result": {"steps": [*GOOD_STEPS, "Token"]}}, "steps[3] must be an object"),
+        ({"ok": True, "result": {"stages": GOOD_STEPS}}, "result.steps must be a list"),
+        ({"ok": True, "result": ["DNS lookup"]}, "result must be an object"),
+        ({"ok": "yes", "result": {"steps": GOOD_STEPS}}, "ok must be true or false"),
+        ({"ok": False, "result": None, "error": {"why": "broke"}}, "error must be text"),
+    ],
+    ids=["outcome", "duration", "negative-duration", "message", "step", "steps", "result", "ok", "error"],
+)
+def test_a_test_answer_with_a_wrong_field_is_refused_naming_it_and_nothing_of_it_is_stored(client, body, named):
+    node, token = make_node()
+    job = claimed_job(client, token, node)
+    integration = job.integration
+    response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, body)
+    assert response.status_code == 400
+    assert named in response.json()["error"]
+    job.refresh_from_db()
+    integration.refresh_from_db()
+    assert job.state == Job.State.FAILED and job.result is None
+    assert named in job.error and "update its agent" in job.error
+    # The integration's last Test is the refusal, as one failed "Remote node" step: none of the answer's steps.
+    assert integration.last_test_ok is False
+    assert [step["name"] for step in integration.last_test_steps] == ["Remote node"]
+    assert named in integration.last_test_steps[0]["message"]
+
+
+def test_an_alerts_answer_whose_window_is_not_two_times_is_refused_naming_it_and_stores_no_alert(client):
+    from defender.models import Alert, AlertFetch
+    from tests.factories import make_actor
+
+    node, token = make_node()
+    integration = remote_integration(node)
+    actor = make_actor()
+    until = timezone.now()
+    job = jobs.enqueue_alerts(actor, integration, until - timedelta(hours=1), until)
+    claim(client, token)
+    alert = {"id": "da1", "title": "Suspicious PowerShell", "machine_name": "ws-fin-07"}
+    body = {"ok": True, "result": {"alerts": [alert], "tried_names": ["ws-fin-07"], "window": ["yesterday"]}}
+    response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, body)
+    assert response.status_code == 400
+    assert "result.window must be two times" in response.json()["error"]
+    assert not Alert.objects.exists()
+    fetch = AlertFetch.objects.get(actor=actor, integration=integration)
+    assert not fetch.ok and "result.window must be two times" in fetch.message
+
+
+def test_a_test_answer_with_fields_this_site_does_not_know_is_read_as_the_fields_it_knows(client):
+    node, token = make_node()
+    job = claimed_job(client, token, node)
+    integration = job.integration
+    steps = [{**step, "hint": "from a newer agent"} for step in GOOD_STEPS]
+    steps[-1]["name"] = "API call"
+    response = post(client, f"/api/nodes/jobs/{job.pk}/answer/", token, {"ok": True, "result": {"steps": steps}})
+    assert response.status_code == 200
+    integration.refresh_from_db()
+    assert integration.last_test_ok is True
+
+
+def test_a_check_in_holding_something_other_than_job_ids_is_refused_naming_the_field(client):
+    _node, token = make_node()
+    response = post(client, CHECK_IN, token, {"agent_id": AGENT, "holding": [1, "2"], "wait": 0})
+    assert response.status_code == 400
+    assert response.json()["error"] == "holding must be a list of job ids."

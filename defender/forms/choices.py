@@ -5,6 +5,8 @@ itself, so a form posted with ``proxy_rule=99999999999999999999999`` was a serve
 Every model choice field of the console is one of these.
 """
 
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import connections
@@ -22,11 +24,20 @@ INTEGER_FIELDS = {
 }
 
 
-class KeyRangeMixin:
+if TYPE_CHECKING:
+    # Type-checked as the model choice field it is mixed into.
+    _ModelChoiceField = forms.ModelChoiceField
+else:
+    _ModelChoiceField = object
+
+
+class KeyRangeMixin(_ModelChoiceField):
     """Refuse, before any query, a submitted key outside the range of the key's database column."""
 
     def _out_of_range(self, value) -> bool:
-        model = self.queryset.model
+        queryset = self.queryset
+        assert queryset is not None  # every model choice field of the console is given one
+        model = queryset.model
         key_field = model._meta.get_field(self.to_field_name) if self.to_field_name else model._meta.pk
         internal_type = key_field.get_internal_type()
         if internal_type not in INTEGER_FIELDS or isinstance(value, model):
@@ -35,7 +46,7 @@ class KeyRangeMixin:
             number = int(str(value).strip())
         except ValueError:
             return False  # not a number at all: Django's own checks refuse it with their message
-        low, high = connections[self.queryset.db].ops.integer_field_range(internal_type)
+        low, high = connections[queryset.db].ops.integer_field_range(internal_type)
         return (low is not None and number < low) or (high is not None and number > high)
 
     def _refuse(self, value):

@@ -6,8 +6,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from defender import destinations
-from defender.forms import confirmed_retyping, moved_secrets_message, retype_message
+from defender.forms import confirmed_retyping, moved_secrets_message
 from defender.forms.choices import ModelMultipleChoiceField
+from defender.forms.write_only import WriteOnlySecretMixin
 from defender.models import Integration, ProxyRule
 
 # RFC 1929 allows 255 bytes each for the user name and the password, but the SOCKS client this console uses sends a
@@ -15,24 +16,17 @@ from defender.models import Integration, ProxyRule
 SOCKS5_MAX_BYTES = 127
 
 
-class ProxyRuleForm(forms.ModelForm):
-    password = forms.CharField(
-        label="Password",
-        required=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Stored encrypted; never shown again.",
-    )
+class ProxyRuleForm(WriteOnlySecretMixin, forms.ModelForm):
+    """Labels and help texts are the model's."""
+
+    secret_field = "password"
+    secret_noun = "password"
+    secret_required = False
+    saved_secret_help = "A password is saved. Leave blank to keep it; clear the username to remove it."
 
     class Meta:
         model = ProxyRule
         fields = ["name", "proxy_type", "host", "port", "username", "password", "ca_certificate", "bypass_hosts"]
-        labels = {"name": "Name", "proxy_type": "Type", "host": "Host", "port": "Port", "username": "Username"}
-        help_texts = {
-            "name": "How integrations refer to this proxy, e.g. Corporate proxy.",
-            "proxy_type": "HTTP and HTTPS proxies tunnel with CONNECT; SOCKS5 resolves names at the proxy.",
-            "host": "The proxy's host name or IP address, without a scheme.",
-            "port": "Often 3128 or 8080 for HTTP, 1080 for SOCKS5.",
-        }
         widgets = {
             "ca_certificate": forms.Textarea(
                 attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE-----", "spellcheck": "false"}
@@ -43,13 +37,12 @@ class ProxyRuleForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.moved_integrations = []
-        if self.instance.pk and self.instance.has_password:
-            self.fields[
-                "password"
-            ].help_text = "A password is saved. Leave blank to keep it; clear the username to remove it."
         self.helper = FormHelper(self)
         self.helper.form_tag = False
         self.helper.disable_csrf = True
+
+    def secret_is_sent(self):
+        return bool(self.instance.username)  # without a username the proxy gets no credentials
 
     def clean(self):
         cleaned = super().clean()
@@ -60,20 +53,13 @@ class ProxyRuleForm(forms.ModelForm):
         if not cleaned.get("username"):
             # Without a username the proxy gets no credentials, so a saved password would only linger.
             cleaned["password"] = ""
-        elif self.instance.pk and not cleaned.get("password"):
-            # Blank on Edit keeps the stored password: construct_instance skips fields missing from cleaned_data.
-            cleaned.pop("password", None)
         return cleaned
 
     def _post_clean(self):
-        super()._post_clean()
+        super()._post_clean()  # a saved password is only ever offered to the proxy it was typed for
         self.moved_integrations = []
         if self.instance.pk is None:
             return
-        # A saved password is only ever offered to the proxy it was typed for.
-        reasons = destinations.retype_reasons(self.instance)
-        if reasons and self.instance.username:
-            self.add_error("password", retype_message("password", reasons))
         # The integrations' client secrets cannot be typed here: say which ones this change moves, before saving.
         # Their rule is loaded afresh, so the comparison is between the saved rule and this form's.
         using = Integration.objects.filter(proxy_rule_id=self.instance.pk).select_related("proxy_rule", "remote_node")

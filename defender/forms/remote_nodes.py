@@ -1,3 +1,5 @@
+"""The remote node form: labels and help texts are the model's."""
+
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
@@ -10,10 +12,6 @@ class RemoteNodeForm(forms.ModelForm):
         model = RemoteNode
         fields = ["name", "description", "poll_interval_seconds"]
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
-        help_texts = {
-            "name": "How this node is known here, e.g. the network it sits in: dmz-frankfurt.",
-            "description": "Where the node runs and who looks after it.",
-        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

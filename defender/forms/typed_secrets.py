@@ -6,8 +6,10 @@ pasting the secret again, and the browser never holds the secret itself after th
 """
 
 import json
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import InvalidToken
+from django import forms
 
 from defender import encryption
 
@@ -31,7 +33,14 @@ def unseal(token: str, *, user_id: int | None, form: str) -> str | None:
     return secret if isinstance(secret, str) and secret else None
 
 
-class KeepsTypedSecret:
+if TYPE_CHECKING:
+    # Type-checked as the ModelForm it is mixed into.
+    _ModelForm = forms.ModelForm
+else:
+    _ModelForm = object
+
+
+class KeepsTypedSecret(_ModelForm):
     """Form mixin: a blank secret field with a valid kept token counts as the secret typed before.
 
     The form takes ``user`` and sets ``kept_secret_field``; the template renders ``form.kept_secret_token`` into a
@@ -51,8 +60,10 @@ class KeepsTypedSecret:
             return
         secret = unseal(token, user_id=self.keeping_user_id, form=self._keeping_form())
         if secret is not None:
-            self.data = self.data.copy()
-            self.data[self.kept_secret_field] = secret
+            # A QueryDict (immutable, as the request made it) or a dict; the stubs only know a Mapping.
+            data = self.data.copy()  # type: ignore[attr-defined]
+            data[self.kept_secret_field] = secret
+            self.data = data
             self.secret_was_kept = True
 
     @property

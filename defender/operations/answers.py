@@ -9,7 +9,6 @@ stored, the move is undone with them and the job stays running, to be run again 
 import logging
 import time
 from datetime import datetime
-from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -18,7 +17,7 @@ from django.utils import timezone
 from defender.destinations import REFUSED_SECRETS
 from defender.models import Integration, Job
 from defender.operations.records import record
-from defender.remote import jobs
+from defender.remote import jobs, wire
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ def fail(job: Job, error: str) -> bool:
     return complete(job, False, None, error)
 
 
-def payload_or_fail(job: Job) -> dict[str, Any] | None:
+def payload_or_fail(job: Job) -> wire.JobWire | None:
     """What the node that claimed the job needs to run it, secret included; None when the secret cannot be sent (no
     key opens it, or it was typed for another destination): nothing the node could do, so the job fails here saying
     why, and the node never sees the secret."""

@@ -25,7 +25,7 @@ from defender.services.transport import Response, Transport
 
 logger = logging.getLogger("defender.remote.agent")
 
-AGENT_VERSION = "1.1"
+AGENT_VERSION = wire.AGENT_VERSION  # the version of the wire format it speaks
 CHECK_IN_WAIT = 20  # seconds the site may hold a check-in open while it waits for a job
 MAX_BACKOFF = 60
 GZIP_ABOVE = 64 * 1024

@@ -246,7 +246,7 @@ def claim_next(node: RemoteNode, agent_id: str = "") -> Job | None:
     return None
 
 
-def payload_for(job: Job) -> dict[str, Any]:
+def payload_for(job: Job) -> wire.JobWire:
     """What the node needs to run the job, secret included (sent only to the node that claimed it). Raises one of
     ``destinations.REFUSED_SECRETS`` when the secret cannot be sent."""
     return {

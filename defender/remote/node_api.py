@@ -15,24 +15,29 @@ import logging
 import math
 import time
 import zlib
-from functools import wraps
+from collections.abc import Callable, Mapping
+from functools import partial, wraps
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from defender.models import Job, RemoteNode
-from defender.operations import answers, records
+from defender.operations import answers
 from defender.remote import jobs, tokens, wire
 from defender.services import untrusted
 
 logger = logging.getLogger(__name__)
 
+Message = TypeVar("Message")
+# An endpoint as written (it is given the authenticated node) and as Django calls it.
+NodeView = Callable[..., HttpResponse]
+
 MAX_CHECK_IN_BYTES = 16 * 1024
-MAX_AGENT_ID = 64
 # A job's answer nests twenty levels at most: an agent cuts an alert's raw JSON at untrusted.STORED_DEPTH.
 MAX_JSON_DEPTH = 32
 # Enough for any 64-bit integer.
@@ -41,24 +46,24 @@ MAX_WAIT_SECONDS = 25
 CLAIM_EVERY_SECONDS = 0.5
 
 
-def max_result_bytes():
-    return settings.REMOTE_NODE_MAX_RESULT_BYTES
+def max_result_bytes() -> int:
+    return int(settings.REMOTE_NODE_MAX_RESULT_BYTES)
 
 
 class BadBody(Exception):
-    def __init__(self, status, message):
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
-def refuse(request, status, message, *, log_reason=None):
+def refuse(request: HttpRequest, status: int, message: str, *, log_reason: str | None = None) -> JsonResponse:
     if log_reason:
         address = request.META.get("REMOTE_ADDR", "?")
         logger.warning("Refused remote-node call to %s from %s: %s", request.path, address, log_reason)
     return JsonResponse({"error": message}, status=status)
 
 
-def read_json(request, limit):
+def read_json(request: HttpRequest, limit: int) -> dict[str, Any]:
     """The request's JSON body, at most ``limit`` bytes once decompressed (agents gzip large results)."""
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if not declared.isdigit() or int(declared) > limit:
@@ -96,26 +101,34 @@ def read_json(request, limit):
 
 # Numbers no database column or JSON column takes (NaN, Infinity, beyond a float, integers beyond 64 bits) read as
 # null, as a missing value would.
-def _unstorable(name):
+def _unstorable(name: str) -> None:
     return None
 
 
-def _integer(digits):
+def _integer(digits: str) -> int | None:
     return int(digits) if len(digits.lstrip("-")) <= MAX_INTEGER_DIGITS else None
 
 
-def _finite(digits):
+def _finite(digits: str) -> float | None:
     number = float(digits)
     return number if math.isfinite(number) else None
 
 
-def node_endpoint(view):
+def read_message(reader: Callable[[Mapping[str, object]], Message], body: Mapping[str, object]) -> Message:
+    """What ``reader`` makes of the body; a body not in the wire format's shape is refused with 400, naming why."""
+    try:
+        return reader(body)
+    except wire.WireError as problem:
+        raise BadBody(400, f"{problem}.") from problem
+
+
+def node_endpoint(view: NodeView) -> NodeView:
     """Authenticate the node by its token, note that it checked in, and turn body problems into 4xx answers."""
 
     @login_not_required
     @csrf_exempt
     @wraps(view)
-    def wrapper(request, *args, **kwargs):
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         node = tokens.node_for(token.strip()) if scheme.lower() == "bearer" else None
         if node is None:
@@ -133,24 +146,7 @@ def node_endpoint(view):
     return wrapper
 
 
-def agent_of(body, required):
-    """The agent process's own id (several may share a node's token), or None for an agent from before it had one."""
-    agent_id = body.get("agent_id")
-    if agent_id is None and not required:
-        return None
-    if not isinstance(agent_id, str) or not 1 <= len(agent_id) <= MAX_AGENT_ID:
-        raise BadBody(400, f"agent_id must be text of 1 to {MAX_AGENT_ID} characters.")
-    return agent_id
-
-
-def held_jobs(body):
-    holding = body.get("holding", [])
-    if not isinstance(holding, list) or not all(type(job_id) is int for job_id in holding):
-        raise BadBody(400, "holding must be a list of job ids.")
-    return holding
-
-
-def hand_out(node, agent_id):
+def hand_out(node: RemoteNode, agent_id: str | None) -> wire.JobWire | None:
     """Claim the next job of the node's integrations for this agent and give what the node needs to run it."""
     while True:
         job = jobs.claim_next(node, agent_id=agent_id or "")
@@ -164,27 +160,21 @@ def hand_out(node, agent_id):
 
 
 @node_endpoint
-def check_in(request, node):
+def check_in(request: HttpRequest, node: RemoteNode) -> HttpResponse:
     """Wait up to ``wait`` seconds for a job of this node's integrations; answer whether one is waiting.
 
     The agent then claims it with a call of its own. An agent that sends no agent_id (version 1.0) is handed the job
     in this answer, as before.
     """
-    body = read_json(request, MAX_CHECK_IN_BYTES)
-    agent_id, holding = agent_of(body, required=False), held_jobs(body)
-    version = str(body.get("agent_version", ""))[:40]
-    if version != node.agent_version:
-        RemoteNode.objects.filter(pk=node.pk).update(agent_version=version)
-    try:
-        wait = float(body.get("wait", 0))
-    except (TypeError, ValueError):
-        wait = 0
-    wait = min(max(wait, 0), MAX_WAIT_SECONDS) if math.isfinite(wait) else 0
-    give_up_at = time.monotonic() + wait
+    visit = read_message(wire.read_check_in, read_json(request, MAX_CHECK_IN_BYTES))
+    agent_id = visit.agent_id
+    if visit.agent_version != node.agent_version:
+        RemoteNode.objects.filter(pk=node.pk).update(agent_version=visit.agent_version)
+    give_up_at = time.monotonic() + min(max(visit.wait, 0), MAX_WAIT_SECONDS)
     if agent_id is not None:
-        jobs.release_unheld(node, agent_id, holding)
+        jobs.release_unheld(node, agent_id, list(visit.holding))
     answers.housekeeping()  # once per check-in; while it waits, each look for work is a single query
-    answer = {"job": None, "work": False, "poll_interval": node.poll_interval_seconds}
+    answer: wire.CheckInAnswerWire = {"job": None, "work": False, "poll_interval": node.poll_interval_seconds}
     while True:
         if agent_id is None:
             answer["job"] = hand_out(node, None)
@@ -198,46 +188,35 @@ def check_in(request, node):
 
 
 @node_endpoint
-def claim(request, node):
+def claim(request: HttpRequest, node: RemoteNode) -> HttpResponse:
     """Take the oldest queued job of the node's integrations for this agent: ``{"job": ...}``, or ``null``."""
     body = read_json(request, MAX_CHECK_IN_BYTES)
-    agent_id = agent_of(body, required=True)
+    agent_id = read_message(partial(wire.read_agent_id, required=True), body)
     answers.housekeeping()  # a job whose holder went silent is claimable again
     return JsonResponse({"job": hand_out(node, agent_id)})
 
 
-def own_running_job(request, node, job_id):
-    """The job, if this node holds it now. A job of another node's integration is refused as unauthorised; one of
-    this node's that it no longer holds (re-queued after its lease, finished, deleted) is a conflict to drop."""
+def own_running_job(request: HttpRequest, node: RemoteNode, job_id: int) -> Job | JsonResponse:
+    """The job, if this node holds it now, else the refusal to answer with. A job of another node's integration is
+    refused as unauthorised; one of this node's that it no longer holds (re-queued after its lease, finished,
+    deleted) is a conflict to drop."""
     job = Job.objects.select_related("integration").filter(pk=job_id).first()
     if job is not None and job.node_id != node.pk and job.integration.remote_node_id != node.pk:
         reason = f"node {node.name} asked about job {job_id}, which is not its own"
-        return None, refuse(request, 401, "This job is not this node's.", log_reason=reason)
+        return refuse(request, 401, "This job is not this node's.", log_reason=reason)
     if job is not None and job.state == Job.State.CANCELLED:
-        return None, refuse(request, 410, f"Job {job_id} is no longer wanted: {job.error}")
+        return refuse(request, 410, f"Job {job_id} is no longer wanted: {job.error}")
     if job is None or job.node_id != node.pk or job.state != Job.State.RUNNING:
         state = job.state if job else "gone"
-        return None, refuse(request, 409, f"Job {job_id} is no longer this node's to answer (it is {state}).")
-    return job, None
-
-
-def readable(job, ok, result):
-    """Whether the site can read the answer: the shape the agent of this version sends."""
-    try:
-        if job.kind == Job.Kind.TEST and result is not None:
-            wire.test_result_from_wire(result)
-        elif job.kind == Job.Kind.ALERTS and ok:
-            wire.alerts_result_from_wire(result)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return False
-    return True
+        return refuse(request, 409, f"Job {job_id} is no longer this node's to answer (it is {state}).")
+    return job
 
 
 @node_endpoint
-def answer(request, node, job_id):
-    job, refusal = own_running_job(request, node, job_id)
-    if refusal:
-        return refusal
+def answer(request: HttpRequest, node: RemoteNode, job_id: int) -> HttpResponse:
+    job = own_running_job(request, node, job_id)
+    if isinstance(job, JsonResponse):
+        return job
     try:
         body = read_json(request, max_result_bytes())
     except BadBody as problem:
@@ -245,21 +224,28 @@ def answer(request, node, job_id):
         # its lease to be sent round again to the same answer.
         answers.fail(job, f"The remote node's answer was refused: {problem} Update its agent.")
         raise
-    ok, result, error = bool(body.get("ok")), body.get("result"), str(body.get("error", ""))[:4000]
-    if not readable(job, ok, result):
-        answers.fail(job, records.UNREADABLE)
-        return refuse(request, 400, "The answer is not in the shape this site reads.", log_reason="unreadable answer")
-    if not answers.complete(job, ok, result, error):
+    try:
+        reply = wire.read_answer(job.kind, body)
+    except wire.WireError as problem:
+        # Said to the person waiting and to the agent: which field is wrong, never what was in it.
+        answers.fail(job, f"The remote node's answer could not be read ({problem}); update its agent.")
+        return refuse(
+            request,
+            400,
+            f"The answer is not in the shape this site reads (agent {wire.AGENT_VERSION}): {problem}.",
+            log_reason=f"unreadable answer ({problem})",
+        )
+    if not answers.complete(job, reply.ok, reply.result, reply.error):
         return refuse(request, 409, f"Job {job_id} was answered or re-queued meanwhile.")
-    logger.info("Remote node %s answered job %s: %s", node.name, job.pk, "ok" if ok else "failed")
-    return JsonResponse({"state": Job.State.DONE if ok else Job.State.FAILED})
+    logger.info("Remote node %s answered job %s: %s", node.name, job.pk, "ok" if reply.ok else "failed")
+    return JsonResponse({"state": Job.State.DONE if reply.ok else Job.State.FAILED})
 
 
 @node_endpoint
-def give_back(request, node, job_id):
-    job, refusal = own_running_job(request, node, job_id)
-    if refusal:
-        return refusal
+def give_back(request: HttpRequest, node: RemoteNode, job_id: int) -> HttpResponse:
+    job = own_running_job(request, node, job_id)
+    if isinstance(job, JsonResponse):
+        return job
     jobs.release(job)
     logger.info("Remote node %s gave job %s back", node.name, job.pk)
     return JsonResponse({"state": Job.State.QUEUED})

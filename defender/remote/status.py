@@ -1,13 +1,26 @@
 """Whether a remote node is online: it checked in within twice its poll interval."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
-ONLINE, OFFLINE, NEVER, REVOKED = "online", "offline", "never", "revoked"
+if TYPE_CHECKING:
+    from defender.models import RemoteNode
 
 
-def node_status(node, now=None):
+class NodeStatus(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    NEVER = "never"
+    REVOKED = "revoked"
+
+
+ONLINE, OFFLINE, NEVER, REVOKED = NodeStatus.ONLINE, NodeStatus.OFFLINE, NodeStatus.NEVER, NodeStatus.REVOKED
+
+
+def node_status(node: "RemoteNode", now: datetime | None = None) -> NodeStatus:
     if not node.token_hash:
         return REVOKED
     if node.last_seen_at is None:

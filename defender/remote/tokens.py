@@ -2,17 +2,21 @@
 
 import hashlib
 import secrets
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from defender.models import RemoteNode
 
 PREFIX = "rn1_"
 
 
-def token_hash(token):
+def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue(node):
+def issue(node: "RemoteNode") -> str:
     """Give the node a new token (replacing any other) and return it; it cannot be read back later."""
     token = PREFIX + secrets.token_urlsafe(32)
     node.token_hash = token_hash(token)
@@ -23,13 +27,13 @@ def issue(node):
     return token
 
 
-def revoke(node):
+def revoke(node: "RemoteNode") -> None:
     node.token_hash = None
     node.revoked_at = timezone.now()
     node.save(update_fields=["token_hash", "revoked_at"])
 
 
-def node_for(token):
+def node_for(token: str) -> "RemoteNode | None":
     """The node holding this token, or None when it is unknown or revoked."""
     from defender.models import RemoteNode
 

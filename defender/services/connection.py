@@ -8,6 +8,7 @@ from typing import Protocol
 from urllib.parse import quote, urlsplit
 
 from defender import presets
+from defender.enums import ApiFlavour
 
 API_NAMES = {presets.MDE: "Defender", presets.GRAPH: "Microsoft Graph", presets.SIEM: "The SIEM API"}
 
@@ -127,7 +128,7 @@ class Reach(Protocol):
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    flavour: str  # presets.MDE, presets.GRAPH or presets.SIEM
+    flavour: ApiFlavour  # a plain string ("mde") is taken too, and checked
     host: str
     client_id: str
     tenant_id: str
@@ -152,6 +153,7 @@ class ConnectionSettings:
     def __post_init__(self) -> None:
         # An IPv6 host may be typed with or without brackets; it is kept without, and bracketed where URLs need it.
         object.__setattr__(self, "host", bare_host(self.host))
+        object.__setattr__(self, "flavour", ApiFlavour(self.flavour))
 
     @property
     def base_url(self) -> str:

@@ -108,7 +108,7 @@ def aadsts_advice(codes: Sequence[int]) -> tuple[int | None, str]:
 
 
 # Where each flavour's application permissions are granted in the Azure portal.
-PERMISSION_API = {
+PERMISSION_API: dict[str, str] = {
     presets.MDE: "APIs my organization uses > WindowsDefenderATP",
     presets.GRAPH: "Microsoft APIs > Microsoft Graph",
 }

@@ -12,7 +12,7 @@ from django.views.generic import CreateView, DeleteView, DetailView, TemplateVie
 from django.views.generic.detail import SingleObjectMixin
 from django_tables2 import SingleTableView
 
-from defender.forms.integrations import IntegrationForm, preset_data
+from defender.forms.integrations import IntegrationForm
 from defender.kinds import KINDS
 from defender.models import Integration
 from defender.operations.checks import (
@@ -21,6 +21,7 @@ from defender.operations.checks import (
     start_typed_test,
     typed_result_to_record,
 )
+from defender.presets import preset_data
 from defender.tables.integrations import IntegrationTable
 from defender.views.test_runs import PANEL, run_context, started
 
