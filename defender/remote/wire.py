@@ -10,10 +10,10 @@ from datetime import datetime
 
 from defender.services.alerts import (
     MACHINE_NAME_LENGTH,
-    Alert,
     AlertsResult,
     Window,
     alert_from_fields,
+    alert_to_fields,
     alerts_for_actor,
     with_unreadable,
 )
@@ -57,20 +57,13 @@ def _time_from_wire(text):
     return datetime.fromisoformat(text) if text else None
 
 
-TIME_FIELDS = ("created", "first_event", "last_event")
 # The answer's own levels above an alert's raw JSON: the result, its list of alerts, the alert.
 RAW_LEVEL = 3
 MESSAGE_LENGTH = 4000
 
 
 def alerts_result_to_wire(result):
-    alerts = []
-    for alert in result.alerts:
-        item = {field.name: getattr(alert, field.name) for field in dataclasses.fields(Alert)}
-        for name in TIME_FIELDS:
-            item[name] = _time_to_wire(item[name])
-        item["mitre_techniques"] = list(item["mitre_techniques"])
-        alerts.append(item)
+    alerts = [alert_to_fields(alert) for alert in result.alerts]
     answer = {
         "alerts": alerts,
         "tried_names": list(result.tried_names),
