@@ -231,14 +231,20 @@ def test_machine_filter_eq_matches_the_fqdn_only(simulator, defender_token):
     assert short.json()["value"] == []
 
 
-def test_machine_filter_startswith_finds_the_short_name_and_its_lookalike(simulator, defender_token):
+def test_machine_filter_startswith_finds_the_short_name_and_its_lookalike_in_the_same_case_only(
+    simulator, defender_token
+):
     response = api(
-        simulator, "/api/v1.0/machines", defender_token, **{"$filter": "startswith(computerDnsName,'WS-FIN-07')"}
+        simulator, "/api/v1.0/machines", defender_token, **{"$filter": "startswith(computerDnsName,'ws-fin-07')"}
     )
     assert response.status_code == 200
     names = sorted(m["computerDnsName"] for m in response.json()["value"])
     assert names == ["ws-fin-07.corp.contoso.com", "ws-fin-071.corp.contoso.com"]
     assert response.json()["@odata.context"].endswith("/api/v1.0/$metadata#Machines")
+    upper = api(
+        simulator, "/api/v1.0/machines", defender_token, **{"$filter": "startswith(computerDnsName,'WS-FIN-07')"}
+    )
+    assert upper.status_code == 200 and upper.json()["value"] == []
 
 
 def test_machine_by_id_or_computer_name_and_404_when_unknown(simulator, defender_token):
@@ -377,7 +383,8 @@ def test_a_v1_defender_token_reaches_the_defender_answer_on_api_alerts(simulator
 
 def test_graph_alerts_v2_carry_device_evidence_and_page(simulator):
     graph_token = token(simulator, scope=GRAPH_SCOPE)
-    url, seen = f"{simulator.base_url}/beta/security/alerts_v2?$top=30&$count=true", []
+    mde = "$filter=serviceSource eq 'microsoftDefenderForEndpoint'"
+    url, seen = f"{simulator.base_url}/beta/security/alerts_v2?$top=30&$count=true&{mde}", []
     headers = {"Authorization": f"Bearer {graph_token}"}
     while url:
         body = requests.get(url, headers=headers, verify=simulator.ca_path, timeout=5).json()
@@ -438,7 +445,8 @@ def test_the_three_views_agree_on_ids_titles_times_and_machines(simulator, defen
     graph_token = token(simulator, scope=GRAPH_SCOPE)
     siem_token = post_token(simulator, v1=True, resource=SIEM_RESOURCE).json()["access_token"]
     mde = {a["id"]: a for a in api(simulator, "/api/alerts", defender_token).json()["value"]}
-    graph = {a["id"]: a for a in api(simulator, "/v1.0/security/alerts_v2", graph_token).json()["value"]}
+    mde_only = {"$filter": "serviceSource eq 'microsoftDefenderForEndpoint'"}
+    graph = {a["id"]: a for a in api(simulator, "/v1.0/security/alerts_v2", graph_token, **mde_only).json()["value"]}
     siem = {a["AlertId"]: a for a in api(simulator, "/api/alerts", siem_token, ago="P31D").json()}
     assert set(mde) == set(graph) == set(siem)
     for alert_id, alert in mde.items():

@@ -51,6 +51,11 @@ class RequestRecord:
     kind: str  # "token", "discovery", "api" or "control"
 
 
+def _held(detections_of, alert_id, index):
+    """Whether a detection is one of a hostile SIEM alert's other detections (held back)."""
+    return isinstance(alert_id, str) and detections_of.get(alert_id, index) != index
+
+
 def _redacted(query):
     pairs = parse_qsl(query, keep_blank_values=True)
     if not any(name.lower() in ("client_secret", "access_token") for name, _ in pairs):
@@ -318,13 +323,25 @@ class Simulator:
         if not isinstance(items, list):
             return
         on_machine = self.alert_ids_on(machine_name) if machine_name else None
-        changed = 0
+        changed, detections_of = 0, {}
         for index, item in enumerate(items):
             if changed == len(specs):
                 break
-            if on_machine is None or (item.get("id") or item.get("AlertId")) in on_machine:
+            siem_id = item.get("AlertId") if isinstance(item, dict) else None
+            if siem_id in detections_of:
+                continue
+            if on_machine is None or (item.get("id") or siem_id) in on_machine:
                 items[index] = hostile_alert(item, specs[changed])
                 changed += 1
+                if siem_id:
+                    detections_of[siem_id] = index
+        if detections_of:
+            # A SIEM alert is its detections: a hostile one is served as its first detection alone.
+            items[:] = [
+                item
+                for index, item in enumerate(items)
+                if not (isinstance(item, dict) and _held(detections_of, item.get("AlertId"), index))
+            ]
 
     def alert_ids_on(self, machine_name):
         """The IDs of the seed alerts raised on the machine of that name (short or full, any case)."""
