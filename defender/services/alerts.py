@@ -346,7 +346,7 @@ def _mde_alerts(api: Any, settings: Any, names: tuple[str, ...], window: Window)
             listed = list(api.iter_items(path, {"$filter": time_filter}, settings.page_size))
             without_evidence = True
         for raw in listed:
-            alert = _from_mde(raw, reported, matched, portal)
+            alert = from_mde(raw, reported, matched, portal)
             if alert is None:
                 unreadable += 1
             elif active_in(alert, window):
@@ -374,9 +374,9 @@ def _graph_alerts(api: Any, settings: Any, names: tuple[str, ...], window: Windo
     try:
         # No page size for the client: Graph pages by @odata.nextLink, and $skip beyond 500 is refused.
         for raw in api.iter_items(path, params):
-            reported, matched, device_id = _graph_device(raw, names)
+            reported, matched, device_id = graph_device(raw, names)
             if matched:
-                alert = _from_graph(raw, reported or "", matched, device_id)
+                alert = from_graph(raw, reported or "", matched, device_id)
                 if alert is None:
                     unreadable += 1
                 elif active_in(alert, window):
@@ -395,7 +395,7 @@ def _graph_alerts(api: Any, settings: Any, names: tuple[str, ...], window: Windo
     return alerts, message
 
 
-def _graph_device(raw: object, names: tuple[str, ...]) -> tuple[str | None, str | None, str]:
+def graph_device(raw: object, names: tuple[str, ...]) -> tuple[str | None, str | None, str]:
     """(device name, matching actor name, its MDE device ID) of an alerts_v2 alert: the first device evidence that
     names one of ``names``; (a name, None, "") when its devices are others; ("", None, "") when it names no device
     (an e-mail alert); (None, None, "") when it cannot be told which device it is on."""
@@ -451,7 +451,7 @@ def _siem_alerts(api: Any, settings: Any, names: tuple[str, ...], window: Window
             continue
         groups.setdefault(alert_id, []).append(raw)
         hosts.setdefault(alert_id, (reported, matched))
-    alerts = [_from_siem(alert_id, rows, *hosts[alert_id]) for alert_id, rows in groups.items()]
+    alerts = [from_siem(alert_id, rows, *hosts[alert_id]) for alert_id, rows in groups.items()]
     alerts = [alert for alert in alerts if active_in(alert, window, last_update_is_activity=True)]
     return alerts, _client_side_message(alerts, len(others - groups.keys()), unreadable, names)
 
@@ -590,7 +590,7 @@ def mde_evidence(item: Mapping[str, Any]) -> Evidence:
     )
 
 
-def _from_mde(raw: object, reported: str, matched: str, portal: str) -> Alert | None:
+def from_mde(raw: object, reported: str, matched: str, portal: str) -> Alert | None:
     """The Alert of one Defender for Endpoint alert, or None when it is not an object with an ID."""
     alert_id = identifier(raw.get("id"), ID_LENGTH) if isinstance(raw, dict) else ""
     if not alert_id or not isinstance(raw, dict):
@@ -659,7 +659,7 @@ def graph_evidence(item: Mapping[str, Any]) -> Evidence:
     )
 
 
-def _from_graph(raw: dict[str, Any], reported: str, matched: str, device_id: str = "") -> Alert | None:
+def from_graph(raw: dict[str, Any], reported: str, matched: str, device_id: str = "") -> Alert | None:
     alert_id = identifier(raw.get("id"), ID_LENGTH)
     if not alert_id:
         return None
@@ -728,7 +728,7 @@ def _latest(times: Iterable[datetime | None]) -> datetime | None:
     return max(known) if known else None
 
 
-def _from_siem(alert_id: str, rows: list[dict[str, Any]], reported: str, matched: str) -> Alert:
+def from_siem(alert_id: str, rows: list[dict[str, Any]], reported: str, matched: str) -> Alert:
     """One alert of the SIEM exporter from its detections (the rows with its AlertId, in the order sent). The alert's
     own fields come from its first detection; the exporter sends no status and no event times."""
     raw = rows[0]

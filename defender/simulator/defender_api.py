@@ -121,6 +121,10 @@ class DefenderAPI:
                 machine = self.find_machine(route[1])
                 if machine is None:
                     return error(request, 404, "ResourceNotFound", f"Machine {route[1]} was not found")
+                if request.params.get("$expand") and self.simulator.faults.refuse_expand():
+                    raise ODataError(
+                        "Query option 'Expand' is not allowed. To allow it, set the 'AllowedQueryOptions'."
+                    )
                 return self.alerts(request, self.data.alerts_by_machine.get(machine["id"], []))
         except ODataError as exc:
             return error(request, 400, "ODataError", str(exc))

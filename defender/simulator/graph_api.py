@@ -87,6 +87,19 @@ def error(request, status, code, message, headers=None):
     return Reply(status, {"error": {"code": code, "message": message, "innerError": inner}}, headers or {})
 
 
+def throttled(request, headers):
+    """Graph's 429, as its throttling guidance shows it: an inner error naming the status twice."""
+    inner = {
+        "code": "429",
+        "date": utc_now().strftime("%Y-%m-%dT%H:%M:%S"),
+        "message": "Please retry after",
+        "request-id": str(uuid.uuid4()),
+        "status": "429",
+    }
+    body = {"error": {"code": "TooManyRequests", "innerError": inner, "message": "Please retry again later."}}
+    return Reply(429, body, headers)
+
+
 class GraphAPI:
     def __init__(self, simulator):
         self.simulator = simulator
@@ -175,6 +188,7 @@ class GraphAPI:
             "resolvedDateTime": iso(alert["resolvedTime"]),
             "firstActivityDateTime": iso(alert["firstEventTime"]),
             "lastActivityDateTime": iso(alert["lastEventTime"]),
+            "alertPolicyId": None,
             "comments": [],
             "evidence": [self.device_evidence(machine, created, alert)]
             + [self.evidence(item, machine) for item in alert["evidence"]],
@@ -319,6 +333,15 @@ class GraphAPI:
             "detailedRoles": [],
             "tags": [],
         }
+        if item["entityType"] == "Ip":
+            return {
+                "@odata.type": "#microsoft.graph.security.ipEvidence",
+                **common,
+                "ipAddress": item["ipAddress"],
+                "countryLetterCode": None,
+            }
+        if item["entityType"] == "Url":
+            return {"@odata.type": "#microsoft.graph.security.urlEvidence", **common, "url": item["url"]}
         if item["entityType"] == "User":
             return {
                 "@odata.type": "#microsoft.graph.security.userEvidence",

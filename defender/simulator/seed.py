@@ -7,6 +7,7 @@ The alerts on the bulk machine come from a second stream, so asking for more of 
 
 import hashlib
 import random
+import re
 import string
 import uuid
 from dataclasses import dataclass, field
@@ -317,7 +318,9 @@ MACOS_ALERTS = [
     ),
 ]
 ALERTS_BY_PLATFORM = {"windows": WINDOWS_ALERTS, "linux": LINUX_ALERTS, "macos": MACOS_ALERTS}
-PLATFORMS = {"Linux": "linux", "macOS": "macos"}  # osPlatform -> platform; the rest are Windows
+PLATFORMS = {"Linux": "linux", "macOS": "macos"}
+URL_IN_TEXT = re.compile(r"https?://[^\s'\"]+")
+IP_IN_TEXT = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")  # osPlatform -> platform; the rest are Windows
 
 # The process that started a suspicious one, per platform: a breach-and-attack agent running its step.
 PARENT_PROCESSES = {
@@ -422,6 +425,18 @@ def _alert_id(rng):
     return f"da{rng.randint(10**17, 10**18 - 1)}_{rng.randint(-(2**31), 2**31 - 1)}"
 
 
+def _network_evidence(command_line, created):
+    """The IP address and URL a command line reaches, as Ip and Url evidence."""
+    found = []
+    url = URL_IN_TEXT.search(command_line)
+    address = IP_IN_TEXT.search(command_line)
+    if address:
+        found.append({"entityType": "Ip", "evidenceCreationTime": created, "ipAddress": address[0]})
+    if url:
+        found.append({"entityType": "Url", "evidenceCreationTime": created, "url": url[0]})
+    return found
+
+
 def _digest(algorithm, *parts):
     return hashlib.new(algorithm, "|".join(parts).encode()).hexdigest()
 
@@ -465,6 +480,8 @@ class SeedData:
         first_seen = self.now - timedelta(days=rng.randint(90, 700), seconds=rng.randint(0, 86399))
         last_seen = self.now - timedelta(minutes=rng.randint(1, 180))
         agent = {"windows": "10.8760.22621.3880", "linux": "101.24052.0002", "macos": "101.24062.0005"}[platform]
+        ip_address = f"10.20.{rng.randint(1, 9)}.{host_octet}"
+        mac = _digest("md5", dns_name)[:12].upper()
         return {
             "id": _hex(rng, 40),
             "computerDnsName": dns_name,
@@ -474,7 +491,7 @@ class SeedData:
             "osVersion": None,
             "osProcessor": "x64",
             "version": version,
-            "lastIpAddress": f"10.20.{rng.randint(1, 9)}.{host_octet}",
+            "lastIpAddress": ip_address,
             "lastExternalIpAddress": f"203.0.113.{rng.randint(1, 254)}",
             "agentVersion": agent,
             "osBuild": os_build,
@@ -487,6 +504,7 @@ class SeedData:
             "isAadJoined": platform == "windows",
             "aadDeviceId": _guid(rng) if platform == "windows" else None,
             "machineTags": list(tags),
+            "ipAddresses": [{"ipAddress": ip_address, "macAddress": mac, "operationalStatus": "Up"}],
             "defenderAvStatus": "Updated",
             "onboardingStatus": "Onboarded",
             "osArchitecture": "64-bit",
@@ -601,6 +619,8 @@ class SeedData:
                         "detectionStatus": "Detected",
                     }
                 )
+        if artefact and artefact[2]:
+            evidence += _network_evidence(artefact[2], created)
         investigation = rng.randint(1, 99999) if source in ("WindowsDefenderAv", "AutomatedInvestigation") else None
         return {
             "id": alert_id,

@@ -24,6 +24,7 @@ from .entra import error as entra_error
 from .faults import Faults, hostile_alert
 from .graph_api import GraphAPI
 from .graph_api import error as graph_error
+from .graph_api import throttled as graph_throttled
 from .reply import Reply
 from .seed import ACTOR_HOSTNAMES, BULK_MACHINE, SeedData, jsonable
 from .siem_api import SiemAPI
@@ -372,6 +373,8 @@ class Simulator:
             return reply
         graph = request.path.lower().startswith(("/v1.0/", "/beta/"))
         make_error = graph_error if graph else defender_error
+        if decision.status == 429 and graph:
+            return graph_throttled(request, headers)
         if decision.status == 429:
             message = f"Rate limit is exceeded. Try again in {decision.retry_after} seconds."
             return make_error(request, 429, "TooManyRequests", message, headers)
