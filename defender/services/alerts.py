@@ -14,10 +14,11 @@ of the column's size (or nothing), and an alert without a usable ID (or that is 
 counted in the message. One odd alert never costs the others. Sources: docs/microsoft-api.md.
 """
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -155,10 +156,15 @@ def probe_path(settings: Any) -> tuple[str, dict[str, int]]:
     return f"{api_prefix(settings)}/alerts", {"$top": 1}
 
 
+def _client(settings: Any) -> Any:
+    """The integration's API client; Any to this module until the client module is typed."""
+    return ApiClient(settings, TokenSource(settings))  # type: ignore[no-untyped-call]
+
+
 def probe_api(settings: Any) -> str:
     """Make the cheap call and say what came back; raises a DefenderError (401, 403, ...) otherwise."""
     path, params = probe_path(settings)
-    api = ApiClient(settings, TokenSource(settings))
+    api = _client(settings)
     data = api.get_json(api.url(path), params)
     items = data if isinstance(data, list) else (data.get("value") if isinstance(data, dict) else None)
     count = len(items) if isinstance(items, list) else 0
@@ -175,7 +181,7 @@ def alerts_for_actor(
     since = _aware(since) or until - timedelta(hours=settings.lookback_hours)
     skew = timedelta(seconds=settings.clock_skew_seconds)
     window = Window(since - skew, until + skew)
-    api = ApiClient(settings, TokenSource(settings))
+    api = _client(settings)
     fetch = {presets.MDE: _mde_alerts, presets.GRAPH: _graph_alerts, presets.SIEM: _siem_alerts}[settings.flavour]
     alerts, message = fetch(api, settings, names, window)
     alerts.sort(key=_newest_first)
@@ -388,7 +394,9 @@ def _graph_alerts(api: Any, settings: Any, names: tuple[str, ...], window: Windo
             else:
                 not_on_machines += 1
     except Throttled as throttled:
-        raise Throttled(throttled.message, GRAPH_RATE, throttled.code, throttled.retry_at) from None
+        raise Throttled(  # type: ignore[no-untyped-call]
+            throttled.message, GRAPH_RATE, throttled.code, throttled.retry_at
+        ) from None
     message = _client_side_message(alerts, others, unreadable, names)
     if not alerts and not_on_machines:
         message += f" {_count_of(not_on_machines)} in that window {_were(not_on_machines)} not about a machine."
@@ -794,13 +802,13 @@ ALERT_TEXT_LENGTHS = {
 
 
 def evidence_to_fields(evidence: Evidence) -> dict[str, Any]:
-    return {item.name: getattr(evidence, item.name) for item in fields(Evidence)}
+    return {item.name: getattr(evidence, item.name) for item in dataclasses.fields(Evidence)}
 
 
 def alert_to_fields(alert: Alert) -> dict[str, Any]:
     """The alert as JSON-ready fields (times in ISO 8601, evidence as a list of dicts): what a remote node sends and
     alert_from_fields reads back."""
-    item = {entry.name: getattr(alert, entry.name) for entry in fields(Alert)}
+    item = {entry.name: getattr(alert, entry.name) for entry in dataclasses.fields(Alert)}
     for name in TIME_FIELDS:
         item[name] = item[name].isoformat() if item[name] else None
     item["mitre_techniques"] = list(alert.mitre_techniques)
