@@ -286,6 +286,16 @@ def test_an_actor_entered_by_ip_address_is_found_by_its_last_ip(clean_simulator)
     assert not any("computerDnsName+eq" in record.query for record in clean_simulator.requests)
 
 
+@pytest.mark.parametrize("flavour", [presets.GRAPH, presets.SIEM])
+def test_an_actor_entered_by_ip_address_is_found_on_graph_and_siem_by_the_devices_addresses(simulator, flavour):
+    address = simulator.data.machine_by_name("ws-fin-07.corp.contoso.com")["lastIpAddress"]
+    settings = settings_for(simulator, flavour)
+    by_name = alerts_for_actor(settings, ["ws-fin-07"], *_month(None))
+    by_ip = alerts_for_actor(settings, [address], *_month(None))
+    assert [alert.id for alert in by_ip.alerts] == [alert.id for alert in by_name.alerts] and by_ip.alerts
+    assert {alert.machine_name for alert in by_ip.alerts} == {"ws-fin-07.corp.contoso.com"}
+
+
 def test_an_ip_address_no_machine_had_says_it_was_searched_as_one(simulator):
     result = alerts_for_actor(settings_for(simulator), ["192.0.2.1", "ws-x"])
     assert result.message == (

@@ -228,6 +228,27 @@ def _matching_name(names: tuple[str, ...], reported: str) -> str | None:
     return next((name for name in names if same_host(name, reported)), None)
 
 
+def _matching_address(names: tuple[str, ...], addresses: object) -> str | None:
+    """The first of ``names`` that is an IP address in ``addresses`` (a list of text), else None."""
+    if not isinstance(addresses, list):
+        return None
+    known = {_normal_ip(item) for item in addresses if type(item) is str}
+    return next((name for name in names if _is_ip(name) and _normal_ip(name) in known), None)
+
+
+def _normal_ip(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address.strip()))
+    except ValueError:
+        return ""
+
+
+def _address_list(row: Mapping[str, Any]) -> list[str]:
+    """A SIEM detection's internal IP addresses: InternalIPv4List and InternalIPv6List are lists in one text."""
+    listed = f"{text(row.get('InternalIPv4List'), URL_LENGTH)},{text(row.get('InternalIPv6List'), URL_LENGTH)}"
+    return [item for item in re.split(r"[,;\s]+", listed) if item]
+
+
 def _either(names: tuple[str, ...]) -> str:
     return " or ".join(names) if names else "(no host name)"
 
@@ -421,6 +442,7 @@ def graph_device(raw: object, names: tuple[str, ...]) -> tuple[str | None, str |
             continue
         reported = text(item.get("deviceDnsName"), MACHINE_NAME_LENGTH)
         matched = _matching_name(names, reported) if reported else None
+        matched = matched or _matching_address(names, item.get("ipInterfaces"))
         if matched:
             return reported, matched, identifier(item.get("mdeDeviceId"), ID_LENGTH)
         readable = readable and bool(reported)
@@ -454,6 +476,7 @@ def _siem_alerts(api: Any, settings: Any, names: tuple[str, ...], window: Window
             unreadable += 1
             continue
         matched = _matching_name(names, reported) or _matching_name(names, short_name)
+        matched = matched or _matching_address(names, _address_list(raw))
         if not matched:
             others.add(alert_id)
             continue
