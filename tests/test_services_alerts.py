@@ -296,6 +296,14 @@ def test_an_actor_entered_by_ip_address_is_found_on_graph_and_siem_by_the_device
     assert {alert.machine_name for alert in by_ip.alerts} == {"ws-fin-07.corp.contoso.com"}
 
 
+def test_an_ip_address_that_is_no_machines_last_ip_is_looked_up_with_findbyip(clean_simulator):
+    alerts_for_actor(settings_for(clean_simulator), ["192.0.2.1"])
+    paths = [(record.path, record.status) for record in clean_simulator.requests if record.kind == "api"]
+    assert paths[0] == ("/api/v1.0/machines", 200)
+    assert paths[1][0].startswith("/api/v1.0/machines/findbyip(ip='192.0.2.1',timestamp=") and paths[1][1] == 200
+    assert len(paths) == 2
+
+
 def test_an_ip_address_no_machine_had_says_it_was_searched_as_one(simulator):
     result = alerts_for_actor(settings_for(simulator), ["192.0.2.1", "ws-x"])
     assert result.message == (

@@ -303,7 +303,8 @@ def _mde_machines(
             searched.append(f"IP address {name}")
             found = _machines_by_ip(api, settings, name, window)
         else:
-            # Defender compares text case-sensitively and keeps computer names in lower case.
+            # Defender reports computer names in lower case, and its text comparisons may be case-sensitive (Microsoft
+            # does not say): the short name is sent in lower case.
             short = name.split(".", 1)[0].lower()
             searched.append(f"{short}*")
             query = {"$filter": f"startswith(computerDnsName,{_odata_string(short)})"}
