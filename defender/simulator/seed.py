@@ -460,6 +460,9 @@ class SeedData:
             ]
         }
         self.machines = [self._machine(rng, *spec[:5], spec[7]) for spec in MACHINES]
+        # What was added to the alerts later (merged detections, parent processes) comes from a stream of its own, so
+        # that the ids, titles and times drawn from the first stay as they were.
+        self._later = random.Random(f"{seed}-later")
         self.alerts = []
         for machine, spec in zip(self.machines, MACHINES, strict=True):
             platform, count, recent = spec[1], spec[5], spec[6]
@@ -533,8 +536,7 @@ class SeedData:
         last_event = created - timedelta(seconds=rng.randint(1, 29))
         updated = min(created + timedelta(seconds=rng.randint(20, 4 * 3600)), self.now - timedelta(seconds=5))
         status = rng.choices(["New", "InProgress", "Resolved"], weights=[5, 2, 3])[0]
-        # Drawn from a stream of their own, so that the alerts' ids, titles and times above stay as they were.
-        later = random.Random(f"{self.seed}-{machine['id']}-{age_seconds!r}")
+        later = self._later
         if later.random() < 0.35 and age_seconds > 600:
             # Defender merged later detections into the alert: its activity runs on past its creation, and it was
             # updated after its last event.
