@@ -346,3 +346,11 @@ def test_the_simulators_entra_answers_have_the_documented_shapes(simulator):
     )
     refused = post_token(simulator, scope="https://graph.microsoft.com/.default", client_secret="wrong")
     assert set(refused.json()) == set(fixture("entra_aadsts_error.json"))
+
+
+def test_the_simulators_entra_429_can_be_the_documented_one_without_a_body(clean_simulator):
+    clean_simulator.faults.set(throttle_every=1, applies_to="token", token_429_without_body=True)
+    answer = post_token(clean_simulator, scope="https://graph.microsoft.com/.default")
+    documented = fixture("entra_429.json")
+    assert (answer.status_code, answer.text) == (documented["status"], documented["body"])
+    assert answer.headers["Retry-After"] == documented["headers"]["Retry-After"]

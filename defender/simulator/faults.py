@@ -64,6 +64,9 @@ DEFAULTS = {
     "malformed_next": 0,
     # Leave out @odata.nextLink when the client paged with $top, as users report of the real API.
     "missing_next_link_with_top": False,
+    # A 429 from the token endpoint as Entra ID sends it to the client credentials grant (MSAL's throttling page):
+    # Retry-After: 60 and a plain "Too Many Requests", no AADSTS body. Off: an AADSTS50196 JSON body.
+    "token_429_without_body": False,
     # GET /api/machines/{id}/alerts refuses $expand=evidence with 400 ODataError (its page documents no OData
     # options, so a tenant may answer so).
     "refuse_expand_on_machine_alerts": False,
@@ -219,6 +222,10 @@ class Faults:
     def drop_next_link(self):
         with self._lock:
             return self._active["missing_next_link_with_top"]
+
+    def token_429_without_body(self):
+        with self._lock:
+            return self._active["token_429_without_body"]
 
     def refuse_expand(self):
         with self._lock:

@@ -357,6 +357,8 @@ class Simulator:
     def fault_reply(self, request, kind, decision):
         headers = {"Retry-After": decision.retry_after} if decision.retry_after else {}
         if kind == "token":
+            if decision.status == 429 and self.faults.token_429_without_body():
+                return Reply(429, "Too Many Requests", {"Retry-After": "60"})
             if decision.status == 429:
                 reply = entra_error(
                     429, "temporarily_unavailable", 50196, "The server is busy.", request.correlation_id
