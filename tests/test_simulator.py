@@ -231,14 +231,20 @@ def test_machine_filter_eq_matches_the_fqdn_only(simulator, defender_token):
     assert short.json()["value"] == []
 
 
-def test_machine_filter_startswith_finds_the_short_name_and_its_lookalike(simulator, defender_token):
+def test_machine_filter_startswith_finds_the_short_name_and_its_lookalike_in_the_same_case_only(
+    simulator, defender_token
+):
     response = api(
-        simulator, "/api/v1.0/machines", defender_token, **{"$filter": "startswith(computerDnsName,'WS-FIN-07')"}
+        simulator, "/api/v1.0/machines", defender_token, **{"$filter": "startswith(computerDnsName,'ws-fin-07')"}
     )
     assert response.status_code == 200
     names = sorted(m["computerDnsName"] for m in response.json()["value"])
     assert names == ["ws-fin-07.corp.contoso.com", "ws-fin-071.corp.contoso.com"]
     assert response.json()["@odata.context"].endswith("/api/v1.0/$metadata#Machines")
+    upper = api(
+        simulator, "/api/v1.0/machines", defender_token, **{"$filter": "startswith(computerDnsName,'WS-FIN-07')"}
+    )
+    assert upper.status_code == 200 and upper.json()["value"] == []
 
 
 def test_machine_by_id_or_computer_name_and_404_when_unknown(simulator, defender_token):
@@ -377,7 +383,8 @@ def test_a_v1_defender_token_reaches_the_defender_answer_on_api_alerts(simulator
 
 def test_graph_alerts_v2_carry_device_evidence_and_page(simulator):
     graph_token = token(simulator, scope=GRAPH_SCOPE)
-    url, seen = f"{simulator.base_url}/beta/security/alerts_v2?$top=30&$count=true", []
+    mde = "$filter=serviceSource eq 'microsoftDefenderForEndpoint'"
+    url, seen = f"{simulator.base_url}/beta/security/alerts_v2?$top=30&$count=true&{mde}", []
     headers = {"Authorization": f"Bearer {graph_token}"}
     while url:
         body = requests.get(url, headers=headers, verify=simulator.ca_path, timeout=5).json()
@@ -438,7 +445,8 @@ def test_the_three_views_agree_on_ids_titles_times_and_machines(simulator, defen
     graph_token = token(simulator, scope=GRAPH_SCOPE)
     siem_token = post_token(simulator, v1=True, resource=SIEM_RESOURCE).json()["access_token"]
     mde = {a["id"]: a for a in api(simulator, "/api/alerts", defender_token).json()["value"]}
-    graph = {a["id"]: a for a in api(simulator, "/v1.0/security/alerts_v2", graph_token).json()["value"]}
+    mde_only = {"$filter": "serviceSource eq 'microsoftDefenderForEndpoint'"}
+    graph = {a["id"]: a for a in api(simulator, "/v1.0/security/alerts_v2", graph_token, **mde_only).json()["value"]}
     siem = {a["AlertId"]: a for a in api(simulator, "/api/alerts", siem_token, ago="P31D").json()}
     assert set(mde) == set(graph) == set(siem)
     for alert_id, alert in mde.items():
@@ -703,3 +711,103 @@ def test_odata_filter_reads_quotes_datetimes_numbers_and_any_case(expression, ex
 def test_odata_filter_errors_name_the_problem(expression, message):
     with pytest.raises(ODataError, match=message):
         parse_filter(expression, FIELDS, "Thing")
+
+
+# As Microsoft documents: activity after creation, timestamps, IP lookup, tags, Graph's products and limits, SIEM rows
+
+
+def test_alerts_are_updated_after_creation_and_some_stay_active_after_it(simulator):
+    alerts = simulator.alerts
+    assert all(parse(a["lastUpdateTime"]) > parse(a["alertCreationTime"]) for a in alerts)
+    assert all(parse(a["firstEventTime"]) <= parse(a["alertCreationTime"]) for a in alerts)
+    assert 0 < sum(parse(a["lastEventTime"]) > parse(a["alertCreationTime"]) for a in alerts) < len(alerts)
+    assert all(parse(a["lastUpdateTime"]) >= parse(a["lastEventTime"]) for a in alerts)
+
+
+def test_timestamps_carry_from_0_to_7_fractional_digits(simulator):
+    times = [a[name] for a in simulator.alerts for name in ("alertCreationTime", "lastUpdateTime", "lastEventTime")]
+    times += [m[name] for m in simulator.machines for name in ("firstSeen", "lastSeen")]
+    digits = {len(time.rstrip("Z").partition(".")[2]) for time in times}
+    assert {0, 7} <= digits and digits & {1, 2, 3} and digits <= set(range(8))
+    assert all(time.endswith("Z") and parse(time) for time in times)
+
+
+def test_machines_are_found_by_last_ip_and_by_ip_within_15_minutes_of_a_moment(simulator, defender_token):
+    machine = simulator.data.machine_by_name("ws-fin-07.corp.contoso.com")
+    address = machine["lastIpAddress"]
+    listed = api(simulator, "/api/machines", defender_token, **{"$filter": f"lastIpAddress eq '{address}'"}).json()
+    assert [m["id"] for m in listed["value"]] == [machine["id"]]
+    seen = iso(machine["lastSeen"] + timedelta(minutes=10))
+    found = api(simulator, f"/api/machines/findbyip(ip='{address}',timestamp={seen})", defender_token).json()
+    assert [m["id"] for m in found["value"]] == [machine["id"]]
+    later = iso(machine["lastSeen"] + timedelta(minutes=16))
+    assert (
+        api(simulator, f"/api/machines/findbyip(ip='{address}',timestamp={later})", defender_token).json()["value"]
+        == []
+    )
+    old = iso(datetime.now(UTC) - timedelta(days=31))
+    response = api(simulator, f"/api/machines/findbyip(ip='{address}',timestamp={old})", defender_token)
+    assert response.status_code == 400
+
+
+def test_machine_tags_are_filtered_with_any(simulator, defender_token):
+    response = api(simulator, "/api/machines", defender_token, **{"$filter": "machineTags/any(tag: tag eq 'Finance')"})
+    names = sorted(m["computerDnsName"] for m in response.json()["value"])
+    assert names == ["ws-fin-07.corp.contoso.com", "ws-fin-071.corp.contoso.com"]
+    upper = api(simulator, "/api/machines", defender_token, **{"$filter": "machineTags/any(t: t eq 'FINANCE')"})
+    assert upper.json()["value"] == []
+    wrong = api(simulator, "/api/machines", defender_token, **{"$filter": "machineTags eq 'Finance'"})
+    assert wrong.status_code == 400
+
+
+def test_text_filters_are_case_sensitive(simulator, defender_token):
+    exact = api(simulator, "/api/alerts", defender_token, **{"$filter": "status eq 'New'"}).json()["value"]
+    lower = api(simulator, "/api/alerts", defender_token, **{"$filter": "status eq 'new'"}).json()["value"]
+    assert exact and lower == []
+
+
+def test_graph_serves_email_alerts_beside_endpoint_alerts_and_narrows_by_service_source(simulator):
+    graph_token = token(simulator, scope=GRAPH_SCOPE)
+    every = api(simulator, "/v1.0/security/alerts_v2", graph_token).json()["value"]
+    assert {a["serviceSource"] for a in every} == {"microsoftDefenderForEndpoint", "microsoftDefenderForOffice365"}
+    emails = [a for a in every if a["serviceSource"] == "microsoftDefenderForOffice365"]
+    assert emails and not any("deviceEvidence" in e["@odata.type"] for a in emails for e in a["evidence"])
+    narrowed = api(
+        simulator,
+        "/v1.0/security/alerts_v2",
+        graph_token,
+        **{"$filter": "serviceSource eq 'microsoftDefenderForEndpoint'"},
+    ).json()["value"]
+    assert len(narrowed) == len(simulator.alerts) == len(every) - len(emails)
+
+
+def test_graph_evidence_any_finds_the_alerts_of_one_device(simulator):
+    graph_token = token(simulator, scope=GRAPH_SCOPE)
+    for expression in [
+        "evidence/any(e: e/deviceDnsName eq 'dc-01.corp.contoso.com')",
+        "evidence/any(e: e/microsoft.graph.security.deviceEvidence/deviceDnsName eq 'dc-01.corp.contoso.com')",
+    ]:
+        found = api(simulator, "/v1.0/security/alerts_v2", graph_token, **{"$filter": expression}).json()["value"]
+        expected = [a["id"] for a in simulator.alerts if a["computerDnsName"] == "dc-01.corp.contoso.com"]
+        assert sorted(a["id"] for a in found) == sorted(expected) and expected
+
+
+def test_graph_caps_top_at_1000_refuses_skip_beyond_500_and_pages_with_a_skiptoken(clean_simulator):
+    graph_token = token(clean_simulator, scope=GRAPH_SCOPE)
+    assert api(clean_simulator, "/v1.0/security/alerts_v2", graph_token, **{"$top": "5000"}).status_code == 200
+    refused = api(clean_simulator, "/v1.0/security/alerts_v2", graph_token, **{"$skip": "501"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "BadRequest"
+    body = api(clean_simulator, "/v1.0/security/alerts_v2", graph_token, **{"$top": "10"}).json()
+    assert "$skiptoken=10" in body["@odata.nextLink"] and "$skip=" not in body["@odata.nextLink"]
+
+
+def test_siem_sends_several_detections_per_alert_with_empty_text_not_null(simulator):
+    siem_token = post_token(simulator, v1=True, resource=SIEM_RESOURCE).json()["access_token"]
+    rows = api(simulator, "/api/alerts", siem_token, ago="P31D").json()
+    per_alert = {}
+    for row in rows:
+        per_alert.setdefault(row["AlertId"], []).append(row)
+    assert max(len(detections) for detections in per_alert.values()) > 1
+    assert len({row["FullId"] for row in rows}) == len(rows)
+    assert "Status" not in rows[0] and "FirstEventTime" not in rows[0] and "LastEventTime" not in rows[0]
+    assert all(value is not None for row in rows for name, value in row.items() if not name.startswith(("Rem", "Was")))

@@ -4,6 +4,7 @@ hostile integration never costs another its stored results, here or through a re
 
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.urls import reverse
@@ -13,6 +14,7 @@ from defender import alert_store, presets
 from defender.models import Actor, Alert, AlertFetch, Integration, Job
 from defender.operations import alerts as operations_alerts
 from defender.remote import jobs, tokens
+from defender.services import alerts
 from defender.services.alerts import alerts_for_actor
 from defender.simulator import Simulator
 from tests.factories import make_integration, simulator_integration
@@ -155,6 +157,37 @@ def test_a_creation_time_that_cannot_be_read_leaves_the_alert_undated(clean_simu
     alert = the_one_changed(before, after)
     assert alert.created is None and after.alerts[-1] == alert
     assert len(after.alerts) == len(before.alerts)
+
+
+@pytest.mark.parametrize(
+    ("flavour", "hostile", "fewer"),
+    [
+        (presets.MDE, "evidence.0=list", 1),
+        (presets.MDE, "evidence=object", None),
+        (presets.GRAPH, "evidence.1=number", 1),
+        (presets.GRAPH, "evidence.1.userAccount=list", 0),
+    ],
+)
+def test_evidence_that_cannot_be_read_is_left_out_and_the_alert_kept(clean_simulator, flavour, hostile, fewer):
+    before = {alert.id: alert for alert in ask(clean_simulator, flavour).alerts}
+    after = ask(clean_simulator, flavour, hostile)
+    alert = the_one_changed(SimpleNamespace(alerts=list(before.values())), after)
+    if fewer is None:
+        assert alert.evidence == ()
+    else:
+        assert len(alert.evidence) == len(before[alert.id].evidence) - fewer
+    assert after.message == ask(clean_simulator, flavour).message
+
+
+def test_a_siem_detection_with_unreadable_fields_is_evidence_with_what_can_be_read(clean_simulator):
+    before = ask(clean_simulator, presets.SIEM)
+    after = ask(
+        clean_simulator, presets.SIEM, "CommandLine=object,FileName=list,Sha256=huge,RemediationIsSuccess=number"
+    )
+    alert = the_one_changed(before, after)
+    assert (alert.evidence[0].command_line, alert.evidence[0].file_name) == ("", "")
+    assert len(alert.evidence[0].sha256) == alerts.HASH_LENGTH
+    assert not alert.evidence[0].remediation_status.endswith(("(succeeded)", "(failed)"))
 
 
 def test_nothing_is_skipped_when_no_answer_is_hostile(clean_simulator):

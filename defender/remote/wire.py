@@ -20,10 +20,10 @@ from typing import Any, TypedDict
 from defender.enums import JobKind
 from defender.services.alerts import (
     MACHINE_NAME_LENGTH,
-    Alert,
     AlertsResult,
     Window,
     alert_from_fields,
+    alert_to_fields,
     alerts_for_actor,
     with_unreadable,
 )
@@ -260,19 +260,12 @@ def _time_from_wire(text: object) -> datetime | None:
     return datetime.fromisoformat(text) if isinstance(text, str) and text else None
 
 
-TIME_FIELDS = ("created", "first_event", "last_event")
 # The answer's own levels above an alert's raw JSON: the result, its list of alerts, the alert.
 RAW_LEVEL = 3
 
 
 def alerts_result_to_wire(result: AlertsResult) -> AlertsResultWire:
-    alerts = []
-    for alert in result.alerts:
-        item = {field.name: getattr(alert, field.name) for field in dataclasses.fields(Alert)}
-        for name in TIME_FIELDS:
-            item[name] = _time_to_wire(item[name])
-        item["mitre_techniques"] = list(item["mitre_techniques"])
-        alerts.append(item)
+    alerts = [alert_to_fields(alert) for alert in result.alerts]
     answer: AlertsResultWire = {
         "alerts": alerts,
         "tried_names": list(result.tried_names),

@@ -1,19 +1,35 @@
 """The Defender for Endpoint API: /api/machines, /api/machines/{id}, /api/machines/{id}/alerts, /api/alerts.
 
 Shapes, filterable fields, limits, permissions and errors follow docs/microsoft-api.md (Defender for Endpoint API).
-Notably, `computerDnsName` is an alert property but not a filterable one: asking gets 400 ODataError.
+Notably, `computerDnsName` is an alert property but not a filterable one: asking gets 400 ODataError; text compares
+case-sensitively; evidence comes only with `$expand=evidence`; machines are found by IP through `lastIpAddress` and
+`/api/machines/findbyip(ip='…',timestamp=…)` (seen with that IP 15 minutes either side, within the past 30 days).
 """
 
+import re
+from datetime import timedelta
+
 from . import scopes
-from .odata import Field, ODataError, parse_count_option, parse_filter, parse_orderby, sort_records
+from .odata import (
+    Field,
+    ODataError,
+    parse_count_option,
+    parse_datetime,
+    parse_filter,
+    parse_orderby,
+    sort_records,
+)
 from .paging import page
-from .reply import Reply
+from .reply import Reply, utc_now
 from .seed import jsonable
 
 MAX_TOP = 10000
+FIND_BY_IP = re.compile(r"findbyip\(ip='(?P<ip>[^']*)',timestamp=(?P<timestamp>[^)]*)\)\Z", re.IGNORECASE)
+FIND_BY_IP_SPAN = timedelta(minutes=15)
+FIND_BY_IP_RANGE = timedelta(days=30)
 
 ALERT_FILTER_FIELDS = {
-    name: Field(name, kind)
+    name: Field(name, kind, case_sensitive=True)
     for name, kind in [
         ("alertCreationTime", "datetime"),
         ("lastUpdateTime", "datetime"),
@@ -30,7 +46,7 @@ ALERT_FILTER_FIELDS = {
 }
 ALERT_ORDER_FIELDS = {name: ALERT_FILTER_FIELDS[name] for name in ("alertCreationTime", "lastUpdateTime")}
 MACHINE_FILTER_FIELDS = {
-    name: Field(name, kind)
+    name: Field(name, kind, case_sensitive=True)
     for name, kind in [
         ("computerDnsName", "string"),
         ("id", "string"),
@@ -45,6 +61,7 @@ MACHINE_FILTER_FIELDS = {
         ("osPlatform", "string"),
         ("riskScore", "string"),
         ("rbacGroupId", "number"),
+        ("machineTags", "collection"),  # machineTags/any(tag: tag eq 'Lab')
     ]
 }
 
@@ -87,6 +104,10 @@ class DefenderAPI:
                 if not roles & set(scopes.MACHINE_ROLES):
                     return forbidden(request, scopes.MACHINE_ROLES)
                 return self.list_machines(request)
+            if len(route) == 2 and route[0] == "machines" and route[1].lower().startswith("findbyip("):
+                if not roles & set(scopes.MACHINE_ROLES):
+                    return forbidden(request, scopes.MACHINE_ROLES)
+                return self.find_by_ip(request, route[1])
             if len(route) == 2 and route[0] == "machines":
                 if not roles & set(scopes.MACHINE_ROLES):
                     return forbidden(request, scopes.MACHINE_ROLES)
@@ -100,6 +121,10 @@ class DefenderAPI:
                 machine = self.find_machine(route[1])
                 if machine is None:
                     return error(request, 404, "ResourceNotFound", f"Machine {route[1]} was not found")
+                if request.params.get("$expand") and self.simulator.faults.refuse_expand():
+                    raise ODataError(
+                        "Query option 'Expand' is not allowed. To allow it, set the 'AllowedQueryOptions'."
+                    )
                 return self.alerts(request, self.data.alerts_by_machine.get(machine["id"], []))
         except ODataError as exc:
             return error(request, 400, "ODataError", str(exc))
@@ -116,6 +141,27 @@ class DefenderAPI:
         if key in self.machines:
             return self.machines[key]
         return next((m for m in self.data.machines if m["computerDnsName"].lower() == key), None)
+
+    def find_by_ip(self, request, call):
+        """The machines seen with an internal IP within 15 minutes of a moment of the past 30 days."""
+        match = FIND_BY_IP.match(call)
+        if match is None:
+            raise ODataError(f"The request URI '{call}' is not valid: findbyip takes ip='…' and timestamp=….")
+        try:
+            at = parse_datetime(match["timestamp"])
+        except ValueError:
+            raise ODataError(f"The timestamp '{match['timestamp']}' is not a valid date and time.") from None
+        if not utc_now() - FIND_BY_IP_RANGE <= at <= utc_now() + FIND_BY_IP_SPAN:
+            return error(request, 400, "InvalidInput", "The timestamp must be within the last 30 days.")
+        machines = [
+            machine
+            for machine in self.data.machines
+            if machine["lastIpAddress"] == match["ip"]
+            and machine["firstSeen"] - FIND_BY_IP_SPAN <= at <= machine["lastSeen"] + FIND_BY_IP_SPAN
+        ]
+        return Reply(
+            200, {"@odata.context": self.context(request, "Machines"), "value": [jsonable(m) for m in machines]}
+        )
 
     def list_machines(self, request):
         machines = self.data.machines

@@ -64,6 +64,12 @@ DEFAULTS = {
     "malformed_next": 0,
     # Leave out @odata.nextLink when the client paged with $top, as users report of the real API.
     "missing_next_link_with_top": False,
+    # A 429 from the token endpoint as Entra ID sends it to the client credentials grant (MSAL's throttling page):
+    # Retry-After: 60 and a plain "Too Many Requests", no AADSTS body. Off: an AADSTS50196 JSON body.
+    "token_429_without_body": False,
+    # GET /api/machines/{id}/alerts refuses $expand=evidence with 400 ODataError (its page documents no OData
+    # options, so a tenant may answer so).
+    "refuse_expand_on_machine_alerts": False,
     # Alerts no documented API sends ("field=kind,...; ..." per alert, see above), on the machine named here if any.
     "hostile_alerts": "",
     "hostile_alerts_on": "",
@@ -216,6 +222,14 @@ class Faults:
     def drop_next_link(self):
         with self._lock:
             return self._active["missing_next_link_with_top"]
+
+    def token_429_without_body(self):
+        with self._lock:
+            return self._active["token_429_without_body"]
+
+    def refuse_expand(self):
+        with self._lock:
+            return self._active["refuse_expand_on_machine_alerts"]
 
     def hostile_alerts(self):
         """(one spec per alert, machine name or "") while hostile alerts are switched on, else None."""

@@ -1,9 +1,14 @@
 """A small OData v4 `$filter`, `$orderby`, `$top` and `$skip` reader, strict where the real services are strict.
 
 Grammar: comparisons `field op literal` (eq ne gt ge lt le, any case), `startswith|endswith|contains(field,'text')`,
-joined by `and`/`or`, negated by `not`, grouped by optional parentheses. Literals: 'quoted strings' ('' escapes a
-quote), unquoted ISO dates and datetimes (`2024-01-01T00:00:00Z`), numbers, true, false, null. Comparing a datetime
-field with a quoted string is a type error, as it is for the real Edm.DateTimeOffset properties.
+joined by `and`/`or`, negated by `not`, grouped by optional parentheses, and lambdas over a collection property:
+`machineTags/any(tag: tag eq 'Lab')`, `evidence/any(e: e/deviceDnsName eq 'ws-01')` (a type cast segment such as
+`e/microsoft.graph.security.deviceEvidence/deviceDnsName` narrows to items of that type). Literals: 'quoted strings'
+('' escapes a quote), unquoted ISO dates and datetimes (`2024-01-01T00:00:00Z`), numbers, true, false, null. Comparing
+a datetime field with a quoted string is a type error, as it is for the real Edm.DateTimeOffset properties.
+
+Text comparison is case-sensitive on the services' fields (Field(case_sensitive=True)), as OData's eq and startswith
+are: a client that sends 'WS-FIN-07' does not find ws-fin-07.
 """
 
 import re
@@ -23,14 +28,19 @@ FUNCTIONS = {
     "endswith": lambda value, text: value.endswith(text),
     "contains": lambda value, text: text in value,
 }
-EDM_TYPES = {"string": "Edm.String", "datetime": "Edm.DateTimeOffset", "number": "Edm.Int64"}
+EDM_TYPES = {
+    "string": "Edm.String",
+    "datetime": "Edm.DateTimeOffset",
+    "number": "Edm.Int64",
+    "collection": "Collection(Edm.String)",
+}
 
 _TOKEN = re.compile(
     r"""\s*(?:
       (?P<string>'(?:[^']|'')*')
     | (?P<datetime>\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)?)(?![\w.:-])
     | (?P<number>-?\d+(?:\.\d+)?)(?![\w.])
-    | (?P<lparen>\() | (?P<rparen>\)) | (?P<comma>,)
+    | (?P<lparen>\() | (?P<rparen>\)) | (?P<comma>,) | (?P<colon>:)
     | (?P<word>[A-Za-z_][A-Za-z0-9_./]*)
     )""",
     re.VERBOSE,
@@ -43,19 +53,28 @@ class ODataError(ValueError):
 
 @dataclass(frozen=True)
 class Field:
-    """A filterable property: its name as documented, its type, and how to read it from a record."""
+    """A filterable property: its name as documented, its type, and how to read it from a record.
+
+    A "collection" field is a list (of text, or of objects whose filterable properties are ``items``), filtered only
+    through any()/all()."""
 
     name: str
-    kind: str  # "string", "datetime" or "number"
+    kind: str  # "string", "datetime", "number" or "collection"
     get: object = None
+    case_sensitive: bool = False
+    items: object = None  # for a collection of objects: {property name: Field}
 
     def value(self, record):
         value = self.get(record) if self.get else record.get(self.name)
         if self.kind == "datetime" and isinstance(value, str):
             return parse_datetime(value)
-        if self.kind == "string" and isinstance(value, str):
+        if self.kind == "string" and isinstance(value, str) and not self.case_sensitive:
             return value.lower()
         return value
+
+    def fold(self, literal):
+        """The literal as compared with this field's values."""
+        return literal.lower() if isinstance(literal, str) and not self.case_sensitive else literal
 
 
 def parse_datetime(text):
@@ -81,6 +100,7 @@ class _Parser:
     def __init__(self, text, fields, entity, known):
         self.text = text
         self.fields = {name.lower(): field for name, field in fields.items()}
+        self.variable = None  # inside a lambda: (its variable's name, the collection's Field)
         self.entity = entity
         self.known = {name.lower() for name in known}
         self.tokens = _tokens(text)
@@ -138,11 +158,62 @@ class _Parser:
             self.take("rparen")
             return inner
         if self.peek()[0] == "word" and self.peek(1)[0] == "lparen":
+            if self.peek()[1].lower().endswith(("/any", "/all")):
+                return self.lambda_()
             return self.function()
         return self.comparison()
 
+    def lambda_(self):
+        """collection/any(variable: predicate) or collection/all(...), over a collection field."""
+        word = self.take("word")
+        name, _, operator = word.rpartition("/")
+        collection = self.fields.get(name.lower())
+        if collection is None or collection.kind != "collection":
+            if collection is None and name.lower() not in self.known:
+                raise ODataError(f"Could not find a property named '{name}' on type '{self.entity}'.")
+            raise ODataError(f"The property '{name}' cannot be used in the $filter query option.")
+        if self.variable is not None:
+            raise ODataError("Nested lambda expressions are not supported.")
+        self.take("lparen")
+        variable = self.take("word")
+        self.take("colon")
+        self.variable = (variable.lower(), collection)
+        inner = self.expression()
+        self.variable = None
+        self.take("rparen")
+        quantifier = any if operator.lower() == "any" else all
+
+        def predicate(record):
+            items = collection.value(record)
+            return isinstance(items, list) and quantifier(inner(item) for item in items)
+
+        return predicate
+
+    def lambda_field(self, name):
+        """A property of the lambda's variable: the variable itself (a list of text), or variable[/cast]/property."""
+        variable, collection = self.variable
+        parts = name.split("/")
+        if parts[0].lower() != variable:
+            raise ODataError(f"Could not find a property named '{name}' on type '{self.entity}'.")
+        if len(parts) == 1 and collection.items is None:
+            return Field(variable, "string", lambda item: item, collection.case_sensitive)
+        cast = parts[1] if len(parts) == 3 else None
+        wanted = (collection.items or {}).get(parts[-1].lower()) if len(parts) in (2, 3) else None
+        if wanted is None:
+            raise ODataError(f"Could not find a property named '{parts[-1]}' on the items of '{collection.name}'.")
+        if cast is None:
+            return wanted
+        type_name = "#" + cast
+
+        def read(item):
+            return wanted.value(item) if item.get("@odata.type") == type_name else None
+
+        return Field(wanted.name, wanted.kind, read, True)
+
     def field(self):
         name = self.take("word")
+        if self.variable is not None:
+            return self.lambda_field(name)
         field = self.fields.get(name.lower())
         if field is None:
             if name.lower() in self.known:
@@ -178,7 +249,7 @@ class _Parser:
         self.take("rparen")
         if field.kind != "string" or kind != "string":
             raise ODataError(f"No function signature for the function with name '{name}' matches the arguments.")
-        text = text.lower()
+        text = field.fold(text)
         return lambda record: isinstance(value := field.value(record), str) and function(value, text)
 
     def comparison(self):
@@ -195,8 +266,7 @@ class _Parser:
                 f"'{EDM_TYPES[field.kind]}' and '{EDM_TYPES.get(literal_kind, 'Edm.' + literal_kind.title())}' "
                 f"for operator kind '{operator_name}'."
             )
-        if isinstance(literal, str):
-            literal = literal.lower()
+        literal = field.fold(literal)
         if literal is None:
             return lambda record: compare(field.value(record) is None, True)
 

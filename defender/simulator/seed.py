@@ -7,6 +7,7 @@ The alerts on the bulk machine come from a second stream, so asking for more of 
 
 import hashlib
 import random
+import re
 import string
 import uuid
 from dataclasses import dataclass, field
@@ -317,6 +318,44 @@ MACOS_ALERTS = [
     ),
 ]
 ALERTS_BY_PLATFORM = {"windows": WINDOWS_ALERTS, "linux": LINUX_ALERTS, "macos": MACOS_ALERTS}
+PLATFORMS = {"Linux": "linux", "macOS": "macos"}
+URL_IN_TEXT = re.compile(r"https?://[^\s'\"]+")
+IP_IN_TEXT = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")  # osPlatform -> platform; the rest are Windows
+
+# The process that started a suspicious one, per platform: a breach-and-attack agent running its step.
+PARENT_PROCESSES = {
+    "windows": ("cmd.exe", r"C:\Windows\System32", r'cmd.exe /c "C:\Program Files\BAS Agent\run-step.cmd"'),
+    "linux": ("bash", "/usr/bin", "bash /opt/bas-agent/run-step.sh"),
+    "macos": ("zsh", "/bin", "zsh /opt/bas-agent/run-step.sh"),
+}
+# E-mail alerts of Microsoft Defender for Office 365, which Graph serves beside Defender for Endpoint's: (title,
+# category, severity, MITRE techniques, sender domain, URL).
+EMAIL_ALERTS = [
+    (
+        "Email messages containing malicious URL removed after delivery",
+        "InitialAccess",
+        "Medium",
+        ["T1566.002"],
+        "billing.example.com",
+        "http://phish.example.com/login",
+    ),
+    (
+        "A potentially malicious URL click was detected",
+        "InitialAccess",
+        "High",
+        ["T1566.002", "T1204.001"],
+        "hr-portal.example.net",
+        "http://hr-portal.example.net/benefits",
+    ),
+    (
+        "Email reported by user as malware or phish",
+        "InitialAccess",
+        "Informational",
+        [],
+        "newsletter.example.org",
+        "http://newsletter.example.org/unsubscribe",
+    ),
+]
 
 # (computerDnsName, platform, osPlatform, version, osBuild, alerts, first alert within the last 2 hours, tags).
 # ws-fin-07 is what an actor's owner types; Defender holds the FQDN. ws-fin-071 shares its prefix, so a sloppy
@@ -386,6 +425,18 @@ def _alert_id(rng):
     return f"da{rng.randint(10**17, 10**18 - 1)}_{rng.randint(-(2**31), 2**31 - 1)}"
 
 
+def _network_evidence(command_line, created):
+    """The IP address and URL a command line reaches, as Ip and Url evidence."""
+    found = []
+    url = URL_IN_TEXT.search(command_line)
+    address = IP_IN_TEXT.search(command_line)
+    if address:
+        found.append({"entityType": "Ip", "evidenceCreationTime": created, "ipAddress": address[0]})
+    if url:
+        found.append({"entityType": "Url", "evidenceCreationTime": created, "url": url[0]})
+    return found
+
+
 def _digest(algorithm, *parts):
     return hashlib.new(algorithm, "|".join(parts).encode()).hexdigest()
 
@@ -409,6 +460,9 @@ class SeedData:
             ]
         }
         self.machines = [self._machine(rng, *spec[:5], spec[7]) for spec in MACHINES]
+        # What was added to the alerts later (merged detections, parent processes) comes from a stream of its own, so
+        # that the ids, titles and times drawn from the first stay as they were.
+        self._later = random.Random(f"{seed}-later")
         self.alerts = []
         for machine, spec in zip(self.machines, MACHINES, strict=True):
             platform, count, recent = spec[1], spec[5], spec[6]
@@ -416,6 +470,7 @@ class SeedData:
         bulk = self.machine_by_name(BULK_MACHINE)
         self.alerts += self._alerts(random.Random(f"{seed}-bulk"), bulk, "windows", alerts_on_bulk_machine, False)
         self.alerts.sort(key=lambda alert: (alert["alertCreationTime"], alert["id"]))
+        self.email_alerts = self._email_alerts(random.Random(f"{seed}-email"))
         self.alerts_by_machine = {}
         for alert in self.alerts:
             self.alerts_by_machine.setdefault(alert["machineId"], []).append(alert)
@@ -428,6 +483,8 @@ class SeedData:
         first_seen = self.now - timedelta(days=rng.randint(90, 700), seconds=rng.randint(0, 86399))
         last_seen = self.now - timedelta(minutes=rng.randint(1, 180))
         agent = {"windows": "10.8760.22621.3880", "linux": "101.24052.0002", "macos": "101.24062.0005"}[platform]
+        ip_address = f"10.20.{rng.randint(1, 9)}.{host_octet}"
+        mac = _digest("md5", dns_name)[:12].upper()
         return {
             "id": _hex(rng, 40),
             "computerDnsName": dns_name,
@@ -437,7 +494,7 @@ class SeedData:
             "osVersion": None,
             "osProcessor": "x64",
             "version": version,
-            "lastIpAddress": f"10.20.{rng.randint(1, 9)}.{host_octet}",
+            "lastIpAddress": ip_address,
             "lastExternalIpAddress": f"203.0.113.{rng.randint(1, 254)}",
             "agentVersion": agent,
             "osBuild": os_build,
@@ -450,6 +507,7 @@ class SeedData:
             "isAadJoined": platform == "windows",
             "aadDeviceId": _guid(rng) if platform == "windows" else None,
             "machineTags": list(tags),
+            "ipAddresses": [{"ipAddress": ip_address, "macAddress": mac, "operationalStatus": "Up"}],
             "defenderAvStatus": "Updated",
             "onboardingStatus": "Onboarded",
             "osArchitecture": "64-bit",
@@ -478,6 +536,19 @@ class SeedData:
         last_event = created - timedelta(seconds=rng.randint(1, 29))
         updated = min(created + timedelta(seconds=rng.randint(20, 4 * 3600)), self.now - timedelta(seconds=5))
         status = rng.choices(["New", "InProgress", "Resolved"], weights=[5, 2, 3])[0]
+        later = self._later
+        if later.random() < 0.35 and age_seconds > 600:
+            # Defender merged later detections into the alert: its activity runs on past its creation, and it was
+            # updated after its last event.
+            last_event = created + timedelta(seconds=round(later.uniform(60, min(6 * 3600, age_seconds - 300)), 3))
+            updated = max(updated, min(last_event + timedelta(seconds=later.randint(20, 600)), self.now))
+            updated = min(updated, self.now - timedelta(seconds=5))
+        times = (created, first_event, last_event, updated)
+        return self._alert_record(rng, later, machine, template, times, status, incident_id)
+
+    def _alert_record(self, rng, later, machine, template, times, status, incident_id):
+        created, first_event, last_event, updated = times
+        title, category, source, severity, techniques, family, threat, artefact = template
         classification = determination = resolved = None
         if status == "Resolved":
             classification, determination = rng.choice(RESOLUTIONS)
@@ -504,6 +575,9 @@ class SeedData:
         ]
         if artefact:
             file_name, file_path, command_line = artefact
+            platform = PLATFORMS.get(machine["osPlatform"], "windows")
+            parent_name, parent_path, parent_command = PARENT_PROCESSES[platform]
+            blocked = source == "WindowsDefenderAv" and later.random() < 0.5
             evidence.append(
                 {
                     "entityType": "Process" if command_line else "File",
@@ -514,12 +588,41 @@ class SeedData:
                     "filePath": file_path,
                     "processId": rng.randint(400, 20000) if command_line else None,
                     "processCommandLine": command_line,
-                    "processCreationTime": last_event if command_line else None,
+                    "processCreationTime": first_event if command_line else None,
                     "parentProcessId": rng.randint(400, 20000) if command_line else None,
-                    "parentProcessCreationTime": first_event if command_line else None,
-                    "detectionStatus": "Detected" if source == "WindowsDefenderAtp" else "Prevented",
+                    "parentProcessCreationTime": first_event - timedelta(seconds=2) if command_line else None,
+                    "parentProcessFileName": parent_name if command_line else None,
+                    "parentProcessFilePath": parent_path if command_line else None,
+                    "detectionStatus": (
+                        "Detected" if source != "WindowsDefenderAv" else "Blocked" if blocked else "Prevented"
+                    ),
                 }
             )
+            if command_line:
+                # The agent's step that started it is evidence too (and a detection of its own in the SIEM export).
+                child = evidence[-1]
+                evidence.append(
+                    {
+                        "entityType": "Process",
+                        "evidenceCreationTime": created,
+                        "sha1": _digest("sha1", parent_path, parent_name),
+                        "sha256": _digest("sha256", parent_path, parent_name),
+                        "fileName": parent_name,
+                        "filePath": parent_path,
+                        "processId": child["parentProcessId"],
+                        "processCommandLine": parent_command,
+                        "processCreationTime": child["parentProcessCreationTime"],
+                        "parentProcessId": later.randint(400, 20000),
+                        "parentProcessCreationTime": child["parentProcessCreationTime"] - timedelta(seconds=30),
+                        "parentProcessFileName": "basagent" if platform != "windows" else "basagent.exe",
+                        "parentProcessFilePath": "/opt/bas-agent"
+                        if platform != "windows"
+                        else r"C:\Program Files\BAS Agent",
+                        "detectionStatus": "Detected",
+                    }
+                )
+        if artefact and artefact[2]:
+            evidence += _network_evidence(artefact[2], created)
         investigation = rng.randint(1, 99999) if source in ("WindowsDefenderAv", "AutomatedInvestigation") else None
         return {
             "id": alert_id,
@@ -554,13 +657,60 @@ class SeedData:
             "evidence": evidence,
         }
 
+    def _email_alerts(self, rng):
+        """Defender for Office 365's alerts about mail to the tenant's users: on no machine, so Graph alone has them."""
+        alerts = []
+        for title, category, severity, techniques, sender_domain, url in EMAIL_ALERTS:
+            created = self.now - timedelta(seconds=round(rng.uniform(1800, 20 * 86400), 3))
+            user = rng.choice(USERS)
+            received = created - timedelta(seconds=rng.randint(60, 900))
+            alerts.append(
+                {
+                    "id": "fa" + _guid(rng),
+                    "serviceSource": "microsoftDefenderForOffice365",
+                    "incidentId": rng.randint(1000, 99999),
+                    "assignedTo": None,
+                    "severity": severity,
+                    "status": "New",
+                    "classification": None,
+                    "determination": None,
+                    "detectionSource": "OfficeATP",
+                    "detectorId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"detector:{title}")),
+                    "category": category,
+                    "threatFamilyName": None,
+                    "threatName": None,
+                    "title": title,
+                    "description": f"{title}. Review the message and its recipients.",
+                    "alertCreationTime": created,
+                    "firstEventTime": received,
+                    "lastEventTime": received,
+                    "lastUpdateTime": created + timedelta(seconds=rng.randint(20, 600)),
+                    "resolvedTime": None,
+                    "mitreTechniques": list(techniques),
+                    "recipient": f"{user}@{TENANT_DOMAIN}",
+                    "sender": f"billing@{sender_domain}",
+                    "senderIp": f"198.51.100.{rng.randint(1, 254)}",
+                    "url": url,
+                    "received": received,
+                    "networkMessageId": _guid(rng),
+                }
+            )
+        return alerts
+
+
+# How many fractional digits Microsoft's timestamps carry varies (…:10Z, …:05.5Z, …:57.7220239Z, in one sample): the
+# simulator writes seven and drops trailing zeros, with a hundred-nanosecond digit on some values.
+TICKS = "0000317"
+
 
 def iso(value):
-    """Microsoft's timestamp form: UTC, seven fractional digits, a Z."""
+    """Microsoft's timestamp form: UTC, up to seven fractional digits (none when they are all zero), a Z."""
     if not isinstance(value, datetime):
         return value
     value = value.astimezone(UTC)
-    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond:06d}0Z"
+    tick = TICKS[(value.second + value.minute) % len(TICKS)]
+    fraction = f"{value.microsecond:06d}{tick}".rstrip("0")
+    return f"{value:%Y-%m-%dT%H:%M:%S}" + (f".{fraction}" if fraction else "") + "Z"
 
 
 def jsonable(value):

@@ -24,6 +24,7 @@ from .entra import error as entra_error
 from .faults import Faults, hostile_alert
 from .graph_api import GraphAPI
 from .graph_api import error as graph_error
+from .graph_api import throttled as graph_throttled
 from .reply import Reply
 from .seed import ACTOR_HOSTNAMES, BULK_MACHINE, SeedData, jsonable
 from .siem_api import SiemAPI
@@ -49,6 +50,11 @@ class RequestRecord:
     user_agent: str
     status: int
     kind: str  # "token", "discovery", "api" or "control"
+
+
+def _held(detections_of, alert_id, index):
+    """Whether a detection is one of a hostile SIEM alert's other detections (held back)."""
+    return isinstance(alert_id, str) and detections_of.get(alert_id, index) != index
 
 
 def _redacted(query):
@@ -318,13 +324,25 @@ class Simulator:
         if not isinstance(items, list):
             return
         on_machine = self.alert_ids_on(machine_name) if machine_name else None
-        changed = 0
+        changed, detections_of = 0, {}
         for index, item in enumerate(items):
             if changed == len(specs):
                 break
-            if on_machine is None or (item.get("id") or item.get("AlertId")) in on_machine:
+            siem_id = item.get("AlertId") if isinstance(item, dict) else None
+            if siem_id in detections_of:
+                continue
+            if on_machine is None or (item.get("id") or siem_id) in on_machine:
                 items[index] = hostile_alert(item, specs[changed])
                 changed += 1
+                if siem_id:
+                    detections_of[siem_id] = index
+        if detections_of:
+            # A SIEM alert is its detections: a hostile one is served as its first detection alone.
+            items[:] = [
+                item
+                for index, item in enumerate(items)
+                if not (isinstance(item, dict) and _held(detections_of, item.get("AlertId"), index))
+            ]
 
     def alert_ids_on(self, machine_name):
         """The IDs of the seed alerts raised on the machine of that name (short or full, any case)."""
@@ -339,6 +357,8 @@ class Simulator:
     def fault_reply(self, request, kind, decision):
         headers = {"Retry-After": decision.retry_after} if decision.retry_after else {}
         if kind == "token":
+            if decision.status == 429 and self.faults.token_429_without_body():
+                return Reply(429, "Too Many Requests", {"Retry-After": "60"})
             if decision.status == 429:
                 reply = entra_error(
                     429, "temporarily_unavailable", 50196, "The server is busy.", request.correlation_id
@@ -355,6 +375,8 @@ class Simulator:
             return reply
         graph = request.path.lower().startswith(("/v1.0/", "/beta/"))
         make_error = graph_error if graph else defender_error
+        if decision.status == 429 and graph:
+            return graph_throttled(request, headers)
         if decision.status == 429:
             message = f"Rate limit is exceeded. Try again in {decision.retry_after} seconds."
             return make_error(request, 429, "TooManyRequests", message, headers)

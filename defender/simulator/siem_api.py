@@ -1,7 +1,9 @@
 """The legacy SIEM alert exporter: GET /api/alerts with a v1 token for https://graph.windows.net.
 
-A bare JSON array of PascalCase alerts, filtered on LastProcessedTimeUtc (the alert's last update). Without
-sinceTimeUtc or ago the exporter answers for the last 2 hours. Source: defender-api.md section 1, "Legacy SIEM API".
+A bare JSON array of PascalCase detections, several to an alert (one per process or file of its evidence), each
+filtered on its LastProcessedTimeUtc. Without sinceTimeUtc or ago the exporter answers for the last 2 hours. Empty
+values are "" (not null), except the booleans RemediationIsSuccess and WasExecutingWhileDetected; there is no Status,
+FirstEventTime or LastEventTime. Source: docs/microsoft-api.md, section 9.
 """
 
 import hashlib
@@ -71,25 +73,39 @@ class SiemAPI:
         except BadQuery as exc:
             return error(request, 400, "BadRequest", str(exc))
         tags = {value.lower() for name, value in request.multi_params if name.lower() == "devicecreatedmachinetags"}
-        alerts = [
-            alert
+        rows = [
+            row
             for alert in self.data.alerts
-            if alert["lastUpdateTime"] >= since and (until is None or alert["lastUpdateTime"] <= until)
+            for row in self.detections(alert)
+            if row["_processed"] >= since and (until is None or row["_processed"] <= until)
         ]
         if tags:
-            alerts = [a for a in alerts if tags & {t.lower() for t in self.machines[a["machineId"]]["machineTags"]}]
-        alerts.sort(key=lambda alert: (alert["lastUpdateTime"], alert["id"]))
+            rows = [row for row in rows if tags & {t.lower() for t in self.machines[row["_machine"]]["machineTags"]}]
+        rows.sort(key=lambda row: (row["_processed"], row["AlertId"], row["ReportID"]))
         if limit is not None:
-            alerts = alerts[-int(limit) :] if int(limit) else []
-        return Reply(200, [self.render(alert) for alert in alerts])
+            rows = rows[-int(limit) :] if int(limit) else []
+        return Reply(200, [{name: value for name, value in row.items() if not name.startswith("_")} for row in rows])
 
-    def render(self, alert):
+    def detections(self, alert):
+        """The alert's detections: one per process or file of its evidence (one when it has none), processed one
+        after the other up to the alert's last update."""
+        artefacts = [item for item in alert["evidence"] if item["entityType"] in ("File", "Process")] or [{}]
+        last = len(artefacts) - 1
+        rows = []
+        for index, artefact in enumerate(artefacts):
+            processed = max(alert["lastUpdateTime"] - timedelta(seconds=7 * (last - index)), alert["alertCreationTime"])
+            rows.append(self.render(alert, artefact, index, processed))
+        return rows
+
+    def render(self, alert, artefact, index, processed):
         machine = self.machines[alert["machineId"]]
         short_name, _, domain = machine["computerDnsName"].partition(".")
-        files = [item for item in alert["evidence"] if item["entityType"] in ("File", "Process")]
-        artefact = files[0] if files else {}
         user = alert["relatedUser"]
-        report_id = int(hashlib.sha1(alert["id"].encode()).hexdigest()[:8], 16) % 10**7  # noqa: S324 - not security
+        unique = hashlib.sha256(f"{alert['id']}:{index}".encode()).hexdigest()[:40]
+        report_id = int(unique[:8], 16) % 10**7
+        primary = index == 0
+        antivirus = alert["detectionSource"] == "WindowsDefenderAv" and primary
+        status = artefact.get("detectionStatus")
         return {
             "AlertTime": iso(alert["alertCreationTime"]),
             "ComputerDnsName": machine["computerDnsName"],
@@ -97,47 +113,50 @@ class SiemAPI:
             "Category": alert["category"],
             "Severity": alert["severity"],
             "AlertId": alert["id"],
-            "Actor": None,
+            "Actor": "",
             "LinkToWDATP": f"https://securitycenter.windows.com/alert/{alert['id']}",
-            "IocName": None,
-            "IocValue": None,
-            "CreatorIocName": None,
-            "CreatorIocValue": None,
-            "Sha1": artefact.get("sha1"),
-            "FileName": artefact.get("fileName"),
-            "FilePath": artefact.get("filePath"),
-            "IpAddress": None,
-            "Url": None,
+            "IocName": "",
+            "IocValue": "",
+            "CreatorIocName": "",
+            "CreatorIocValue": "",
+            "Sha1": artefact.get("sha1") or "",
+            "FileName": artefact.get("fileName") or "",
+            "FilePath": artefact.get("filePath") or "",
+            "IpAddress": "",
+            "Url": "",
             "IoaDefinitionId": alert["detectorId"],
             "UserName": user["userName"],
             "AlertPart": 0,
-            "FullId": f"{alert['id']}:{alert['detectorId']}",
-            "LastProcessedTimeUtc": iso(alert["lastUpdateTime"]),
-            "ThreatCategory": alert["category"] if alert["threatName"] else None,
-            "ThreatFamily": alert["threatFamilyName"],
-            "ThreatName": alert["threatName"],
-            "RemediationAction": None,
-            "RemediationIsSuccess": None,
+            "FullId": f"{alert['id']}:{unique}",
+            "LastProcessedTimeUtc": iso(processed),
+            "ThreatCategory": alert["category"] if alert["threatName"] and primary else "",
+            "ThreatFamily": (alert["threatFamilyName"] or "") if primary else "",
+            "ThreatName": (alert["threatName"] or "") if primary else "",
+            "RemediationAction": {"Blocked": "block", "Prevented": "quarantine"}.get(status, "") if antivirus else "",
+            "RemediationIsSuccess": True if antivirus else None,
             "Source": SOURCE[alert["detectionSource"]],
-            "Md5": None,
-            "Sha256": artefact.get("sha256"),
-            "WasExecutingWhileDetected": None,
+            "Md5": hashlib.md5(unique.encode()).hexdigest() if artefact else "",  # noqa: S324 - a made-up value
+            "Sha256": artefact.get("sha256") or "",
+            "WasExecutingWhileDetected": (status == "Blocked") if antivirus else None,
             "UserDomain": user["domainName"],
             "LogOnUsers": f"{user['domainName']}\\{user['userName']}",
-            "MachineDomain": domain or None,
+            "MachineDomain": domain,
             "MachineName": short_name,
             "InternalIPv4List": machine["lastIpAddress"],
-            "InternalIPv6List": None,
-            "FileHash": artefact.get("sha1"),
+            "InternalIPv6List": "",
+            "FileHash": artefact.get("sha1") or "",
             "DeviceID": machine["id"],
-            "MachineGroup": machine["rbacGroupName"],
+            "MachineGroup": machine["rbacGroupName"] or "",
             "Description": alert["description"],
-            "DeviceCreatedMachineTags": ", ".join(machine["machineTags"]) or None,
-            "CloudCreatedMachineTags": None,
-            "CommandLine": artefact.get("processCommandLine"),
+            "DeviceCreatedMachineTags": ", ".join(machine["machineTags"]),
+            "CloudCreatedMachineTags": "",
+            "CommandLine": artefact.get("processCommandLine") or "",
             "IncidentLinkToWDATP": f"https://securitycenter.windows.com/incidents/{alert['incidentId']}",
             "ReportID": report_id,
             "LinkToMTP": f"https://security.microsoft.com/alert/{alert['id']}",
             "IncidentLinkToMTP": f"https://security.microsoft.com/incidents/{alert['incidentId']}",
-            "ExternalId": alert["id"],
+            "ExternalId": unique,
+            "IocUniqueId": unique,
+            "_processed": processed,
+            "_machine": machine["id"],
         }
