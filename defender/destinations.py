@@ -19,9 +19,11 @@ name what changed. This module takes records by attribute only, so migrations ca
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes
@@ -157,8 +159,8 @@ class SealedSecret:
     field: str
     record: str
     purpose: str
-    destination: object
-    parts: dict
+    destination: Callable[..., dict[str, Any]]  # (instance, **trying) -> the parts where the secret would go
+    parts: dict[str, str]
     noun: str
     retype_where: str
 

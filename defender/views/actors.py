@@ -1,5 +1,7 @@
 """Actors and the alerts Defender raised on them."""
 
+from typing import Any
+
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
 from django.db.models import Count
@@ -80,8 +82,9 @@ class ActorListView(PermissionRequiredMixin, SingleTableView):
 
 class ActorFormMixin(PermissionRequiredMixin, SuccessMessageMixin):
     model = Actor
-    form_class = ActorForm
-    template_name = "defender/actors/form.html"
+    # Typed as Django declares these, so that the views mixing this in agree with it.
+    form_class: type[Any] | None = ActorForm
+    template_name: str | None = "defender/actors/form.html"
 
     def get_success_url(self):
         return reverse("defender:actor-detail", args=[self.object.pk])

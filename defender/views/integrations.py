@@ -1,5 +1,8 @@
 """Settings > Integrations: the list, Add and Edit, the detail page, Delete, and the Test."""
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
@@ -15,15 +18,14 @@ from django_tables2 import SingleTableView
 from defender.forms.integrations import IntegrationForm
 from defender.kinds import KINDS
 from defender.models import Integration
-from defender.operations.checks import (
-    record_test_result,
-    start_integration_test,
-    start_typed_test,
-    typed_result_to_record,
-)
+from defender.operations.checks import start_integration_test, start_typed_test, typed_result_to_record
+from defender.operations.records import record_test_result
 from defender.presets import preset_data
 from defender.tables.integrations import IntegrationTable
 from defender.views.test_runs import PANEL, run_context, started
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
 
 ROW_ACTION_PERMISSIONS = ("defender.run_test", "defender.change_integration", "defender.delete_integration")
 
@@ -67,9 +69,10 @@ class IntegrationDetailView(PermissionRequiredMixin, DetailView):
 
 class IntegrationFormMixin(SuccessMessageMixin):
     model = Integration
-    form_class = IntegrationForm
-    template_name = "defender/integrations/form.html"
-    success_url = reverse_lazy("defender:integration-list")
+    # Typed as Django declares these, so that the views mixing this in agree with it.
+    form_class: type[Any] | None = IntegrationForm
+    template_name: str | None = "defender/integrations/form.html"
+    success_url: "_StrOrPromise | None" = reverse_lazy("defender:integration-list")
 
     def get_form_kwargs(self):
         # The user a typed secret is kept for, when the page comes back with errors.
@@ -100,7 +103,7 @@ FORM_TEST_SESSION_KEY = "integration_form_test_run"
 class FormTestMixin:
     """Test with the values as typed, before anything is saved: validate, run the steps, save nothing."""
 
-    http_method_names = ["get", "post"]
+    http_method_names: Sequence[str] = ("get", "post")
 
     def get(self, request, *args, **kwargs):
         # A Test is a POST; opening or reloading its address goes back to the form rather than to a blank 405.
@@ -130,7 +133,7 @@ class FormTestMixin:
 # The typed secret stays out of error reports.
 @method_decorator(sensitive_post_parameters("client_secret"), name="dispatch")
 class IntegrationCreateView(PermissionRequiredMixin, IntegrationFormMixin, CreateView):
-    permission_required = "defender.add_integration"
+    permission_required: str | Sequence[str] = "defender.add_integration"
     success_message = "Integration %(name)s was added."
 
     def get_form_kwargs(self):
@@ -155,7 +158,7 @@ class IntegrationCreateTestView(FormTestMixin, IntegrationCreateView):
 # The typed secret stays out of error reports.
 @method_decorator(sensitive_post_parameters("client_secret"), name="dispatch")
 class IntegrationUpdateView(PermissionRequiredMixin, IntegrationFormMixin, UpdateView):
-    permission_required = "defender.change_integration"
+    permission_required: str | Sequence[str] = "defender.change_integration"
     queryset = Integration.objects.select_related("proxy_rule")
     success_message = "Integration %(name)s was saved."
 

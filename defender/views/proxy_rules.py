@@ -1,5 +1,7 @@
 """Settings > Proxy Rules: the list, Add and Edit, the detail page with its integrations, Delete, and the Test."""
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
@@ -49,9 +51,10 @@ class ProxyRuleDetailView(PermissionRequiredMixin, DetailView):
 
 class ProxyRuleFormMixin(SuccessMessageMixin):
     model = ProxyRule
-    form_class = ProxyRuleForm
-    template_name = "defender/proxy_rules/form.html"
-    context_object_name = "rule"
+    # Typed as Django declares these, so that the views mixing this in agree with it.
+    form_class: type[Any] | None = ProxyRuleForm
+    template_name: str | None = "defender/proxy_rules/form.html"
+    context_object_name: str | None = "rule"
 
     def get_success_url(self):
         return reverse("defender:proxyrule-detail", args=[self.object.pk])
