@@ -15,7 +15,7 @@ from django.utils import timezone
 from defender.models import Alert, AlertFetch, Integration, Job, RemoteNode, TestRun
 from defender.services.connectivity import STEP_NAMES
 from defender.services.process import PROCESS
-from tests.factories import make_actor, make_integration
+from tests.factories import make_actor, simulator_integration
 from tests.remote_helpers import make_node_with_token_file, remote_integration_for, start_agent, stop, wait_until
 
 STEP_KEYS = {"name", "outcome", "duration_ms", "message"}
@@ -29,17 +29,7 @@ def fresh_credentials():
 
 @pytest.fixture
 def integration(db, simulator):
-    return make_integration(
-        name="Simulator",
-        host=simulator.host,
-        port=simulator.port,
-        auth_url=simulator.auth_url,
-        tenant_id=simulator.tenant_id,
-        client_id=simulator.app.client_id,
-        client_secret=simulator.app.client_secret,
-        ca_certificate=simulator.ca_pem,
-        connect_timeout=2.0,
-    )
+    return simulator_integration(simulator, read_timeout=30.0, max_retries=3)
 
 
 def _run(*args):
@@ -229,16 +219,7 @@ def test_defender_alerts_refuses_a_timeout_that_is_not_positive(integration):
 
 def test_defender_test_waits_for_its_run_in_the_background_like_the_button(transactional_db, simulator, settings):
     settings.TEST_RUNS_INLINE = False  # as on the site: the run's steps are recorded by another thread
-    make_integration(
-        name="Simulator",
-        host=simulator.host,
-        port=simulator.port,
-        auth_url=simulator.auth_url,
-        tenant_id=simulator.tenant_id,
-        client_id=simulator.app.client_id,
-        client_secret=simulator.app.client_secret,
-        ca_certificate=simulator.ca_pem,
-    )
+    simulator_integration(simulator)
     out, _ = _run("defender_test", "Simulator")
     assert [line.split(" (")[0] for line in out.strip().splitlines()] == [f"✓ {name}" for name in STEP_NAMES]
     run = TestRun.objects.get()
