@@ -80,11 +80,11 @@ class ActorAdmin(admin.ModelAdmin):
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ["title", "severity", "status", "created", "machine_name", "actor", "integration"]
-    list_filter = ["severity", "status", "integration"]
+    list_display = ["title", "severity", "status", "created", "machine_name", "actor", "tenant_id"]
+    list_filter = ["severity", "status", "integrations"]
     search_fields = ["title", "alert_id", "machine_name"]
-    list_select_related = ["actor", "integration"]
-    raw_id_fields = ["actor", "integration"]
+    list_select_related = ["actor"]
+    raw_id_fields = ["actor"]
 
 
 @admin.register(AlertFetch)

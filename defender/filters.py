@@ -16,7 +16,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from defender.forms.actors import AlertFetchForm, DateTimeLocalInput, in_zone
-from defender.models import Alert
+from defender.models import Alert, AlertSource
 from defender.services.alerts import clock_skew_text
 
 ASKED = "asked"
@@ -58,8 +58,10 @@ def last_asked(fetches) -> list:
 
 
 def searched_by(fetch) -> Q:
-    """The integration's alerts in the window it was asked for, widened by its clock-skew tolerance."""
-    return Q(integration_id=fetch.integration_id) & active_between(*fetch.searched)
+    """The integration's alerts in the window it was asked for, widened by its clock-skew tolerance (a subquery: an
+    alert other integrations returned too stays one row)."""
+    returned = AlertSource.objects.filter(integration_id=fetch.integration_id).values("alert_id")
+    return Q(pk__in=returned) & active_between(*fetch.searched)
 
 
 @dataclass(frozen=True)

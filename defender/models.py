@@ -6,6 +6,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
@@ -248,6 +250,20 @@ class Integration(models.Model):
         verbose_name="proxy",
         help_text="Send this integration's traffic through a proxy rule.",
     )
+    cloud = models.CharField(
+        max_length=20,
+        choices=presets.CLOUDS,
+        default=presets.COMMERCIAL,
+        help_text="Set by the region preset; decides the portal the alerts link to (GCC High and DoD share a host).",
+    )
+    graph_all_products = models.BooleanField(
+        "all Defender products (Graph)",
+        default=False,
+        help_text=(
+            "Microsoft Graph only: also read the alerts of Defender for Office 365, Identity and Cloud Apps. "
+            "Off: only Defender for Endpoint's, filtered at the server."
+        ),
+    )
     enabled = models.BooleanField(default=True, help_text="Disabled integrations are not asked for alerts.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -348,6 +364,8 @@ class Integration(models.Model):
             proxy=proxy,
             name=self.name,
             integration_id=self.pk,
+            cloud=self.cloud,
+            graph_all_products=self.graph_all_products,
         )
 
 
@@ -417,7 +435,12 @@ class Alert(models.Model):
         Severity.UNSPECIFIED: 0,
     }
 
-    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="alerts")
+    # One alert of a tenant, whichever integrations returned it (a Defender API, a Graph and a SIEM integration of
+    # one tenant see the same alert ID): it names each of them through AlertSource.
+    tenant_id = models.CharField(
+        "tenant ID", max_length=100, default="", help_text="The tenant of the integrations that sent it."
+    )
+    integrations = models.ManyToManyField(Integration, through="AlertSource", related_name="alerts")
     actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="alerts")
     alert_id = models.CharField("alert ID", max_length=200)
     title = models.CharField(max_length=500)
@@ -429,17 +452,32 @@ class Alert(models.Model):
     created = models.DateTimeField(null=True, blank=True)
     first_event = models.DateTimeField(null=True, blank=True)
     last_event = models.DateTimeField(null=True, blank=True)
+    last_update = models.DateTimeField(null=True, blank=True, help_text="When Defender last changed the alert.")
+    resolved = models.DateTimeField(null=True, blank=True)
     machine_name = models.CharField(max_length=253, blank=True, help_text="The machine as Defender reports it.")
     matched_name = models.CharField(max_length=253, blank=True, help_text="The actor's name that matched it.")
+    device_id = models.CharField("device ID", max_length=200, blank=True)
     mitre_techniques = models.JSONField("MITRE techniques", default=list, blank=True)
+    incident_id = models.CharField("incident ID", max_length=200, blank=True)
+    incident_url = models.URLField("incident URL", max_length=2000, blank=True)
+    threat_family = models.CharField(max_length=256, blank=True)
+    threat_name = models.CharField(max_length=256, blank=True)
+    detector_id = models.CharField("detector ID", max_length=200, blank=True)
+    classification = models.CharField(max_length=256, blank=True)
+    determination = models.CharField(max_length=256, blank=True)
+    assigned_to = models.CharField(max_length=256, blank=True)
+    service_source = models.CharField(max_length=256, blank=True)
+    product_name = models.CharField(max_length=256, blank=True)
     portal_url = models.URLField("Defender portal URL", max_length=2000, blank=True)
+    # A list of services.alerts.Evidence as dicts (at most MOST_EVIDENCE); the table never loads it, the detail does.
+    evidence = models.JSONField(default=list, blank=True)
     raw = models.JSONField(default=dict, blank=True)
     first_seen_at = models.DateTimeField(editable=False)
     updated_at = models.DateTimeField(editable=False)
 
     class Meta:
         ordering = ["-created", "-pk"]
-        constraints = [models.UniqueConstraint(fields=["integration", "alert_id"], name="alert_unique_per_integration")]
+        constraints = [models.UniqueConstraint(fields=["tenant_id", "alert_id"], name="alert_unique_per_tenant")]
         indexes = [
             models.Index(fields=["actor", "-created"], name="alert_actor_created"),
             # Sorting by severity breaks ties newest first; with created in the index no sort step is needed.
@@ -458,6 +496,28 @@ class Alert(models.Model):
         if matched and matched == actor.alternate_hostname.lower():
             return "alternate hostname"
         return ""
+
+
+class AlertSource(models.Model):
+    """An integration that returned an alert: when it first did, and when last."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="sources")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="alert_sources")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["integration__name"]
+        constraints = [models.UniqueConstraint(fields=["alert", "integration"], name="alert_source_unique")]
+
+    def __str__(self):
+        return f"{self.alert_id} from {self.integration_id}"
+
+
+@receiver(post_delete, sender=Integration)
+def _drop_alerts_no_integration_returns(sender, instance, **kwargs):
+    """An integration's alerts go with it, except those another integration also returned."""
+    Alert.objects.filter(sources__isnull=True).delete()
 
 
 class AlertFetch(models.Model):

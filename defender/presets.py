@@ -14,6 +14,11 @@ MDE, GRAPH, SIEM = ApiFlavour.MDE, ApiFlavour.GRAPH, ApiFlavour.SIEM
 
 API_FLAVOURS = choices(ApiFlavour)
 
+# The clouds a tenant can live in. Each has its own portal; GCC High and DoD share their API and sign-in hosts, so the
+# preset says which one it is (services.alerts.PORTALS).
+COMMERCIAL, GCC, GCC_HIGH, DOD = "commercial", "gcc", "gcc-high", "dod"
+CLOUDS = [(COMMERCIAL, "Commercial"), (GCC, "US GCC"), (GCC_HIGH, "US GCC High"), (DOD, "US DoD")]
+
 PUBLIC_LOGIN = "https://login.microsoftonline.com"
 US_GOV_LOGIN = "https://login.microsoftonline.us"
 
@@ -39,6 +44,7 @@ class Preset:
     auth_url: str
     resource: str
     common: bool  # shown first; the others sit under "More"
+    cloud: str = COMMERCIAL
 
 
 # One row per preset, kept as a table for reading across.
@@ -52,24 +58,25 @@ PRESETS = [
     Preset(MDE, "au", "Australia", "au.api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
     Preset(MDE, "swa", "Switzerland", "swa.api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
     Preset(MDE, "ina", "India", "ina.api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
+    Preset(MDE, "aea", "UAE", "aea.api.security.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
     Preset(MDE, "legacy-global", "Global (legacy host)", "api.securitycenter.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
     Preset(MDE, "legacy-us", "US (legacy host)", "api-us.securitycenter.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
     Preset(MDE, "legacy-eu", "EU (legacy host)", "api-eu.securitycenter.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
     Preset(MDE, "legacy-uk", "UK (legacy host)", "api-uk.securitycenter.microsoft.com", PUBLIC_LOGIN, "https://api.securitycenter.microsoft.com", False),
-    Preset(MDE, "gcc", "US GCC", "api-gcc.securitycenter.microsoft.us", PUBLIC_LOGIN, "https://api-gcc.securitycenter.microsoft.us", False),
-    Preset(MDE, "gcc-high", "US GCC High", "api-gov.securitycenter.microsoft.us", US_GOV_LOGIN, "https://api-gov.securitycenter.microsoft.us", False),
-    Preset(MDE, "dod", "US DoD", "api-gov.securitycenter.microsoft.us", US_GOV_LOGIN, "https://api-gov.securitycenter.microsoft.us", False),
+    Preset(MDE, "gcc", "US GCC", "api-gcc.securitycenter.microsoft.us", PUBLIC_LOGIN, "https://api-gcc.securitycenter.microsoft.us", False, GCC),
+    Preset(MDE, "gcc-high", "US GCC High", "api-gov.securitycenter.microsoft.us", US_GOV_LOGIN, "https://api-gov.securitycenter.microsoft.us", False, GCC_HIGH),
+    Preset(MDE, "dod", "US DoD", "api-gov.securitycenter.microsoft.us", US_GOV_LOGIN, "https://api-gov.securitycenter.microsoft.us", False, DOD),
     # Microsoft Graph security API and its national clouds.
     Preset(GRAPH, "global", "Global", "graph.microsoft.com", PUBLIC_LOGIN, "https://graph.microsoft.com", True),
-    Preset(GRAPH, "gcc", "US GCC", "graph.microsoft.com", PUBLIC_LOGIN, "https://graph.microsoft.com", False),
-    Preset(GRAPH, "gcc-high", "US GCC High", "graph.microsoft.us", US_GOV_LOGIN, "https://graph.microsoft.us", False),
-    Preset(GRAPH, "dod", "US DoD", "dod-graph.microsoft.us", US_GOV_LOGIN, "https://dod-graph.microsoft.us", False),
+    Preset(GRAPH, "gcc", "US GCC", "graph.microsoft.com", PUBLIC_LOGIN, "https://graph.microsoft.com", False, GCC),
+    Preset(GRAPH, "gcc-high", "US GCC High", "graph.microsoft.us", US_GOV_LOGIN, "https://graph.microsoft.us", False, GCC_HIGH),
+    Preset(GRAPH, "dod", "US DoD", "dod-graph.microsoft.us", US_GOV_LOGIN, "https://dod-graph.microsoft.us", False, DOD),
     # Legacy SIEM alert exporters (deprecated by Microsoft; v1 tokens for the Azure AD Graph resource).
     Preset(SIEM, "us", "US", "wdatp-alertexporter-us.windows.com", PUBLIC_LOGIN, "https://graph.windows.net", True),
     Preset(SIEM, "eu", "EU", "wdatp-alertexporter-eu.windows.com", PUBLIC_LOGIN, "https://graph.windows.net", True),
     Preset(SIEM, "uk", "UK", "wdatp-alertexporter-uk.windows.com", PUBLIC_LOGIN, "https://graph.windows.net", True),
-    Preset(SIEM, "gcc", "US GCC", "wdatp-alertexporter-us.gcc.securitycenter.windows.us", PUBLIC_LOGIN, "https://graph.windows.net", False),
-    Preset(SIEM, "gcc-high", "US GCC High / DoD", "wdatp-alertexporter-us.securitycenter.windows.us", US_GOV_LOGIN, "https://graph.windows.net", False),
+    Preset(SIEM, "gcc", "US GCC", "wdatp-alertexporter-us.gcc.securitycenter.windows.us", PUBLIC_LOGIN, "https://graph.windows.net", False, GCC),
+    Preset(SIEM, "gcc-high", "US GCC High / DoD", "wdatp-alertexporter-us.securitycenter.windows.us", US_GOV_LOGIN, "https://graph.windows.net", False, GCC_HIGH),
 ]
 # fmt: on
 

@@ -308,7 +308,7 @@ def test_a_failing_integration_shows_its_error_above_the_alerts_of_the_others(ad
     assert not failed.ok
     assert escape(failed.message) in content and "alert-danger" in content
     assert content.index(escape(failed.message)) < content.index('id="alerts-table"')
-    assert response.context["table"].paginator.count == Alert.objects.filter(integration=working).count() > 0
+    assert response.context["table"].paginator.count == Alert.objects.filter(integrations=working).count() > 0
 
 
 def test_an_empty_result_names_the_names_and_the_window_asked(admin_client, simulator):
@@ -537,7 +537,7 @@ def test_the_table_shows_fifty_alerts_a_page(admin_client):
 def test_severity_and_status_filter_the_table(admin_client):
     actor = make_actor()
     integration = store(actor, 8)
-    Alert.objects.filter(integration=integration, severity="High").update(status="Resolved")
+    Alert.objects.filter(integrations=integration, severity="High").update(status="Resolved")
 
     table = admin_client.get(actor_url(actor) + "?severity=High&severity=Low&status=New").context["table"]
 

@@ -1,4 +1,4 @@
-"""The store keeps what an integration answered, one row per alert, updated in place when asked again.
+"""The store keeps what an integration answered, one row per alert of a tenant, updated in place when asked again.
 
 Alerts built by hand cover what the simulator does not vary.
 """
@@ -10,9 +10,10 @@ import pytest
 from django.utils import timezone
 
 from defender import alert_store
-from defender.models import Alert
+from defender.models import Alert, AlertSource
 from defender.services.alerts import Alert as DefenderAlert
-from tests.factories import make_actor, make_integration
+from defender.services.alerts import Evidence
+from tests.factories import TENANT_ID, make_actor, make_integration
 
 THIRTY_DAYS = timedelta(days=30)
 
@@ -74,12 +75,91 @@ def test_the_same_alert_twice_in_one_answer_is_stored_once():
 
 
 @pytest.mark.django_db
-def test_the_same_alert_id_from_two_integrations_is_two_rows():
+def test_the_same_alert_from_two_integrations_of_one_tenant_is_one_row_naming_both():
     actor = make_actor()
     alert = defender_alert()
     alert_store.store_alerts(actor, make_integration(name="Defender EU"), [alert])
-    alert_store.store_alerts(actor, make_integration(name="Defender US"), [alert])
+    alert_store.store_alerts(actor, make_integration(name="Graph", tenant_id=TENANT_ID.upper()), [alert])
+    row = Alert.objects.get()
+    assert sorted(row.integrations.values_list("name", flat=True)) == ["Defender EU", "Graph"]
+
+
+@pytest.mark.django_db
+def test_the_same_alert_id_in_two_tenants_is_two_rows():
+    actor = make_actor()
+    alert = defender_alert()
+    alert_store.store_alerts(actor, make_integration(name="Defender EU"), [alert])
+    alert_store.store_alerts(actor, make_integration(name="Other tenant", tenant_id="contoso.example"), [alert])
     assert Alert.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_an_integration_returning_an_alert_again_keeps_when_it_first_did():
+    actor = make_actor()
+    integration = make_integration()
+    first = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    alert_store.store_alerts(actor, integration, [defender_alert()], first)
+    alert_store.store_alerts(actor, integration, [defender_alert()], first + timedelta(hours=1))
+    source = AlertSource.objects.get()
+    assert (source.first_seen_at, source.last_seen_at) == (first, first + timedelta(hours=1))
+
+
+@pytest.mark.django_db
+def test_deleting_an_integration_keeps_the_alerts_another_one_also_returned():
+    actor = make_actor()
+    eu, graph = make_integration(name="Defender EU"), make_integration(name="Graph")
+    alert_store.store_alerts(actor, eu, [defender_alert("da-both"), defender_alert("da-eu-only")])
+    alert_store.store_alerts(actor, graph, [defender_alert("da-both")])
+
+    eu.delete()
+
+    row = Alert.objects.get()
+    assert row.alert_id == "da-both"
+    assert list(row.integrations.values_list("name", flat=True)) == ["Graph"]
+
+
+@pytest.mark.django_db
+def test_every_field_and_the_evidence_are_stored_and_null_text_is_empty():
+    actor = make_actor()
+    evidence = Evidence(
+        entity_type="Process",
+        process_name="powershell.exe",
+        command_line="powershell.exe -enc AAAA",
+        sha256="a" * 64,
+        detection_status="Blocked",
+        was_executing=True,
+    )
+    fields = {
+        "incident_id": "42",
+        "incident_url": "https://security.microsoft.com/incidents/42",
+        "device_id": "ff00",
+        "threat_family": "Mimikatz",
+        "threat_name": "HackTool:Win32/Mimikatz",
+        "detector_id": "17e10bbc",
+        "classification": "InformationalExpectedActivity",
+        "determination": "SecurityTesting",
+        "assigned_to": "secops@contoso.com",
+        "last_update": datetime(2026, 5, 1, 13, 0, tzinfo=UTC),
+        "resolved": datetime(2026, 5, 1, 14, 0, tzinfo=UTC),
+        "service_source": "microsoftDefenderForEndpoint",
+        "product_name": "Microsoft Defender for Endpoint",
+        "evidence": (evidence,),
+    }
+    alert_store.store_alerts(actor, make_integration(), [defender_alert(**fields)])
+    row = Alert.objects.get()
+    assert {name: getattr(row, name) for name in fields if name != "evidence"} == {
+        name: value for name, value in fields.items() if name != "evidence"
+    }
+    assert row.evidence[0]["command_line"] == "powershell.exe -enc AAAA"
+    assert (row.evidence[0]["detection_status"], row.evidence[0]["was_executing"]) == ("Blocked", True)
+    assert row.evidence[0]["file_name"] == ""
+
+
+@pytest.mark.django_db
+def test_an_incident_link_that_is_not_https_is_not_kept():
+    actor = make_actor()
+    alert_store.store_alerts(actor, make_integration(), [defender_alert(incident_url="javascript:alert(1)")])
+    assert Alert.objects.get().incident_url == ""
 
 
 @pytest.mark.django_db

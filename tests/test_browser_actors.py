@@ -151,7 +151,7 @@ def status_of(page, integration_name):
 
 def ids_in_window(actor, integration, since, until):
     """The stored alerts with any of their times in since..until, counted here without the page's own filter."""
-    moments = Alert.objects.filter(actor=actor, integration=integration).values_list(
+    moments = Alert.objects.filter(actor=actor, integrations=integration).values_list(
         "alert_id", "first_event", "created", "last_event"
     )
     return {

@@ -27,7 +27,7 @@ def test_get_alerts_stores_the_rows_defender_answered(simulator):
     [fetch] = operations_alerts.fetch_alerts(actor, [integration], *last_30_days())
 
     assert fetch.ok, fetch.message
-    stored = Alert.objects.filter(actor=actor, integration=integration)
+    stored = Alert.objects.filter(actor=actor, integrations=integration)
     assert stored.count() == fetch.alert_count > 0
     alert = stored.first()
     assert alert.matched_name == hostname
@@ -64,8 +64,8 @@ def test_one_failing_integration_does_not_stop_the_others(simulator, closed_port
     assert "secret" in fetches[1].message.lower()
     assert str(closed_port) in fetches[2].message
     assert not_secret_in(fetches, "not-the-secret")
-    assert Alert.objects.filter(integration=working).count() == fetches[0].alert_count > 0
-    assert not Alert.objects.filter(integration__in=[wrong_secret, closed]).exists()
+    assert Alert.objects.filter(integrations=working).count() == fetches[0].alert_count > 0
+    assert not Alert.objects.filter(integrations__in=[wrong_secret, closed]).exists()
 
 
 @pytest.mark.django_db

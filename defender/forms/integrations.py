@@ -21,6 +21,7 @@ ADVANCED_FIELDS = (
     "page_size",
     "lookback_hours",
     "clock_skew_seconds",
+    "graph_all_products",
     "secret_expires_on",
 )
 
@@ -65,6 +66,7 @@ class IntegrationForm(KeepsTypedSecret, WriteOnlySecretMixin, forms.ModelForm):
             "auth_url",
             "tenant_id",
             "resource",
+            "cloud",
             "proxy_rule",
             "enabled",
             *ADVANCED_FIELDS,
@@ -110,6 +112,7 @@ class IntegrationForm(KeepsTypedSecret, WriteOnlySecretMixin, forms.ModelForm):
             "host": preset.host,
             "auth_url": preset.auth_url,
             "resource": preset.resource,
+            "cloud": preset.cloud,
             "api_version": presets.DEFAULT_API_VERSION[flavour],
         }
         for name, value in defaults.items():

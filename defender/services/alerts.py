@@ -60,9 +60,13 @@ MOST_EVIDENCE = 100
 GRAPH_MAX_TOP = 1000
 GRAPH_RATE = "Microsoft Graph allows 150 requests a minute per app and tenant for security alerts."
 GRAPH_MDE_SOURCE = "microsoftDefenderForEndpoint"
+# Graph adds enum members after v1.0 shipped (securityTesting, ...) and sends "unknownFutureValue" for them unless
+# asked for the evolvable members by name (Graph's "evolvable enumerations").
+GRAPH_HEADERS = {"Prefer": "include-unknown-enum-members"}
 # The portal of each US Government cloud (Defender for Endpoint "US Government" page). GCC High and DoD share their
 # API host, so only the integration's cloud tells them apart.
 PORTALS = {
+    "commercial": "https://security.microsoft.com",
     "gcc": "https://security.microsoft.com",
     "gcc-high": "https://security.microsoft.us",
     "dod": "https://security.apps.mil",
@@ -166,7 +170,8 @@ def probe_api(settings: Any) -> str:
     """Make the cheap call and say what came back; raises a DefenderError (401, 403, ...) otherwise."""
     path, params = probe_path(settings)
     api = _client(settings)
-    data = api.get_json(api.url(path), params)
+    headers = GRAPH_HEADERS if settings.flavour == presets.GRAPH else None
+    data = api.get_json(api.url(path), params, headers=headers)
     items = data if isinstance(data, list) else (data.get("value") if isinstance(data, dict) else None)
     count = len(items) if isinstance(items, list) else 0
     return f"GET {path} answered 200 with {count} alert{'' if count == 1 else 's'}."
@@ -405,7 +410,7 @@ def _graph_alerts(api: Any, settings: Any, names: tuple[str, ...], window: Windo
     others = unreadable = not_on_machines = 0
     try:
         # No page size for the client: Graph pages by @odata.nextLink, and $skip beyond 500 is refused.
-        for raw in api.iter_items(path, params):
+        for raw in api.iter_items(path, params, headers=GRAPH_HEADERS):
             reported, matched, device_id = graph_device(raw, names)
             if matched:
                 alert = from_graph(raw, reported or "", matched, device_id)

@@ -4,7 +4,7 @@
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -91,8 +91,9 @@ class ApiClient:
     def url(self, path: str) -> str:
         return self.settings.base_url + path
 
-    def get(self, url: str, params: Params = None) -> Response:
-        """One GET with the retry rules; returns the successful response or raises an ApiFailed subclass."""
+    def get(self, url: str, params: Params = None, headers: Mapping[str, str] | None = None) -> Response:
+        """One GET with the retry rules; returns the successful response or raises an ApiFailed subclass. ``headers``
+        are sent beside Authorization and Accept (Graph's Prefer, for one)."""
         path = urlsplit(url).path
         reauthenticated = False
         attempts = 0
@@ -100,7 +101,10 @@ class ApiClient:
         while True:
             token = self.tokens.token()
             response = self.transport.send(
-                "GET", url, params=params, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+                "GET",
+                url,
+                params=params,
+                headers={**(headers or {}), "Authorization": f"Bearer {token}", "Accept": "application/json"},
             )
             status = response.status_code
             if status < 400:
@@ -166,8 +170,8 @@ class ApiClient:
             )
         return ApiFailed(f"{self.api_name} answered HTTP {status} to {path}{detail_text}.", code=status)
 
-    def get_json(self, url: str, params: Params = None, page: int = 1) -> Any:
-        response = self.get(url, params)
+    def get_json(self, url: str, params: Params = None, page: int = 1, headers: Mapping[str, str] | None = None) -> Any:
+        response = self.get(url, params, headers)
         try:
             return json.loads(response.content)
         except ValueError:
@@ -183,7 +187,13 @@ class ApiClient:
                 "The service sent an answer no documented API sends; check the Host.",
             ) from None
 
-    def iter_items(self, path: str, params: Params = None, page_size: int | None = None) -> Iterator[Any]:
+    def iter_items(
+        self,
+        path: str,
+        params: Params = None,
+        page_size: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[Any]:
         """Yield the items of a list endpoint page by page, never holding more than one page.
 
         Follows @odata.nextLink; where the link is missing but a full page came back (the Defender API omits it
@@ -201,7 +211,7 @@ class ApiClient:
         page = 1
         previous_first: object = None
         while True:
-            data = self.get_json(url, query, page)
+            data = self.get_json(url, query, page, headers)
             if isinstance(data, list):
                 yield from data
                 return

@@ -149,6 +149,11 @@ class ConnectionSettings:
     proxy: ProxySettings | None = None
     name: str = ""  # the integration's name, for messages
     integration_id: int | None = None
+    # The cloud the tenant lives in (commercial, gcc, gcc-high, dod): GCC High and DoD share an API host, so only
+    # this tells their portals apart. "" reads it from the host.
+    cloud: str = ""
+    # Graph only: every Defender product's alerts, not only Defender for Endpoint's.
+    graph_all_products: bool = False
 
     def __post_init__(self) -> None:
         # An IPv6 host may be typed with or without brackets; it is kept without, and bracketed where URLs need it.

@@ -50,6 +50,7 @@ class RequestRecord:
     user_agent: str
     status: int
     kind: str  # "token", "discovery", "api" or "control"
+    prefer: str = ""  # the Prefer header (Graph's include-unknown-enum-members)
 
 
 def _held(detections_of, alert_id, index):
@@ -272,6 +273,7 @@ class Simulator:
                 user_agent=request.headers.get("User-Agent", ""),
                 status=reply.status if reply else 500,
                 kind=kind,
+                prefer=request.headers.get("Prefer", ""),
             )
             with self._lock:
                 self._log.append(record)

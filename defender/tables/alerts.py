@@ -3,6 +3,7 @@
 from datetime import UTC
 
 import django_tables2 as tables
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -64,7 +65,8 @@ class AlertTable(ConsoleTable):
     mitre_techniques = tables.Column(verbose_name="MITRE techniques", orderable=False)
     status = SortedColumn(order_by="status")
     machine_name = SortedColumn(verbose_name="Machine", order_by="machine_name")
-    integration = SortedColumn(verbose_name="Integration", accessor="integration__name", order_by="integration__name")
+    # Every integration that returned the alert (prefetched with the page); not sortable, an alert may have several.
+    integration = tables.Column(verbose_name="Integration", accessor="pk", orderable=False)
     portal_url = tables.Column(verbose_name="Defender", orderable=False)
 
     class Meta:
@@ -100,17 +102,32 @@ class AlertTable(ConsoleTable):
     def render_title(self, value, record):
         # A <details> needs no script and opens with the keyboard: the row's other facts, whatever the screen width.
         activity = format_html("{} to {}", utc_time(record.first_event), utc_time(record.last_event))
+        threat = " / ".join(name for name in (record.threat_family, record.threat_name) if name)
+        verdict = " / ".join(name for name in (record.classification, record.determination) if name)
         facts = (
             ("Category", record.category or "—"),
             ("Detection source", record.detection_source or "—"),
             ("MITRE techniques", self.render_mitre_techniques(record.mitre_techniques) or "—"),
             ("Activity", activity),
+            ("Last update", utc_time(record.last_update)),
+            ("Threat", threat or "—"),
+            ("Classification", verdict or "—"),
+            ("Incident", record.incident_id or "—"),
             ("Alert ID", record.alert_id),
         )
+        # The evidence and the raw JSON are on the alert's own page, read only when it is opened.
+        detail = reverse("defender:actor-alert", args=[self.actor.pk, record.pk])
         return format_html(
-            '<details class="alert-more"><summary>{}</summary><dl class="alert-facts">{}</dl></details>',
+            '<details class="alert-more"><summary>{}</summary><dl class="alert-facts">{}</dl>'
+            '<a class="alert-detail-link" href="{}">Evidence, every field and the raw JSON</a></details>',
             value,
             format_html_join("", "<dt>{}</dt><dd>{}</dd>", facts),
+            detail,
+        )
+
+    def render_integration(self, record):
+        return format_html_join(
+            mark_safe("<br>"), "{}", ((source.integration.name,) for source in record.sources.all())
         )
 
     def render_status(self, record):

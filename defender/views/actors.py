@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
 from django.db.models import Count
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse, reverse_lazy
 from django.utils import timezone
@@ -163,6 +164,19 @@ class AlertCsvView(PermissionRequiredMixin, View):
         return alert_export.csv_response(actor, table.sorted_alerts())
 
 
+class AlertDetailView(PermissionRequiredMixin, View):
+    """One stored alert with everything kept of it: its fields, its evidence, who returned it, and the raw JSON."""
+
+    permission_required = ("defender.view_actor", "defender.view_alert")
+
+    def get(self, request, pk, alert_pk):
+        actor = get_object_or_404(Actor, pk=pk)
+        alert = alert_store.stored_alert(actor, alert_pk)
+        if alert is None:
+            raise Http404("No such alert of this actor.")
+        return render(request, "defender/actors/alert.html", {"actor": actor, "alert": alert})
+
+
 urlpatterns = [
     path("actors/", ActorListView.as_view(), name="actor-list"),
     path("actors/add/", ActorCreateView.as_view(), name="actor-add"),
@@ -171,4 +185,5 @@ urlpatterns = [
     path("actors/<int:pk>/delete/", ActorDeleteView.as_view(), name="actor-delete"),
     path("actors/<int:pk>/alerts/", GetAlertsView.as_view(), name="actor-get-alerts"),
     path("actors/<int:pk>/alerts.csv", AlertCsvView.as_view(), name="actor-alerts-csv"),
+    path("actors/<int:pk>/alerts/<int:alert_pk>/", AlertDetailView.as_view(), name="actor-alert"),
 ]

@@ -1,10 +1,13 @@
-// Add/Edit Integration: region presets fill Host, Auth URL and Resource; the API flavour switches the defaults, the
-// preset buttons and the permissions help. A value the user typed is never replaced without a click on a preset:
+// Add/Edit Integration: region presets fill Host, Auth URL, Resource and Cloud; the API flavour switches the defaults,
+// the preset buttons and the permissions help. A value the user typed is never replaced without a click on a preset:
 // switching flavour only updates fields that are empty or still hold a preset or default value.
 (function () {
   "use strict";
 
-  const PRESET_FIELDS = { host: "presetHost", auth_url: "presetAuthUrl", resource: "presetResource" };
+  // The cloud too: GCC High and DoD share a host, and only the cloud tells their portals apart.
+  const PRESET_FIELDS = {
+    host: "presetHost", auth_url: "presetAuthUrl", resource: "presetResource", cloud: "presetCloud",
+  };
 
   function presets() {
     return JSON.parse(document.getElementById("integration-presets").textContent);
