@@ -252,9 +252,13 @@ class Integration(models.Model):
     )
     cloud = models.CharField(
         max_length=20,
+        blank=True,
         choices=presets.CLOUDS,
         default=presets.COMMERCIAL,
-        help_text="Set by the region preset; decides the portal the alerts link to (GCC High and DoD share a host).",
+        help_text=(
+            "Set by the region preset; decides the portal the alerts link to (GCC High and DoD share a host). "
+            "Empty: read from the host."
+        ),
     )
     graph_all_products = models.BooleanField(
         "all Defender products (Graph)",
@@ -334,6 +338,10 @@ class Integration(models.Model):
             f"Type the client secret again on the Edit page: since it was typed, {destinations.spoken_list(reasons)} "
             "changed, and a saved secret only goes where it went before."
         )
+
+    def alerts_only_it_returned(self):
+        """The stored alerts no other integration returned: those deleting this integration deletes."""
+        return self.alerts.exclude(sources__integration__in=Integration.objects.exclude(pk=self.pk))
 
     def to_settings(self) -> ConnectionSettings:
         """The plain connection settings the services take: decrypts the secret, and refuses (with

@@ -279,10 +279,11 @@ def test_delete_says_how_many_stored_alerts_go_with_it(admin_client):
     integration = make_integration()
     actor = make_actor()
     for number in range(3):
-        Alert.objects.create(
-            integration=integration, actor=actor, alert_id=f"da{number}", title="Suspicious PowerShell",
+        alert = Alert.objects.create(
+            tenant_id=integration.tenant_id, actor=actor, alert_id=f"da{number}", title="Suspicious PowerShell",
             first_seen_at=timezone.now(), updated_at=timezone.now(),
         )  # fmt: skip
+        alert.sources.create(integration=integration, first_seen_at=timezone.now(), last_seen_at=timezone.now())
     url = reverse("defender:integration-delete", args=[integration.pk])
     assert "3 stored alerts" in admin_client.get(url).content.decode()
     response = admin_client.post(url, follow=True)

@@ -9,7 +9,6 @@ import pytest
 from defender import presets
 from defender.services import alerts
 from defender.services.alerts import Window, alerts_for_actor, describe_window, same_host
-from defender.services.connection import ConnectionSettings
 from defender.services.errors import BadResponse, PermissionMissing, Throttled
 from tests.fixtures.connection import settings_for
 
@@ -319,13 +318,27 @@ def test_graph_is_narrowed_to_defender_for_endpoint_at_the_server_within_its_pag
     assert "%24skip" not in query
 
 
-@dataclasses.dataclass(frozen=True)
-class AllProducts(ConnectionSettings):
-    graph_all_products: bool = True
+def test_graph_is_asked_for_the_enum_members_added_after_v1_0(clean_simulator):
+    settings = settings_for(clean_simulator, presets.GRAPH)
+    alerts_for_actor(settings, ["ws-fin-07"], *_month(None))
+    graph_calls = [record for record in clean_simulator.requests if record.path.endswith("/alerts_v2")]
+    assert graph_calls and {record.prefer for record in graph_calls} == {"include-unknown-enum-members"}
+
+
+def test_the_defender_api_is_sent_no_prefer_header(clean_simulator):
+    alerts_for_actor(settings_for(clean_simulator, presets.MDE), ["ws-fin-07"], *_month(None))
+    assert {record.prefer for record in clean_simulator.requests if record.kind == "api"} == {""}
+
+
+def test_graph_with_all_products_is_not_narrowed_to_defender_for_endpoint(clean_simulator):
+    settings = dataclasses.replace(settings_for(clean_simulator, presets.GRAPH), graph_all_products=True)
+    alerts_for_actor(settings, ["ws-fin-07"], *_month(None))
+    query = next(record.query for record in clean_simulator.requests if record.path.endswith("/alerts_v2"))
+    assert "serviceSource" not in query
 
 
 def test_graph_email_alerts_of_all_products_are_not_counted_as_on_other_machines(simulator):
-    settings = AllProducts(**dataclasses.asdict(settings_for(simulator, presets.GRAPH)))
+    settings = dataclasses.replace(settings_for(simulator, presets.GRAPH), graph_all_products=True)
     result = alerts_for_actor(settings, ["ws-nowhere"], *_month(None))
     emails = len(simulator.data.email_alerts)
     assert result.message == (

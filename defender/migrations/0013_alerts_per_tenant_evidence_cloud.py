@@ -142,7 +142,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='integration',
             name='cloud',
-            field=models.CharField(choices=[('commercial', 'Commercial'), ('gcc', 'US GCC'), ('gcc-high', 'US GCC High'), ('dod', 'US DoD')], default='commercial', help_text='Set by the region preset; decides the portal the alerts link to (GCC High and DoD share a host).', max_length=20),
+            field=models.CharField(blank=True, choices=[('commercial', 'Commercial'), ('gcc', 'US GCC'), ('gcc-high', 'US GCC High'), ('dod', 'US DoD')], default='commercial', help_text='Set by the region preset; decides the portal the alerts link to (GCC High and DoD share a host). Empty: read from the host.', max_length=20),
         ),
         migrations.AddField(
             model_name='integration',

@@ -182,7 +182,7 @@ class IntegrationDeleteView(PermissionRequiredMixin, SuccessMessageMixin, Delete
         return f"Integration {self.object.name} was deleted."
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(alert_count=self.object.alerts.count(), **kwargs)
+        return super().get_context_data(alert_count=self.object.alerts_only_it_returned().count(), **kwargs)
 
 
 class IntegrationTestView(PermissionRequiredMixin, SingleObjectMixin, View):
