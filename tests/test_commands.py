@@ -96,6 +96,17 @@ def test_defender_alerts_json_for_an_actor_by_name_uses_its_alternate_hostname(i
     assert "alerts on" in err
 
 
+def test_defender_alerts_json_has_every_field_kept_with_the_evidence_and_its_detection_status(integration):
+    out, _ = _run("defender_alerts", "Simulator", "--actor", "ws-fin-07", "--since", _month_ago(), "--json")
+    rows = json.loads(out)
+    kept = {"incident_id", "incident_url", "device_id", "threat_family", "threat_name", "detector_id",
+            "classification", "determination", "assigned_to", "last_update", "resolved", "service_source",
+            "product_name", "evidence", "raw"}  # fmt: skip
+    assert rows and all(set(row) >= kept for row in rows)
+    assert any(entry["detection_status"] for row in rows for entry in row["evidence"])
+    assert all(row["device_id"] for row in rows)
+
+
 def test_defender_alerts_csv_has_the_same_columns(integration):
     out, _ = _run("defender_alerts", "Simulator", "--actor", "ws-fin-07", "--since", _month_ago(), "--csv")
     rows = list(csv.DictReader(io.StringIO(out)))
