@@ -16,6 +16,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Prefetch
 from django.utils import timezone
 
+from defender import presets
 from defender.models import Actor, Alert, AlertFetch, AlertSource, Integration
 from defender.services import alerts as services_alerts
 from defender.services.untrusted import storable_json, storable_text, text
@@ -129,6 +130,20 @@ def store_alerts(actor, integration, alerts, now=None):
 
 
 def _upsert(integration, tenant, rows, now):
+    ids = [row.alert_id for row in rows]
+    if integration.api_flavour == presets.SIEM:
+        # The SIEM exporter's copy of an alert is its poorest (no status, no activity times, no classification, no
+        # detection status): when a Defender API or Graph integration of the tenant returned it, the row keeps
+        # theirs and only notes that this one returned it too.
+        richer = set()
+        for start in range(0, len(ids), BATCH_SIZE):
+            found = Alert.objects.filter(
+                tenant_id=tenant,
+                alert_id__in=ids[start : start + BATCH_SIZE],
+                sources__integration__api_flavour__in=[presets.MDE, presets.GRAPH],
+            )
+            richer.update(found.values_list("alert_id", flat=True))
+        rows = [row for row in rows if row.alert_id not in richer]
     Alert.objects.bulk_create(
         rows,
         batch_size=BATCH_SIZE,
@@ -137,7 +152,6 @@ def _upsert(integration, tenant, rows, now):
         update_fields=UPDATED_FIELDS,
     )
     # Read the keys back rather than trust bulk_create to set them: not every database returns them on a conflict.
-    ids = [row.alert_id for row in rows]
     sources = []
     for start in range(0, len(ids), BATCH_SIZE):
         keys = Alert.objects.filter(tenant_id=tenant, alert_id__in=ids[start : start + BATCH_SIZE])

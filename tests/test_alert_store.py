@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from defender import alert_store
+from defender import alert_store, presets
 from defender.models import Alert, AlertSource
 from defender.services.alerts import Alert as DefenderAlert
 from defender.services.alerts import Evidence
@@ -196,3 +196,26 @@ def test_an_https_portal_link_is_kept():
         actor, make_integration(), [defender_alert(portal_url="https://security.microsoft.com/alerts/da1")]
     )
     assert Alert.objects.get().portal_url == "https://security.microsoft.com/alerts/da1"
+
+
+@pytest.mark.django_db
+def test_the_siem_exporters_poorer_copy_never_replaces_what_the_defender_api_stored():
+    actor = make_actor()
+    evidence = (Evidence(entity_type="Process", process_name="powershell.exe", detection_status="Blocked"),)
+    alert_store.store_alerts(actor, make_integration(name="Defender API"), [defender_alert(evidence=evidence)])
+    siem = make_integration(name="SIEM", api_flavour=presets.SIEM, resource="https://graph.windows.net", api_version="")
+    alert_store.store_alerts(actor, siem, [defender_alert(status="Unknown", first_event=None, evidence=())])
+
+    row = Alert.objects.get()
+    assert (row.status, row.evidence[0]["detection_status"]) == ("New", "Blocked")
+    assert row.first_event is not None
+    assert sorted(row.integrations.values_list("name", flat=True)) == ["Defender API", "SIEM"]
+
+
+@pytest.mark.django_db
+def test_the_defender_api_replaces_what_the_siem_exporter_stored_first():
+    actor = make_actor()
+    siem = make_integration(name="SIEM", api_flavour=presets.SIEM, resource="https://graph.windows.net", api_version="")
+    alert_store.store_alerts(actor, siem, [defender_alert(status="Unknown")])
+    alert_store.store_alerts(actor, make_integration(name="Defender API"), [defender_alert(status="InProgress")])
+    assert Alert.objects.get().status == "InProgress"

@@ -359,3 +359,40 @@ def test_the_actor_page_and_the_actors_list_never_scroll_sideways(browser, live_
         assert inside_viewport(page, row_link)
     finally:
         context.close()
+
+
+def test_an_alert_three_integrations_of_one_tenant_returned_is_one_row_that_opens_on_its_evidence(
+    page, live_server, log_in, admin_user, simulator
+):
+    from defender import presets
+    from tests.fixtures.connection import RESOURCES
+
+    hostname = simulator.actor_hostnames()[0][0]
+    for name, flavour in (("Defender API", presets.MDE), ("Graph", presets.GRAPH), ("SIEM", presets.SIEM)):
+        simulator_integration(
+            simulator,
+            name=name,
+            api_flavour=flavour,
+            resource=RESOURCES[flavour],
+            api_version=presets.DEFAULT_API_VERSION[flavour],
+        )
+    log_in(admin_user.username, PASSWORD)
+    add_actor(page, live_server, "Finance workstation", hostname)
+    for name in ("Defender API", "Graph", "SIEM"):
+        page.get_by_label(name, exact=True).check()
+    get_alerts(page)
+    expect(page.locator("#alerts-table tbody tr").first).to_be_visible(timeout=30_000)
+
+    stored = Alert.objects.filter(actor__name="Finance workstation")
+    ids = [row.strip() for row in page.locator("#alerts-table tbody details dd:last-of-type").all_text_contents()]
+    assert len(ids) == len(set(ids)) == stored.count() > 0
+    named = table_column(page, "Integration")
+    assert "Defender API\nGraph\nSIEM" in named
+
+    row = page.locator("#alerts-table tbody tr").nth(named.index("Defender API\nGraph\nSIEM"))
+    row.locator("summary").click()
+    row.get_by_role("link", name="Evidence, every field and the raw JSON").click()
+    expect(page.locator("#alert-sources")).to_contain_text("Defender API")
+    expect(page.locator("#alert-sources")).to_contain_text("SIEM")
+    expect(page.locator("#alert-evidence")).to_contain_text("Detection status")
+    expect(page.locator("#alert-raw")).to_contain_text('"id":')
