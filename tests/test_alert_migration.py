@@ -1,0 +1,42 @@
+"""The migration to one alert per tenant: the same alert stored once per integration becomes one row naming each,
+and every integration gets the cloud its host says."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+BEFORE = [("defender", "0012_field_labels_and_help_texts")]
+AFTER = [("defender", "0013_alerts_per_tenant_evidence_cloud")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_alert_stored_by_two_integrations_of_a_tenant_becomes_one_row_naming_both():
+    executor = MigrationExecutor(connection)
+    executor.migrate(BEFORE)
+    old = executor.loader.project_state(BEFORE).apps
+    Integration, Actor, Alert = (old.get_model("defender", name) for name in ("Integration", "Actor", "Alert"))
+    common = {"client_id": "c", "auth_url": "https://login.microsoftonline.us", "resource": "https://r"}
+    mde = Integration.objects.create(name="MDE", host="api-gov.securitycenter.microsoft.us", tenant_id="T-1", **common)
+    graph = Integration.objects.create(name="Graph", host="dod-graph.microsoft.us", tenant_id="t-1", **common)
+    other = Integration.objects.create(name="Other", host="api.security.microsoft.com", tenant_id="t-2", **common)
+    actor = Actor.objects.create(name="Finance workstation", hostname="ws-fin-07")
+    now = timezone.now()
+    for integration in (mde, graph, other):
+        Alert.objects.create(
+            integration=integration, actor=actor, alert_id="da1", title=f"from {integration.name}",
+            first_seen_at=now, updated_at=now,
+        )  # fmt: skip
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(AFTER)
+    new = executor.loader.project_state(AFTER).apps
+    Integration, Alert = new.get_model("defender", "Integration"), new.get_model("defender", "Alert")
+
+    rows = {row.tenant_id: sorted(row.integrations.values_list("name", flat=True)) for row in Alert.objects.all()}
+    assert rows == {"t-1": ["Graph", "MDE"], "t-2": ["Other"]}
+    assert dict(Integration.objects.values_list("name", "cloud")) == {
+        "MDE": "gcc-high",
+        "Graph": "dod",
+        "Other": "commercial",
+    }
