@@ -6,7 +6,7 @@ from django.contrib import admin
 
 from defender import destinations
 from defender.forms.write_only import WriteOnlySecretMixin
-from defender.models import Actor, Alert, AlertFetch, Integration, Job, ProxyRule, RemoteNode, TestRun
+from defender.models import Actor, Alert, AlertFetch, AlertSource, Integration, Job, ProxyRule, RemoteNode, TestRun
 
 
 class IntegrationAdminForm(WriteOnlySecretMixin, forms.ModelForm):
@@ -78,8 +78,16 @@ class ActorAdmin(admin.ModelAdmin):
     list_filter = ["operating_system"]
 
 
+class AlertSourceInline(admin.TabularInline):
+    model = AlertSource
+    extra = 0
+    readonly_fields = ["integration", "first_seen_at", "last_seen_at"]
+    can_delete = False
+
+
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
+    inlines = [AlertSourceInline]
     list_display = ["title", "severity", "status", "created", "machine_name", "actor", "tenant_id"]
     list_filter = ["severity", "status", "integrations"]
     search_fields = ["title", "alert_id", "machine_name"]

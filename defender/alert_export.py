@@ -5,6 +5,7 @@ Defender, or from a remote node, and is not ours to trust.
 """
 
 import csv
+import dataclasses
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from django.http import StreamingHttpResponse
 from django.utils.text import slugify
 
 from defender.models import Actor, Alert, AlertSource
+from defender.services.alerts import Evidence
 
 # A spreadsheet runs a cell that starts with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -49,6 +51,7 @@ CSV_HEADER = [
     "Evidence",
 ]
 CHUNK_SIZE = 2000
+EVIDENCE_FIELDS = tuple(field.name for field in dataclasses.fields(Evidence))
 
 
 def csv_response(actor: Actor, alerts: QuerySet[Alert]) -> StreamingHttpResponse:
@@ -110,10 +113,11 @@ def _utc(moment: datetime | None) -> str:
 
 
 def evidence_text(evidence: Any) -> str:
-    """The evidence in one cell: each entity's filled fields (name=value, comma-separated), entities split by " | "."""
+    """The evidence in one cell: each entity's filled fields (name=value, comma-separated, in Evidence's order: a
+    JSON column need not keep the keys' order), entities split by " | "."""
     entries = evidence if isinstance(evidence, list) else []
     return " | ".join(
-        ", ".join(f"{name}={value}" for name, value in entry.items() if value not in ("", None))
+        ", ".join(f"{name}={entry[name]}" for name in EVIDENCE_FIELDS if entry.get(name) not in ("", None))
         for entry in entries
         if isinstance(entry, dict)
     )

@@ -145,11 +145,12 @@ def test_every_field_and_the_evidence_are_stored_and_null_text_is_empty():
         "product_name": "Microsoft Defender for Endpoint",
         "evidence": (evidence,),
     }
-    alert_store.store_alerts(actor, make_integration(), [defender_alert(**fields)])
+    alert_store.store_alerts(actor, make_integration(), [defender_alert(**fields, category="null")])
     row = Alert.objects.get()
     assert {name: getattr(row, name) for name in fields if name != "evidence"} == {
         name: value for name, value in fields.items() if name != "evidence"
     }
+    assert row.category == ""
     assert row.evidence[0]["command_line"] == "powershell.exe -enc AAAA"
     assert (row.evidence[0]["detection_status"], row.evidence[0]["was_executing"]) == ("Blocked", True)
     assert row.evidence[0]["file_name"] == ""
