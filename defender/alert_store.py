@@ -117,14 +117,14 @@ def store_alerts(actor, integration, alerts, now=None):
     tenant = tenant_key(integration)
     try:
         with transaction.atomic():
-            _upsert(integration, tenant, [_row(actor, tenant, alert, now) for alert in unique.values()], now)
+            _upsert(integration, tenant, [_row(actor, integration, alert, now) for alert in unique.values()], now)
     except (DatabaseError, ValueError, RecursionError):
         # The database refused a value as the API sent it (PostgreSQL keeps no NUL character, no database a lone
         # surrogate, and JSON nested hundreds deep overflows its encoder): store copies any database takes. Making
         # every value storable first would cost a quarter of the time storing takes, for answers that rarely need it.
         logger.info("Storing the alerts of integration %s again with their text cleaned", integration.pk)
         with transaction.atomic():
-            rows = [_row(actor, tenant, alert, now, clean=True) for alert in unique.values()]
+            rows = [_row(actor, integration, alert, now, clean=True) for alert in unique.values()]
             _upsert(integration, tenant, rows, now)
     return len(unique)
 
@@ -168,13 +168,13 @@ def _upsert(integration, tenant, rows, now):
     )
 
 
-def _row(actor, tenant, alert, now, clean=False):
+def _row(actor, integration, alert, now, clean=False):
     severity = alert.severity if alert.severity in Alert.Severity.values else Alert.Severity.UNSPECIFIED
     status = alert.status if alert.status in Alert.Status.values else Alert.Status.UNKNOWN
     fit = _fit_clean if clean else _fit
     evidence = [services_alerts.evidence_to_fields(entry) for entry in alert.evidence]
     return Alert(
-        tenant_id=tenant,
+        tenant_id=tenant_key(integration),
         actor=actor,
         alert_id=fit(alert.id, "alert_id"),
         title=fit(alert.title, "title"),

@@ -601,7 +601,7 @@ def test_get_alerts_refuses_only_the_integration_whose_secret_would_move(admin_c
     refused = AlertFetch.objects.get(integration=moved)
     assert not refused.ok and "is not sent" in refused.message and "Port" in refused.message
     assert AlertFetch.objects.get(integration=working).ok
-    assert Alert.objects.filter(integration=working).exists()
+    assert Alert.objects.filter(integrations=working).exists()
     assert lab.second_capture.connections == 0
 
 

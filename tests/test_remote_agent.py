@@ -78,7 +78,7 @@ def test_alerts_fetched_by_the_agent_arrive_in_the_actors_stored_alerts(simulato
     finally:
         output = stop(agent)
     assert job.state == Job.State.DONE, output + job.error
-    assert actor.alerts.filter(integration=integration).count() > 0
+    assert actor.alerts.filter(integrations=integration).count() > 0
     fetch = actor.alert_fetches.get(integration=integration)
     assert fetch.ok and fetch.alert_count == actor.alerts.count()
 
@@ -119,7 +119,7 @@ def test_defender_alerts_on_a_remote_integration_waits_for_the_agent_and_stores_
     seen = [record for record in simulator.requests if record.kind in ("token", "discovery", "api")]
     assert seen and all("(remote node)" in record.user_agent for record in seen)
     fetch = actor.alert_fetches.get(integration=integration)
-    assert fetch.ok and fetch.alert_count == len(rows) == actor.alerts.filter(integration=integration).count()
+    assert fetch.ok and fetch.alert_count == len(rows) == actor.alerts.filter(integrations=integration).count()
     assert "Window asked: between " in err.getvalue()
 
 

@@ -113,7 +113,7 @@ def test_get_alerts_queues_remote_integrations_and_asks_local_ones_at_once(admin
     job = Job.objects.get(kind="alerts")
     assert job.integration == remote and job.parameters["hostnames"] == [hostname]
     assert "Waiting for remote node dmz-node…" in page
-    assert actor.alerts.filter(integration=local).exists()
+    assert actor.alerts.filter(integrations=local).exists()
     assert '<noscript><meta http-equiv="refresh"' in page
 
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from defender import alert_store, presets
-from defender.models import Actor, Alert, AlertFetch, Integration, Job
+from defender.models import Actor, Alert, AlertFetch, AlertSource, Integration, Job
 from defender.operations import alerts as operations_alerts
 from defender.remote import jobs, tokens
 from defender.services import alerts
@@ -248,11 +248,11 @@ def test_a_hostile_integration_stores_what_it_could_read_and_the_other_integrati
     good_fetch, bad_fetch = operations_alerts.fetch_alerts(actor, [good, bad], *window())
 
     assert good_fetch.ok and bad_fetch.ok, (good_fetch.message, bad_fetch.message)
-    assert Alert.objects.filter(integration=good).count() == good_fetch.alert_count == 17
-    assert Alert.objects.filter(integration=bad).count() == bad_fetch.alert_count == 15
+    assert Alert.objects.filter(integrations=good).count() == good_fetch.alert_count == 17
+    assert Alert.objects.filter(integrations=bad).count() == bad_fetch.alert_count == 15
     assert "could not be read" not in good_fetch.message
     assert bad_fetch.message.endswith(" 2 alerts could not be read and were skipped.")
-    stored = Alert.objects.filter(integration=bad)
+    stored = Alert.objects.filter(integrations=bad)
     assert stored.filter(title="", category="H" * 100, mitre_techniques=[], machine_name=ACTOR_MACHINE).count() == 1
     for alert in stored:
         text = json.dumps([alert.title, alert.detection_source, alert.raw], ensure_ascii=False)
@@ -274,7 +274,8 @@ def test_get_alerts_on_the_actor_page_shows_both_integrations_when_one_is_hostil
     assert response.status_code == 200
     content = response.content.decode()
     assert "2 alerts could not be read and were skipped." in content
-    assert response.context["table"].paginator.count == 17 + 15
+    # The hostile Defender serves the same tenant's alerts: each is one row that names both integrations.
+    assert response.context["table"].paginator.count == 17
 
 
 @pytest.mark.django_db
@@ -285,7 +286,9 @@ def test_an_answer_that_cannot_be_stored_fails_only_its_own_integration_and_keep
     good = simulator_integration(simulator, name="Defender")
     bad = simulator_integration(hostile_simulator, name="Hostile Defender")
     operations_alerts.fetch_alerts(actor, [good, bad], *window())
-    kept = set(Alert.objects.filter(integration=bad).values_list("pk", "updated_at"))
+    # What the hostile integration returned before: the alerts (shared with the other, of the same tenant) and when
+    # it last returned each.
+    kept = set(AlertSource.objects.filter(integration=bad).values_list("alert_id", "last_seen_at"))
     row = alert_store._row
 
     def row_that_fails_for_the_hostile_one(actor, integration, alert, now, **clean):
@@ -298,13 +301,13 @@ def test_an_answer_that_cannot_be_stored_fails_only_its_own_integration_and_keep
     good_fetch, bad_fetch = operations_alerts.fetch_alerts(actor, [good, bad], *window())
 
     assert good_fetch.ok and good_fetch.asked_at >= asked_again_at
-    assert set(Alert.objects.filter(integration=good).values_list("updated_at", flat=True)) == {good_fetch.asked_at}
+    assert set(Alert.objects.filter(integrations=good).values_list("updated_at", flat=True)) == {good_fetch.asked_at}
     assert not bad_fetch.ok and bad_fetch.asked_at == good_fetch.asked_at
     assert bad_fetch.message == (
         "The alerts Hostile Defender sent could not be stored; the server log has the details. "
         "The alerts stored before are kept."
     )
-    assert set(Alert.objects.filter(integration=bad).values_list("pk", "updated_at")) == kept
+    assert set(AlertSource.objects.filter(integration=bad).values_list("alert_id", "last_seen_at")) == kept
 
 
 # --- through a remote node ----------------------------------------------------------------------------------------
@@ -430,9 +433,9 @@ def test_a_remote_node_whose_defender_is_hostile_answers_at_once_and_the_local_i
 
     assert job.state == Job.State.DONE and job.attempts == 1, output + job.error
     local_fetch, remote_fetch = (actor.alert_fetches.get(integration=each) for each in (local, remote))
-    assert local_fetch.ok and Alert.objects.filter(integration=local).count() == local_fetch.alert_count == 17
-    assert remote_fetch.ok and Alert.objects.filter(integration=remote).count() == remote_fetch.alert_count == 15
+    assert local_fetch.ok and Alert.objects.filter(integrations=local).count() == local_fetch.alert_count == 17
+    assert remote_fetch.ok and Alert.objects.filter(integrations=remote).count() == remote_fetch.alert_count == 15
     assert remote_fetch.message.endswith(" 2 alerts could not be read and were skipped.")
-    deep = Alert.objects.get(integration=remote, title="text with a NUL  inside")
+    deep = Alert.objects.get(integrations=remote, title="text with a NUL  inside")
     assert deep.detection_source == "text with a lone surrogate ? inside"
     assert "(nested too deeply; not kept)" in json.dumps(deep.raw["evidence"])
