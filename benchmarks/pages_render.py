@@ -54,7 +54,7 @@ def configure(folder):
 def populate():
     from django.contrib.auth.models import Group, User
 
-    from defender.models import Actor, Alert, AlertFetch, Integration
+    from defender.models import Actor, Alert, AlertFetch, AlertSource, Integration
     from defender.roles import ADMINISTRATORS
 
     admin = User.objects.create_user("bench-admin", password="bench-only-password")
@@ -78,7 +78,7 @@ def populate():
     Alert.objects.bulk_create(
         (
             Alert(
-                integration=asked[number % len(asked)],
+                tenant_id=asked[number % len(asked)].tenant_id.lower(),
                 actor=actor,
                 alert_id=f"da{number:012}_{number * 7919 % 100000}",
                 title=f"Suspicious activity number {number % 97}",
@@ -97,6 +97,14 @@ def populate():
                 updated_at=now,
             )
             for number in range(ALERTS)
+        ),
+        batch_size=1000,
+    )
+    # Each alert returned by one of the asked integrations, in turn.
+    AlertSource.objects.bulk_create(
+        (
+            AlertSource(alert_id=pk, integration=asked[number % len(asked)], first_seen_at=now, last_seen_at=now)
+            for number, pk in enumerate(Alert.objects.order_by("alert_id").values_list("pk", flat=True))
         ),
         batch_size=1000,
     )
