@@ -95,6 +95,13 @@ class AlertAdmin(admin.ModelAdmin):
     raw_id_fields = ["actor"]
 
 
+@admin.register(AlertSource)
+class AlertSourceAdmin(admin.ModelAdmin):
+    list_display = ["alert", "integration", "first_seen_at", "last_seen_at"]
+    list_select_related = ["alert", "integration"]
+    raw_id_fields = ["alert", "integration"]
+
+
 @admin.register(AlertFetch)
 class AlertFetchAdmin(admin.ModelAdmin):
     list_display = ["actor", "integration", "asked_at", "ok", "alert_count"]
