@@ -358,7 +358,7 @@ class Simulator:
         headers = {"Retry-After": decision.retry_after} if decision.retry_after else {}
         if kind == "token":
             if decision.status == 429 and self.faults.token_429_without_body():
-                return Reply(429, "Too Many Requests", {"Retry-After": "60"})
+                return Reply(429, "Too Many Requests", {"Retry-After": str(decision.retry_after or 60)})
             if decision.status == 429:
                 reply = entra_error(
                     429, "temporarily_unavailable", 50196, "The server is busy.", request.correlation_id
