@@ -57,11 +57,14 @@ def _held(detections_of, alert_id, index):
     return isinstance(alert_id, str) and detections_of.get(alert_id, index) != index
 
 
+REDACTED_PARAMETERS = ("client_secret", "access_token", "client_assertion")
+
+
 def _redacted(query):
     pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(name.lower() in ("client_secret", "access_token") for name, _ in pairs):
+    if not any(name.lower() in REDACTED_PARAMETERS for name, _ in pairs):
         return query
-    return urlencode([(n, "***" if n.lower() in ("client_secret", "access_token") else v) for n, v in pairs])
+    return urlencode([(n, "***" if n.lower() in REDACTED_PARAMETERS else v) for n, v in pairs])
 
 
 class Simulator:
