@@ -102,6 +102,8 @@ class Simulator:
             weakref.finalize(self, shutil.rmtree, own_dir, ignore_errors=True)
             ca_path = Path(own_dir) / "simulator-ca.pem"
         self.ca_path = str(ca_path)
+        # The demo app's private key and certificate, for an integration that signs in with a certificate.
+        self.certificate_path = str(Path(ca_path).with_name("simulator-app-certificate.pem"))
         self._entra = Entra(self)
         self._defender = DefenderAPI(self)
         self._graph = GraphAPI(self)
@@ -120,6 +122,10 @@ class Simulator:
     def start(self):
         Path(self.ca_path).parent.mkdir(parents=True, exist_ok=True)
         Path(self.ca_path).write_text(self.ca_pem)
+        certificate = Path(self.certificate_path)
+        certificate.touch(mode=0o600, exist_ok=True)
+        certificate.chmod(0o600)  # a private key, if only the simulator's
+        certificate.write_text(self.app.certificate_pem)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._server_cert.configure_cert(context)
         self._server = SimulatorHTTPServer((self.host, self.port), context, self)
