@@ -113,7 +113,7 @@ class Integration(models.Model):
     Flavour = enums.ApiFlavour
 
     class CredentialType(models.TextChoices):
-        SECRET = "secret", "Client secret"
+        SECRET = "secret", "Secret"
         CERTIFICATE = "certificate", "Certificate"
 
     name = models.CharField(

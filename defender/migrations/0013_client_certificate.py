@@ -24,6 +24,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='integration',
             name='credential_type',
-            field=models.CharField(choices=[('secret', 'Client secret'), ('certificate', 'Certificate')], default='secret', help_text='How the app proves itself to Entra ID: a client secret, or a certificate uploaded to the app registration.', max_length=12, verbose_name='credential'),
+            field=models.CharField(choices=[('secret', 'Secret'), ('certificate', 'Certificate')], default='secret', help_text='How the app proves itself to Entra ID: a client secret, or a certificate uploaded to the app registration.', max_length=12, verbose_name='credential'),
         ),
     ]
