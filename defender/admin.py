@@ -5,13 +5,12 @@ from django import forms
 from django.contrib import admin
 
 from defender import destinations
-from defender.forms.write_only import WriteOnlySecretMixin
+from defender.forms.write_only import WriteOnlyCredentialMixin, WriteOnlySecretMixin
 from defender.models import Actor, Alert, AlertFetch, AlertSource, Integration, Job, ProxyRule, RemoteNode, TestRun
 
 
-class IntegrationAdminForm(WriteOnlySecretMixin, forms.ModelForm):
-    secret_field = "client_secret"
-    secret_noun = "client secret"
+class IntegrationAdminForm(WriteOnlyCredentialMixin, forms.ModelForm):
+    """The client secret and the client certificate, both write-only, as on the console's form."""
 
 
 class ProxyRuleAdminForm(WriteOnlySecretMixin, forms.ModelForm):

@@ -168,30 +168,57 @@ class SealedSecret:
         return self.noun.format(name=instance.name)
 
 
+# Each model's sealed secrets, the first being its main one. An integration's client certificate (its private key)
+# travels exactly where its client secret would, so it is sealed for the same destination, with its own record.
 SEALED_SECRETS = {
-    "defender.integration": SealedSecret(
-        field="client_secret",
-        record="client_secret_destination",
-        purpose="integration client secret",
-        destination=integration_destination,
-        parts=INTEGRATION_PARTS,
-        noun="The client secret of integration {name}",
-        retype_where="on the integration's Edit page",
+    "defender.integration": (
+        SealedSecret(
+            field="client_secret",
+            record="client_secret_destination",
+            purpose="integration client secret",
+            destination=integration_destination,
+            parts=INTEGRATION_PARTS,
+            noun="The client secret of integration {name}",
+            retype_where="on the integration's Edit page",
+        ),
+        SealedSecret(
+            field="client_certificate",
+            record="client_certificate_destination",
+            purpose="integration client certificate",
+            destination=integration_destination,
+            parts=INTEGRATION_PARTS,
+            noun="The client certificate of integration {name}",
+            retype_where="on the integration's Edit page",
+        ),
     ),
-    "defender.proxyrule": SealedSecret(
-        field="password",
-        record="password_destination",
-        purpose="proxy rule password",
-        destination=proxy_password_destination,
-        parts=PROXY_PARTS,
-        noun="The password of proxy rule {name}",
-        retype_where="on the proxy rule's Edit page",
+    "defender.proxyrule": (
+        SealedSecret(
+            field="password",
+            record="password_destination",
+            purpose="proxy rule password",
+            destination=proxy_password_destination,
+            parts=PROXY_PARTS,
+            noun="The password of proxy rule {name}",
+            retype_where="on the proxy rule's Edit page",
+        ),
     ),
 }
 
 
-def sealed_secret(instance) -> SealedSecret:
-    return SEALED_SECRETS[instance._meta.label_lower]
+def _all_sealed(get_model):
+    """(model, spec) for every sealed secret the models have (a historical model may predate a field)."""
+    found = []
+    for label, specs in SEALED_SECRETS.items():
+        model = get_model(*label.split("."))
+        names = {field.name for field in model._meta.get_fields()}
+        found += [(model, spec) for spec in specs if spec.field in names and spec.record in names]
+    return found
+
+
+def sealed_secret(instance, field: str | None = None) -> SealedSecret:
+    """The sealed secret ``field`` of the instance's model (its main one by default)."""
+    specs = SEALED_SECRETS[instance._meta.label_lower]
+    return next(spec for spec in specs if field in (None, spec.field))
 
 
 # Sealing
@@ -260,28 +287,29 @@ def spoken_list(names) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def recorded_destination(instance):
-    record = getattr(instance, sealed_secret(instance).record) or {}
+def recorded_destination(instance, field=None):
+    record = getattr(instance, sealed_secret(instance, field).record) or {}
     return record.get("destination") if isinstance(record, dict) else None
 
 
-def retype_reasons(instance, **trying) -> list[str]:
+def retype_reasons(instance, field=None, **trying) -> list[str]:
     """What differs between where the saved secret was typed for and where the record (or the record tried with
     another proxy rule or node) would send it; empty when it may go, or when there is no saved secret to keep.
 
     For pages, before saving: it reads the recorded destination without verifying its seal (sending does that).
     """
-    spec = sealed_secret(instance)
+    spec = sealed_secret(instance, field)
     if not has_secret(instance, spec.field) or is_typed(instance, spec.field):
         return []
-    return changed_parts(recorded_destination(instance), spec.destination(instance, **trying), spec.parts)
+    return changed_parts(recorded_destination(instance, field), spec.destination(instance, **trying), spec.parts)
 
 
 def moved_by(integrations, **trying) -> list:
-    """The integrations with a saved client secret whose destination the change tried here would move."""
+    """The integrations with a saved credential (client secret or certificate) whose destination the change tried
+    here would move."""
     moved = []
     for integration in integrations:
-        if not has_secret(integration, "client_secret"):
+        if not (has_secret(integration, "client_secret") or has_secret(integration, "client_certificate")):
             continue
         if integration_destination(integration) != integration_destination(integration, **trying):
             moved.append(integration)
@@ -292,24 +320,27 @@ def moved_by(integrations, **trying) -> list:
 
 
 def record_typed_secret(instance, update_fields=None):
-    """Before a save: seal the destination of a secret typed since the record was loaded. Returns the update_fields
-    to save with (the record joins the secret)."""
-    spec = sealed_secret(instance)
-    if not is_typed(instance, spec.field):
-        return update_fields
-    if update_fields is not None and spec.field not in update_fields:
-        return update_fields
-    secret = instance.__dict__[instance._meta.get_field(spec.field).attname]
-    setattr(instance, spec.record, seal(spec.purpose, spec.destination(instance), secret))
-    return None if update_fields is None else {*update_fields, spec.record}
+    """Before a save: seal the destination of each secret typed since the record was loaded. Returns the
+    update_fields to save with (the record joins the secret)."""
+    for spec in SEALED_SECRETS[instance._meta.label_lower]:
+        if not is_typed(instance, spec.field):
+            continue
+        if update_fields is not None and spec.field not in update_fields:
+            continue
+        secret = instance.__dict__[instance._meta.get_field(spec.field).attname]
+        setattr(instance, spec.record, seal(spec.purpose, spec.destination(instance), secret))
+        if update_fields is not None:
+            update_fields = {*update_fields, spec.record}
+    return update_fields
 
 
-def check_before_sending(instance, secret: str) -> None:
-    """Raise SecretDestinationChanged unless the saved secret was typed for where the record sends it now.
+def check_before_sending(instance, secret: str, field: str | None = None) -> None:
+    """Raise SecretDestinationChanged unless the saved secret (``field``, the main one by default) was typed for
+    where the record sends it now.
 
     A secret typed on a form and not saved goes where that form says: it is the one being typed for it.
     """
-    spec = sealed_secret(instance)
+    spec = sealed_secret(instance, field)
     if not secret or is_typed(instance, spec.field):
         return
     advice = f"Type it again {spec.retype_where}: a saved secret only goes where it went before."
@@ -335,8 +366,7 @@ def record_current_destinations(get_model) -> int:
     A secret no configured key opens is left without a seal: it is refused until it is typed again.
     """
     sealed = 0
-    for label, spec in SEALED_SECRETS.items():
-        model = get_model(*label.split("."))
+    for model, spec in _all_sealed(get_model):
         for instance in model.objects.exclude(**{spec.field: ""}).iterator():
             try:
                 secret = getattr(instance, spec.field)
@@ -351,8 +381,7 @@ def record_current_destinations(get_model) -> int:
 def reseal_all(get_model) -> int:
     """After a key rotation: seal again, with the new first key, every record that verifies (same destination)."""
     resealed = 0
-    for label, spec in SEALED_SECRETS.items():
-        model = get_model(*label.split("."))
+    for model, spec in _all_sealed(get_model):
         for instance in model.objects.exclude(**{spec.field: ""}).iterator():
             record = getattr(instance, spec.record)
             renewed = reseal(spec.purpose, record, getattr(instance, spec.field))

@@ -11,9 +11,10 @@ from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
-from defender import destinations, enums, presets, validators
+from defender import destinations, encryption, enums, presets, validators
 from defender.fields import CertificatesField, EncryptedTextField, has_secret
 from defender.kinds import DEFENDER_ATP, KIND_CHOICES
+from defender.services.client_certificate import parse_certificate_credential
 from defender.services.connection import ConnectionSettings, ProxySettings, bare_host, split_host_list
 
 
@@ -113,6 +114,10 @@ class Integration(models.Model):
 
     Flavour = enums.ApiFlavour
 
+    class CredentialType(models.TextChoices):
+        SECRET = "secret", "Secret"
+        CERTIFICATE = "certificate", "Certificate"
+
     name = models.CharField(
         max_length=100, unique=True, help_text="How this integration is called in the console, e.g. Defender EU."
     )
@@ -164,6 +169,21 @@ class Integration(models.Model):
     )
     # Where the client secret was typed for (see defender.destinations); set when a secret is saved.
     client_secret_destination = models.JSONField(default=dict, blank=True, editable=False)
+    credential_type = models.CharField(
+        "credential",
+        max_length=12,
+        choices=CredentialType.choices,
+        default=CredentialType.SECRET,
+        help_text="How the app proves itself to Entra ID: a client secret, or a certificate uploaded to the app "
+        "registration.",
+    )
+    client_certificate = EncryptedTextField(
+        "Client certificate",
+        help_text="The PEM of the private key and its certificate together (the certificate uploaded under "
+        "Certificates & secrets). Stored encrypted; the key is never shown.",
+    )
+    # Where the client certificate was typed for, as for the secret.
+    client_certificate_destination = models.JSONField(default=dict, blank=True, editable=False)
     secret_expires_on = models.DateField(
         "secret expiry date",
         null=True,
@@ -297,6 +317,54 @@ class Integration(models.Model):
     def has_client_secret(self):
         return has_secret(self, "client_secret")
 
+    @property
+    def has_client_certificate(self):
+        return has_secret(self, "client_certificate")
+
+    @property
+    def uses_certificate(self):
+        return self.credential_type == self.CredentialType.CERTIFICATE
+
+    @property
+    def credential_field(self):
+        """The encrypted field holding the credential this integration signs in with."""
+        return "client_certificate" if self.uses_certificate else "client_secret"
+
+    @property
+    def has_credential(self):
+        return has_secret(self, self.credential_field)
+
+    @property
+    def certificate(self):
+        """What may be shown of the saved (or typed) client certificate: subject, thumbprints, validity; never the
+        key. None when there is none, or it cannot be read."""
+        if not self.has_client_certificate:
+            return None
+        try:
+            return parse_certificate_credential(str(self.client_certificate))
+        except (ValueError, encryption.DecryptionError):
+            return None
+
+    @property
+    def certificate_expiry_warning(self):
+        """What to say before Entra ID refuses the certificate, as for the secret (30 days ahead), or ""."""
+        certificate = self.certificate if self.uses_certificate else None
+        if certificate is None:
+            return ""
+        days = certificate.days_left()
+        if days > self.SECRET_WARNING_DAYS:
+            return ""
+        if days < 0:
+            return (
+                f"The client certificate expired on {certificate.not_after:%Y-%m-%d}: Entra ID refuses it, so the "
+                "Test and alert lookups will fail. Upload a new one to the app registration and enter it."
+            )
+        when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+        return (
+            f"The client certificate expires {when} ({certificate.not_after:%Y-%m-%d}): upload a new one to the app "
+            "registration and enter it in time."
+        )
+
     SECRET_WARNING_DAYS = 30
 
     @property
@@ -328,15 +396,17 @@ class Integration(models.Model):
 
     @property
     def secret_destination_warning(self):
-        """What to tell the person when the saved secret would be refused because its destination changed, or ""."""
-        reasons = destinations.retype_reasons(self)
+        """What to tell the person when the saved credential would be refused because its destination changed, or
+        ""."""
+        reasons = destinations.retype_reasons(self, self.credential_field)
+        noun = "client certificate" if self.uses_certificate else "client secret"
         if not reasons:
             return ""
         if reasons == [destinations.NOT_RECORDED]:
-            return "Type the client secret again on the Edit page: no destination is recorded for the saved one."
+            return f"Type the {noun} again on the Edit page: no destination is recorded for the saved one."
         return (
-            f"Type the client secret again on the Edit page: since it was typed, {destinations.spoken_list(reasons)} "
-            "changed, and a saved secret only goes where it went before."
+            f"Type the {noun} again on the Edit page: since it was typed, {destinations.spoken_list(reasons)} "
+            f"changed, and a saved {noun.removeprefix('client ')} only goes where it went before."
         )
 
     def alerts_only_it_returned(self):
@@ -347,8 +417,11 @@ class Integration(models.Model):
         """The plain connection settings the services take: decrypts the secret, and refuses (with
         SecretDestinationChanged) when it or the proxy's password would go elsewhere than where it was typed for.
         Every path that sends a secret builds its settings here."""
-        secret = self.client_secret
-        destinations.check_before_sending(self, secret)
+        # Only the credential in use is decrypted and sent; it must go where it was typed for.
+        field = self.credential_field
+        credential = getattr(self, field)
+        destinations.check_before_sending(self, credential, field)
+        secret, certificate = ("", str(credential)) if self.uses_certificate else (str(credential), "")
         proxy = self.proxy_rule.to_settings() if self.proxy_rule is not None else None
         return ConnectionSettings(
             flavour=enums.ApiFlavour(self.api_flavour),
@@ -356,7 +429,8 @@ class Integration(models.Model):
             port=self.port,
             protocol=self.protocol,
             client_id=self.client_id,
-            client_secret=str(secret),
+            client_secret=secret,
+            client_certificate=certificate,
             tenant_id=self.tenant_id,
             auth_url=self.auth_url,
             api_version=self.api_version,

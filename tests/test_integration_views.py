@@ -432,7 +432,7 @@ def test_pointing_the_auth_url_elsewhere_needs_the_secret_typed_again(admin_clie
 
 def test_a_typed_secret_is_marked_sensitive_so_error_reports_hide_it(admin_client):
     response = admin_client.post(ADD, form_data(port="abc"))
-    assert response.wsgi_request.sensitive_post_parameters == ("client_secret",)
+    assert response.wsgi_request.sensitive_post_parameters == ("client_secret", "client_certificate")
 
 
 def test_a_secret_that_expires_soon_or_has_expired_is_flagged_in_the_list_and_on_its_page(admin_client):

@@ -348,8 +348,8 @@ def test_the_simulators_entra_answers_have_the_documented_shapes(simulator):
     assert set(refused.json()) == set(fixture("entra_aadsts_error.json"))
 
 
-def test_the_simulators_entra_429_can_be_the_documented_one_without_a_body(clean_simulator):
-    clean_simulator.faults.set(throttle_every=1, applies_to="token", token_429_without_body=True)
+def test_the_simulators_entra_429_is_the_documented_one_without_a_body(clean_simulator):
+    clean_simulator.faults.set(throttle_every=1, applies_to="token", retry_after=60)
     answer = post_token(clean_simulator, scope="https://graph.microsoft.com/.default")
     documented = fixture("entra_429.json")
     assert (answer.status_code, answer.text) == (documented["status"], documented["body"])

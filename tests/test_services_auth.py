@@ -198,13 +198,25 @@ def _token_requests(simulator):
 
 @pytest.mark.parametrize("flavour", [presets.MDE, presets.SIEM])
 def test_a_throttle_from_entra_says_it_was_entra_and_for_how_long(clean_simulator, flavour):
+    # As Microsoft documents it for the client credentials grant: 429, Retry-After and no JSON body.
     clean_simulator.faults.set(throttle_every=1, applies_to="token", retry_after=600)
+    with pytest.raises(Throttled) as failure:
+        auth.acquire_token(settings_for(clean_simulator, flavour))
+    assert str(failure.value).startswith(
+        f"Entra ID throttled this app: retry after 600 s (HTTP 429 from 127.0.0.1:{clean_simulator.port})."
+    )
+    assert "not JSON" not in str(failure.value)
+    assert failure.value.code == 429 and failure.value.retry_at is not None
+
+
+@pytest.mark.parametrize("flavour", [presets.MDE, presets.SIEM])
+def test_a_throttle_with_an_aadsts50196_body_names_the_code_too(clean_simulator, flavour):
+    clean_simulator.faults.set(throttle_every=1, applies_to="token", retry_after=600, token_429_without_body=False)
     with pytest.raises(Throttled) as failure:
         auth.acquire_token(settings_for(clean_simulator, flavour))
     assert str(failure.value).startswith(
         f"Entra ID throttled this app: retry after 600 s (HTTP 429 from 127.0.0.1:{clean_simulator.port}, AADSTS50196)."
     )
-    assert failure.value.code == 429 and failure.value.retry_at is not None
 
 
 def test_after_entra_recovers_a_test_asks_it_again_while_alert_lookups_wait_out_the_replayed_throttle(

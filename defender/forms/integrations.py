@@ -9,7 +9,7 @@ from django.utils.crypto import salted_hmac
 from defender import presets
 from defender.forms.choices import ModelChoiceField
 from defender.forms.typed_secrets import KeepsTypedSecret
-from defender.forms.write_only import WriteOnlySecretMixin
+from defender.forms.write_only import CERTIFICATE_NOT_KEPT, WriteOnlyCredentialMixin
 from defender.models import Integration, RemoteNode
 
 ADVANCED_FIELDS = (
@@ -44,11 +44,19 @@ class LocationRadioSelect(forms.RadioSelect):
         return option
 
 
-class IntegrationForm(KeepsTypedSecret, WriteOnlySecretMixin, forms.ModelForm):
+# A PEM of a key and a certificate chain is a few kilobytes; anything much larger is not one.
+CERTIFICATE_UPLOAD_MAX = 64 * 1024
+
+
+class IntegrationForm(KeepsTypedSecret, WriteOnlyCredentialMixin, forms.ModelForm):
     """Labels and help texts are the model's; the page lays the fields out in defender/integrations/_form.html."""
 
-    secret_field = "client_secret"
-    secret_noun = "client secret"
+    # The certificate may also come as a file (a .pem of the key and certificate), instead of pasted.
+    client_certificate_file = forms.FileField(
+        label="or upload the PEM file",
+        required=False,
+        widget=forms.ClearableFileInput(attrs={"accept": ".pem,.crt,.key,.txt"}),
+    )
 
     class Meta:
         model = Integration
@@ -61,7 +69,9 @@ class IntegrationForm(KeepsTypedSecret, WriteOnlySecretMixin, forms.ModelForm):
             "port",
             "protocol",
             "client_id",
+            "credential_type",
             "client_secret",
+            "client_certificate",
             "api_version",
             "auth_url",
             "tenant_id",
@@ -74,6 +84,7 @@ class IntegrationForm(KeepsTypedSecret, WriteOnlySecretMixin, forms.ModelForm):
         field_classes = {"remote_node": ModelChoiceField, "proxy_rule": ModelChoiceField}
         widgets = {
             "api_flavour": forms.Select(attrs={"data-role": "api-flavour"}),
+            "credential_type": forms.RadioSelect(attrs={"data-role": "credential-type"}),
             "ca_certificate": forms.Textarea(
                 attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE-----", "spellcheck": "false"}
             ),
@@ -103,6 +114,23 @@ class IntegrationForm(KeepsTypedSecret, WriteOnlySecretMixin, forms.ModelForm):
         expiry = self.instance.secret_expires_on
         saved = f"A secret is saved (expires on {expiry:%Y-%m-%d})." if expiry else "A secret is saved."
         return f"{saved} Leave blank to keep it."
+
+    def certificate_text(self, cleaned):
+        upload = cleaned.pop("client_certificate_file", None)
+        pasted = super().certificate_text(cleaned)
+        if pasted.strip() or upload is None:
+            return pasted
+        if upload.size > CERTIFICATE_UPLOAD_MAX:
+            self.add_error("client_certificate", "The file is too large for a PEM of a key and its certificate.")
+            return ""
+        try:
+            return upload.read().decode("ascii")
+        except UnicodeDecodeError:
+            self.add_error(
+                "client_certificate",
+                "The file is not PEM text: convert a .pfx with openssl pkcs12 -in file.pfx -nodes -out file.pem.",
+            )
+            return ""
 
     def _fill_defaults(self):
         """A new integration starts on the default preset of its flavour, with the current API version."""
@@ -143,6 +171,9 @@ class IntegrationForm(KeepsTypedSecret, WriteOnlySecretMixin, forms.ModelForm):
         """The typed secret is not sent back with the page: say it is kept, or (when none was typed for a new
         integration) where it has to be typed."""
         bound = self["client_secret"]
+        if self.cleaned_data.get("client_certificate") and "client_certificate" not in self.errors:
+            # A certificate that was pasted is not sent back either: say so next to it.
+            self["client_certificate"].help_text = CERTIFICATE_NOT_KEPT
         # The bound field copied its help text when validation created it: change the copy that is rendered.
         if self.kept_secret_token:
             bound.help_text = self.KEEP_WORDS

@@ -25,9 +25,11 @@ from urllib.parse import urlsplit
 
 import msal
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+from msal.oauth2cli.assertion import JwtAssertionCreator
 
 from defender import presets
 from defender.services.client import retry_after_seconds
+from defender.services.client_certificate import CertificateCredential, parse_certificate_credential
 from defender.services.connection import ConnectionSettings
 from defender.services.errors import BadResponse, Throttled, TokenFailed, aadsts_advice, redact
 from defender.services.process import PROCESS, Kept
@@ -128,7 +130,7 @@ class Token:
 
 
 def _credential_key(settings: ConnectionSettings) -> Hashable:
-    secret_hash = hashlib.sha256(settings.client_secret.encode()).hexdigest()
+    secret_hash = hashlib.sha256(f"{settings.client_secret}\0{settings.client_certificate}".encode()).hexdigest()
     proxy = settings.proxy
     proxy_key = None
     if proxy is not None:
@@ -216,7 +218,7 @@ class _MsalCredential:
         try:
             return msal.ConfidentialClientApplication(
                 self.settings.client_id.strip(),
-                client_credential=self.settings.client_secret,
+                client_credential=msal_client_credential(self.settings),
                 authority=authority,
                 http_client=self.http,
                 # msal asks login.microsoftonline.com whether an unknown host is a genuine authority. An Auth URL
@@ -259,20 +261,32 @@ class _MsalCredential:
                 "The sign-in service had a problem; try again later.",
             ) from None
         except ValueError:
+            # Entra ID throttles the client credentials grant with a bare "429 Too Many Requests" and Retry-After,
+            # no JSON: msal cannot parse it (nor its replay of it), but it is throttling, not a wrong Auth URL.
+            throttled = self._throttled({}, posts)
+            if throttled is not None:
+                raise throttled from None
             raise BadResponse(
                 f"Entra ID at {_sign_in_host(self.settings)} answered the token request with "
                 "something that is not JSON.",
                 "Check the Auth URL: it must be the Entra ID sign-in host, not the API host.",
             ) from None
         if "access_token" not in result:
-            answer = self.http.last_answer
-            if answer is not None and answer.status == 429:
-                replayed = self.http.posts == posts
-                left = answer.throttle_seconds - (time.monotonic() - answer.at) if replayed else answer.throttle_seconds
-                raise entra_throttled(self.settings, result, left, replayed)
+            throttled = self._throttled(result, posts)
+            if throttled is not None:
+                raise throttled
             raise token_failure(self.settings, result)
         expires_at = datetime.now(UTC) + timedelta(seconds=int(result.get("expires_in", 0)))
         return Token(result["access_token"], expires_at, self.scope, result.get("token_source") == "cache")
+
+    def _throttled(self, result: Mapping[str, Any], posts: int) -> Throttled | None:
+        """Throttled when Entra ID's last answer was a 429, asked now or replayed by msal (posts unchanged)."""
+        answer = self.http.last_answer
+        if answer is None or answer.status != 429:
+            return None
+        replayed = self.http.posts == posts
+        left = answer.throttle_seconds - (time.monotonic() - answer.at) if replayed else answer.throttle_seconds
+        return entra_throttled(self.settings, result, left, replayed)
 
     def forget_answers(self) -> None:
         """Ask Entra ID again on the next token request, rather than have msal replay an answer it keeps."""
@@ -309,16 +323,13 @@ class _V1Credential:
             if self.token and (self.token.expires_at - datetime.now(UTC)).total_seconds() > REFRESH_MARGIN:
                 return Token(self.token.access_token, self.token.expires_at, self.resource, True)
             url = f"{authority_url(self.settings)}/oauth2/token"
-            response = self.transport.post(
-                url,
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": self.settings.client_id.strip(),
-                    "client_secret": self.settings.client_secret,
-                    "resource": self.resource,
-                },
-                headers={"Accept": "application/json"},
-            )
+            data = {
+                "grant_type": "client_credentials",
+                "client_id": self.settings.client_id.strip(),
+                "resource": self.resource,
+            }
+            data.update(v1_client_credential(self.settings, url))
+            response = self.transport.post(url, data=data, headers={"Accept": "application/json"})
             result = _json_or_empty(response.content)
             if response.status_code == 429:
                 raise entra_throttled(self.settings, result, retry_after_seconds(response) or MSAL_DEFAULT_THROTTLE)
@@ -341,6 +352,63 @@ class _V1Credential:
 
     def forget_answers(self) -> None:
         """Nothing to forget: this credential keeps no answer but its token."""
+
+
+def certificate_of(settings: ConnectionSettings) -> CertificateCredential:
+    """The settings' certificate credential, read; a TokenFailed (never quoting it) when it does not parse."""
+    try:
+        return parse_certificate_credential(settings.client_certificate)
+    except ValueError as problem:
+        raise TokenFailed("The client certificate of this integration cannot be used.", str(problem)) from None
+
+
+def msal_client_credential(settings: ConnectionSettings) -> str | dict[str, str]:
+    """The client secret, or the certificate as msal takes it: with ``public_certificate`` and no ``thumbprint``,
+    msal (1.35 and later) names the certificate by its SHA-256 thumbprint (x5t#S256) and signs with PS256, as
+    Microsoft's certificate credentials page now documents; it also sends the certificate (x5c)."""
+    if not settings.uses_certificate:
+        return settings.client_secret
+    certificate = certificate_of(settings)
+    return {"private_key": certificate.private_key_pem, "public_certificate": certificate.certificate_pem}
+
+
+# Microsoft's page asks for an assertion valid 5 to 10 minutes; msal makes them for 10.
+ASSERTION_LIFETIME = 600
+
+
+def v1_client_credential(settings: ConnectionSettings, token_url: str) -> dict[str, str]:
+    """The form fields that prove the app to the v1 token endpoint: its secret, or a client assertion made as msal
+    makes it for the v2 endpoint (msal speaks v2 only), with the v1 token URL as its audience."""
+    if not settings.uses_certificate:
+        return {"client_secret": settings.client_secret}
+    certificate = certificate_of(settings)
+    creator = JwtAssertionCreator(
+        certificate.private_key_pem,
+        algorithm="PS256",
+        sha256_thumbprint=certificate.sha256_thumbprint.lower(),
+        headers={"x5c": [_der_base64(certificate.certificate_pem)]},
+    )
+    client_id = settings.client_id.strip()
+    assertion = creator.create_normal_assertion(token_url, client_id, client_id, expires_in=ASSERTION_LIFETIME)
+    return {
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion.decode("ascii") if isinstance(assertion, bytes) else str(assertion),
+    }
+
+
+def _der_base64(certificate_pem: str) -> str:
+    return "".join(line for line in certificate_pem.strip().splitlines() if not line.startswith("-----"))
+
+
+def credential_used(settings: ConnectionSettings) -> str:
+    """Which credential a token was asked with, for the Test: the certificate by its thumbprint's first digits."""
+    if settings.uses_certificate:
+        try:
+            prefix = parse_certificate_credential(settings.client_certificate).thumbprint_prefix
+        except ValueError:
+            return "the client certificate"
+        return f"the client certificate {prefix}…"
+    return "the client secret"
 
 
 def entra_throttled(
@@ -374,7 +442,9 @@ def token_failure(settings: ConnectionSettings, result: Mapping[str, Any]) -> To
     label = f"AADSTS{code}, {error}" if code else error
     host = _sign_in_host(settings)
     if not advice:
-        description = redact(str(result.get("error_description") or ""), settings.client_secret)
+        description = redact(
+            str(result.get("error_description") or ""), settings.client_secret, settings.client_certificate
+        )
         advice = description.split("\r\n")[0].split(" Trace ID")[0][:300]
     return TokenFailed(f"Entra ID at {host} refused to issue a token ({label}).", advice, code=code)
 

@@ -134,6 +134,8 @@ class ConnectionSettings:
     tenant_id: str
     auth_url: str
     client_secret: str = field(default="", repr=False)
+    # The PEM of the app's private key and certificate, when the integration signs in with a certificate instead.
+    client_certificate: str = field(default="", repr=False)
     port: int = 443
     protocol: str = "https"
     api_version: str = "v1.0"
@@ -159,6 +161,10 @@ class ConnectionSettings:
         # An IPv6 host may be typed with or without brackets; it is kept without, and bracketed where URLs need it.
         object.__setattr__(self, "host", bare_host(self.host))
         object.__setattr__(self, "flavour", ApiFlavour(self.flavour))
+
+    @property
+    def uses_certificate(self) -> bool:
+        return bool(self.client_certificate)
 
     @property
     def base_url(self) -> str:

@@ -217,7 +217,8 @@ class _Probe:
         host = auth.authority_url(self.settings).split("/")[2]
         return (
             PASSED,
-            f"Entra ID at {host} issued a token for {token.audience}, valid until {token.expires_at:%H:%M} UTC.",
+            f"Entra ID at {host} issued a token for {token.audience} with {auth.credential_used(self.settings)}, "
+            f"valid until {token.expires_at:%H:%M} UTC.",
         )
 
     def permissions(self) -> Outcome:

@@ -88,11 +88,21 @@ AADSTS_ADVICE = {
     70011: "The scope is not valid for this API: check the resource in Advanced options.",
     1002012: "The scope is not valid for this API: check the resource in Advanced options.",
     650052: "The tenant has not enabled the service this app needs: make sure Defender is provisioned.",
-    700027: "The client credential was rejected: check the client secret.",
+    700027: (
+        "Entra ID refused the client assertion: its signature does not verify, or the certificate that signed it is "
+        "not registered on the app. Upload this certificate (its public part) under Certificates & secrets of the "
+        "app registration, or use the key that belongs to a certificate registered there."
+    ),
+    700024: "The client assertion is not within its valid time range: check this machine's clock.",
+    700021: "The client assertion names another application: its issuer and subject must be the client ID.",
+    700023: "The client assertion's audience is not this tenant's token endpoint: check the Auth URL and tenant ID.",
     7000112: "The application is disabled in the tenant: ask an administrator to enable it.",
     50034: "The account was not found: this integration needs an app registration, not a user.",
     53003: "A conditional access policy blocked the sign-in: exempt this app or the site's address.",
-    50196: "Entra ID is throttling sign-ins from this app: try again in a minute.",
+    50196: (
+        "Entra ID detected a loop: too many identical token requests in a short time. It passes by itself; "
+        "tokens are kept until near expiry, so check that nothing else asks for tokens with this app in a loop."
+    ),
     90033: "Entra ID had a transient error: try again in a minute.",
 }
 
@@ -114,11 +124,20 @@ PERMISSION_API: dict[str, str] = {
 }
 
 
+# The SIEM API's page documents one cause of a 403: "any of the domains is not managed by the tenant administrator or
+# tenant state is deleted".
+SIEM_FORBIDDEN = (
+    "The SIEM API answers 403 when a domain of the request is not managed by the tenant's administrator, or the "
+    "tenant is deleted: check the tenant ID, and that this app is the one registered for the SIEM connector in the "
+    "Defender portal."
+)
+
+
 def permission_advice(flavour: str, roles: Iterable[str] | None = None) -> str:
     """Where to grant the application permissions this flavour needs (or just ``roles``)."""
     roles = list(roles or presets.REQUIRED_ROLES[flavour])
     if flavour not in PERMISSION_API or not roles:
-        return "Check that this app is the one registered for the SIEM connector in the Defender portal."
+        return SIEM_FORBIDDEN
     return (
         f"Grant {' and '.join(roles)} in the Azure portal > App registrations > this app > API permissions > "
         f"Add a permission > {PERMISSION_API[flavour]} > Application permissions, then Grant admin consent."

@@ -65,8 +65,9 @@ DEFAULTS = {
     # Leave out @odata.nextLink when the client paged with $top, as users report of the real API.
     "missing_next_link_with_top": False,
     # A 429 from the token endpoint as Entra ID sends it to the client credentials grant (MSAL's throttling page):
-    # Retry-After: 60 and a plain "Too Many Requests", no AADSTS body. Off: an AADSTS50196 JSON body.
-    "token_429_without_body": False,
+    # Retry-After (60 there; retry_after here) and a plain "Too Many Requests", no AADSTS body. Off: an AADSTS50196
+    # JSON body, which Microsoft documents for user flows only.
+    "token_429_without_body": True,
     # GET /api/machines/{id}/alerts refuses $expand=evidence with 400 ODataError (its page documents no OData
     # options, so a tenant may answer so).
     "refuse_expand_on_machine_alerts": False,

@@ -31,6 +31,7 @@ def form_values(sim: Simulator) -> list[str]:
         f"  Tenant ID:      {sim.tenant_id}  (or {sim.tenant_domain})",
         f"  Client ID:      {app.client_id}",
         f"  Client Secret:  {app.client_secret}  (simulated; its secret ID is {app.secret_id})",
+        f"  or Certificate: upload {sim.certificate_path}  (the app's simulated key and certificate)",
         f"  CA certificate: paste the contents of {sim.ca_path}",
         f"                  {sim.ca_pem.splitlines()[0]}",
         "",

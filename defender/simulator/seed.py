@@ -5,6 +5,7 @@ ids and titles; times are offsets from the moment the data is built, so alerts a
 The alerts on the bulk machine come from a second stream, so asking for more of them leaves the rest unchanged.
 """
 
+import functools
 import hashlib
 import random
 import re
@@ -12,6 +13,12 @@ import string
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 
 TENANT_DOMAIN = "contoso-sim.onmicrosoft.com"
 TENANT_NAME = "Contoso (simulated)"
@@ -398,7 +405,8 @@ RESOLUTIONS = [
 
 @dataclass(frozen=True)
 class AppCredential:
-    """An app registration with one client secret. The secret never shows in a repr, a log or a traceback."""
+    """An app registration with one client secret, and perhaps a certificate (its private key and certificate as one
+    PEM, as a user would paste it). Neither shows in a repr, a log or a traceback."""
 
     name: str
     client_id: str
@@ -406,6 +414,40 @@ class AppCredential:
     secret_id: str
     roles: tuple
     secret_expired: bool = False
+    certificate_pem: str = field(default="", repr=False)
+
+    @property
+    def registered_certificates(self):
+        """The certificates uploaded to the app registration: only their public part, as Entra ID keeps them."""
+        if not self.certificate_pem:
+            return []
+        start = self.certificate_pem.index("-----BEGIN CERTIFICATE-----")
+        return x509.load_pem_x509_certificates(self.certificate_pem[start:].encode())
+
+
+@functools.lru_cache(maxsize=1)
+def _demo_certificate_pem():
+    # An RSA key takes a moment to make: one per process serves every simulator it starts.
+    return make_certificate_pem("Defender console (simulated)")
+
+
+def make_certificate_pem(common_name, days=365, now=None):
+    """A self-signed RSA certificate and its private key, as one PEM (key first), like `openssl req -x509`."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = now or datetime.now(UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode("ascii")
+    return key_pem + certificate.public_bytes(Encoding.PEM).decode("ascii")
 
 
 def _guid(rng):
@@ -459,6 +501,17 @@ class SeedData:
                 ("app_expired_secret", every_role, True),
             ]
         }
+        # The demo app also has a certificate registered, for integrations that sign in with one.
+        app = self.apps["app"]
+        self.apps["app"] = AppCredential(
+            app.name,
+            app.client_id,
+            app.client_secret,
+            app.secret_id,
+            app.roles,
+            app.secret_expired,
+            _demo_certificate_pem(),
+        )
         self.machines = [self._machine(rng, *spec[:5], spec[7]) for spec in MACHINES]
         # What was added to the alerts later (merged detections, parent processes) comes from a stream of its own, so
         # that the ids, titles and times drawn from the first stay as they were.

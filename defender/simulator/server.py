@@ -58,11 +58,14 @@ def _held(detections_of, alert_id, index):
     return isinstance(alert_id, str) and detections_of.get(alert_id, index) != index
 
 
+REDACTED_PARAMETERS = ("client_secret", "access_token", "client_assertion")
+
+
 def _redacted(query):
     pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(name.lower() in ("client_secret", "access_token") for name, _ in pairs):
+    if not any(name.lower() in REDACTED_PARAMETERS for name, _ in pairs):
         return query
-    return urlencode([(n, "***" if n.lower() in ("client_secret", "access_token") else v) for n, v in pairs])
+    return urlencode([(n, "***" if n.lower() in REDACTED_PARAMETERS else v) for n, v in pairs])
 
 
 class Simulator:
@@ -100,6 +103,8 @@ class Simulator:
             weakref.finalize(self, shutil.rmtree, own_dir, ignore_errors=True)
             ca_path = Path(own_dir) / "simulator-ca.pem"
         self.ca_path = str(ca_path)
+        # The demo app's private key and certificate, for an integration that signs in with a certificate.
+        self.certificate_path = str(Path(ca_path).with_name("simulator-app-certificate.pem"))
         self._entra = Entra(self)
         self._defender = DefenderAPI(self)
         self._graph = GraphAPI(self)
@@ -118,6 +123,10 @@ class Simulator:
     def start(self):
         Path(self.ca_path).parent.mkdir(parents=True, exist_ok=True)
         Path(self.ca_path).write_text(self.ca_pem)
+        certificate = Path(self.certificate_path)
+        certificate.touch(mode=0o600, exist_ok=True)
+        certificate.chmod(0o600)  # a private key, if only the simulator's
+        certificate.write_text(self.app.certificate_pem)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._server_cert.configure_cert(context)
         self._server = SimulatorHTTPServer((self.host, self.port), context, self)
@@ -360,7 +369,7 @@ class Simulator:
         headers = {"Retry-After": decision.retry_after} if decision.retry_after else {}
         if kind == "token":
             if decision.status == 429 and self.faults.token_429_without_body():
-                return Reply(429, "Too Many Requests", {"Retry-After": "60"})
+                return Reply(429, "Too Many Requests", {"Retry-After": str(decision.retry_after or 60)})
             if decision.status == 429:
                 reply = entra_error(
                     429, "temporarily_unavailable", 50196, "The server is busy.", request.correlation_id

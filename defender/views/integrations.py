@@ -89,9 +89,10 @@ class IntegrationFormMixin(SuccessMessageMixin):
         response = super().form_valid(form)
         if tested is not None:
             record_test_result(self.object, tested)
-        if warning := self.object.secret_expiry_warning:
-            # Saved as typed (the date may be what Entra ID shows), but the person must know it will not work.
-            messages.warning(self.request, warning)
+        for warning in (self.object.secret_expiry_warning, self.object.certificate_expiry_warning):
+            if warning:
+                # Saved as typed (the date may be what Entra ID shows), but the person must know it will not work.
+                messages.warning(self.request, warning)
         return response
 
 
@@ -130,8 +131,8 @@ class FormTestMixin:
         return response
 
 
-# The typed secret stays out of error reports.
-@method_decorator(sensitive_post_parameters("client_secret"), name="dispatch")
+# The typed secret and certificate stay out of error reports.
+@method_decorator(sensitive_post_parameters("client_secret", "client_certificate"), name="dispatch")
 class IntegrationCreateView(PermissionRequiredMixin, IntegrationFormMixin, CreateView):
     permission_required: str | Sequence[str] = "defender.add_integration"
     success_message = "Integration %(name)s was added."
@@ -155,8 +156,8 @@ class IntegrationCreateTestView(FormTestMixin, IntegrationCreateView):
     permission_required = ("defender.add_integration", "defender.run_test")
 
 
-# The typed secret stays out of error reports.
-@method_decorator(sensitive_post_parameters("client_secret"), name="dispatch")
+# The typed secret and certificate stay out of error reports.
+@method_decorator(sensitive_post_parameters("client_secret", "client_certificate"), name="dispatch")
 class IntegrationUpdateView(PermissionRequiredMixin, IntegrationFormMixin, UpdateView):
     permission_required: str | Sequence[str] = "defender.change_integration"
     queryset = Integration.objects.select_related("proxy_rule")

@@ -107,8 +107,9 @@ class TokenConfirmView(PermissionRequiredMixin, DetailView):
 
 
 def secrets_moved_by_new_token(node):
-    """The node's Remote integrations with a saved client secret: a new token sends them to whoever holds it."""
-    return [integration for integration in remote_integrations(node) if integration.has_client_secret]
+    """The node's Remote integrations with a saved credential (secret or certificate): a new token sends them to
+    whoever holds it."""
+    return [integration for integration in remote_integrations(node) if integration.has_credential]
 
 
 class ReissueTokenView(PermissionRequiredMixin, View):

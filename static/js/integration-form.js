@@ -147,3 +147,27 @@
   document.addEventListener("DOMContentLoaded", showNodeChoice);
   document.addEventListener("htmx:afterSwap", showNodeChoice);
 })();
+
+// Only the credential chosen is used: show the client secret or the certificate's fields, not both. Without
+// JavaScript both stay visible, and the choice above them decides.
+(function () {
+  "use strict";
+
+  function showCredential() {
+    const chosen = document.querySelector("input[name=credential_type]:checked");
+    const secret = document.getElementById("div_id_client_secret");
+    const certificate = document.querySelector("[data-role=certificate-fields]");
+    if (chosen && secret && certificate) {
+      secret.hidden = chosen.value === "certificate";
+      certificate.hidden = chosen.value !== "certificate";
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.name === "credential_type") {
+      showCredential();
+    }
+  });
+  document.addEventListener("DOMContentLoaded", showCredential);
+  document.addEventListener("htmx:afterSwap", showCredential);
+})();
