@@ -506,7 +506,8 @@ class Alert(models.Model):
         NEW = "New", "New"
         IN_PROGRESS = "InProgress", "In progress"
         RESOLVED = "Resolved", "Resolved"
-        UNKNOWN = "Unknown", "Unknown"
+        # The SIEM exporter sends no status: shown as what it is, not as a status Defender reported.
+        UNKNOWN = "Unknown", "Not reported"
 
     # Sorting by severity means by rank: alphabetically, High would sit between Informational and Low.
     SEVERITY_RANKS = {

@@ -907,3 +907,13 @@ def test_more_columns_can_be_chosen_and_stay_across_sorting_and_paging(admin_cli
     sort_link = re.search(r'<a href="\?([^"]*sort=title[^"]*)">Title</a>', content).group(1)
     assert "columns=detection_source" in sort_link and "columns=category" in sort_link
     assert re.search(r'href="\?[^"]*columns=category[^"]*page=2', content)
+
+
+def test_a_status_the_siem_exporter_does_not_send_is_shown_as_not_reported(admin_client):
+    actor = make_actor()
+    siem = make_integration(name="SIEM", api_flavour="siem", resource="https://graph.windows.net", api_version="")
+    store(actor, 1, siem, status="Unknown")
+    response = admin_client.get(actor_url(actor))
+    [row] = response.context["table"].page.object_list
+    assert row.get_cell("status") == "Not reported"
+    assert ">Unknown<" not in response.content.decode()

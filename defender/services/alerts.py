@@ -102,7 +102,7 @@ class Alert:
     id: str
     title: str
     severity: str  # Informational, Low, Medium, High or Unspecified
-    status: str  # New, InProgress, Resolved or Unknown (the SIEM exporter sends no status)
+    status: str  # New, InProgress, Resolved, or Unknown: not reported (the SIEM exporter sends no status)
     category: str
     detection_source: str  # Graph's detectionSource spelling for every flavour (antivirus, customDetection, ...)
     created: datetime | None
