@@ -10,7 +10,16 @@ BEFORE = [("defender", "0012_field_labels_and_help_texts")]
 AFTER = [("defender", "0013_alerts_per_tenant_evidence_cloud")]
 
 
+@pytest.fixture
+def migrated_back_to_the_latest():
+    """The tests after this one expect every migration applied, whatever came after the one tested here."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("migrated_back_to_the_latest")
 def test_the_same_alert_stored_by_two_integrations_of_a_tenant_becomes_one_row_naming_both():
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
