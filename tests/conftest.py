@@ -1,8 +1,5 @@
 """Shared fixtures: users of each kind and clients logged in as them."""
 
-import shutil
-import tempfile
-
 import pytest
 from django.contrib.auth.models import Group
 
@@ -17,17 +14,6 @@ pytest_plugins = [
 ]
 
 PASSWORD = "correct horse battery staple"
-
-
-def pytest_configure(config):
-    """Each run keeps its temporary files (the SQLite test database, the simulator's CA) in a folder of its own.
-
-    pytest's numbered folders are shared by every run of the same user and it removes the older ones as a run starts,
-    so a second run on the same machine would take the first one's database and certificates from under it.
-    """
-    if config.option.basetemp is None and not hasattr(config, "workerinput"):
-        config.option.basetemp = tempfile.mkdtemp(prefix="defender-tests-")
-        config.add_cleanup(lambda: shutil.rmtree(config.option.basetemp, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")
