@@ -45,11 +45,13 @@ def make_actor(**fields):
 
 
 def simulator_integration(simulator, **fields):
-    """An integration of the simulator's tenant, with its CA trusted."""
+    """An integration of the simulator's tenant, with its CA trusted; a SIEM one points at the SIEM exporter's
+    listener, as a real one points at the exporter's own host."""
+    siem = fields.get("api_flavour") == presets.SIEM
     values = {
         "name": "Simulator",
-        "host": simulator.host,
-        "port": simulator.port,
+        "host": simulator.siem_host if siem else simulator.host,
+        "port": simulator.siem_port if siem else simulator.port,
         "auth_url": simulator.auth_url,
         "tenant_id": simulator.tenant_id,
         "client_id": simulator.app.client_id,

@@ -55,7 +55,7 @@ def test_run_demo_prints_what_to_type_for_a_second_integration(tmp_path):
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=environment, check=True, capture_output=True)
     demo = subprocess.Popen(
-        [*manage, "run_demo", "127.0.0.1:0", "--simulator-port", "0"],
+        [*manage, "run_demo", "127.0.0.1:0", "--simulator-port", "0", "--siem-port", "0"],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.PIPE,
@@ -70,3 +70,4 @@ def test_run_demo_prints_what_to_type_for_a_second_integration(tmp_path):
     assert "Client Secret:" in output
     assert "CA certificate: paste the contents of" in output
     assert "simulator-ca.pem" in output
+    assert "Legacy SIEM API integration" in output

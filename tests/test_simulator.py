@@ -51,9 +51,15 @@ def token(sim, credential=None, scope=DEFENDER_SCOPE):
     return response.json()["access_token"]
 
 
-def api(sim, path, access_token=None, **params):
+def api(sim, path, access_token=None, base_url=None, **params):
     headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
-    return requests.get(f"{sim.base_url}{path}", params=params, headers=headers, verify=sim.ca_path, timeout=5)
+    url = f"{base_url or sim.base_url}{path}"
+    return requests.get(url, params=params, headers=headers, verify=sim.ca_path, timeout=5)
+
+
+def siem_api(sim, access_token=None, **params):
+    """GET /api/alerts on the SIEM exporter's own listener."""
+    return api(sim, "/api/alerts", access_token, base_url=sim.siem_base_url, **params)
 
 
 def assert_aadsts(response, status, error, code):
@@ -421,24 +427,24 @@ def test_graph_filters_on_documented_fields_only(simulator):
 def test_siem_returns_a_bare_pascal_case_array_honouring_since_and_limit(simulator):
     siem_token = post_token(simulator, v1=True, resource=SIEM_RESOURCE).json()["access_token"]
     since = datetime.now(UTC) - timedelta(days=5)
-    alerts = api(simulator, "/api/alerts", siem_token, sinceTimeUtc=iso(since)).json()
+    alerts = siem_api(simulator, siem_token, sinceTimeUtc=iso(since)).json()
     assert isinstance(alerts, list) and alerts
     assert all(parse(a["LastProcessedTimeUtc"]) >= since for a in alerts)
     assert {"AlertId", "AlertTitle", "ComputerDnsName", "MachineName", "Severity", "DeviceID", "LinkToWDATP"} <= set(
         alerts[0]
     )
-    limited = api(simulator, "/api/alerts", siem_token, sinceTimeUtc=iso(since), limit="3").json()
+    limited = siem_api(simulator, siem_token, sinceTimeUtc=iso(since), limit="3").json()
     assert [a["AlertId"] for a in limited] == [a["AlertId"] for a in alerts[-3:]]
 
 
 def test_siem_defaults_to_the_last_two_hours_and_takes_ago(simulator):
     siem_token = post_token(simulator, v1=True, resource=SIEM_RESOURCE).json()["access_token"]
-    recent = api(simulator, "/api/alerts", siem_token).json()
+    recent = siem_api(simulator, siem_token).json()
     cutoff = datetime.now(UTC) - timedelta(hours=2, minutes=1)
     assert recent and all(parse(a["LastProcessedTimeUtc"]) >= cutoff for a in recent)
-    day = api(simulator, "/api/alerts", siem_token, ago="P1D").json()
+    day = siem_api(simulator, siem_token, ago="P1D").json()
     assert len(day) >= len(recent)
-    assert api(simulator, "/api/alerts", siem_token, ago="ten minutes").status_code == 400
+    assert siem_api(simulator, siem_token, ago="ten minutes").status_code == 400
 
 
 def test_the_three_views_agree_on_ids_titles_times_and_machines(simulator, defender_token):
@@ -447,7 +453,7 @@ def test_the_three_views_agree_on_ids_titles_times_and_machines(simulator, defen
     mde = {a["id"]: a for a in api(simulator, "/api/alerts", defender_token).json()["value"]}
     mde_only = {"$filter": "serviceSource eq 'microsoftDefenderForEndpoint'"}
     graph = {a["id"]: a for a in api(simulator, "/v1.0/security/alerts_v2", graph_token, **mde_only).json()["value"]}
-    siem = {a["AlertId"]: a for a in api(simulator, "/api/alerts", siem_token, ago="P31D").json()}
+    siem = {a["AlertId"]: a for a in siem_api(simulator, siem_token, ago="P31D").json()}
     assert set(mde) == set(graph) == set(siem)
     for alert_id, alert in mde.items():
         device = next(e for e in graph[alert_id]["evidence"] if "deviceEvidence" in e["@odata.type"])
@@ -803,7 +809,7 @@ def test_graph_caps_top_at_1000_refuses_skip_beyond_500_and_pages_with_a_skiptok
 
 def test_siem_sends_several_detections_per_alert_with_empty_text_not_null(simulator):
     siem_token = post_token(simulator, v1=True, resource=SIEM_RESOURCE).json()["access_token"]
-    rows = api(simulator, "/api/alerts", siem_token, ago="P31D").json()
+    rows = siem_api(simulator, siem_token, ago="P31D").json()
     per_alert = {}
     for row in rows:
         per_alert.setdefault(row["AlertId"], []).append(row)

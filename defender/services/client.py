@@ -62,15 +62,29 @@ def retry_after_seconds(response: Response) -> float | None:
 
 
 def api_error_detail(response: Response, *secrets: str) -> str:
-    """'code: message' from the API's error body ({"error": {"code", "message"}}), redacted and kept short."""
+    """'code: message' from the API's error body ({"error": {"code", "message"}}), or the first line of a plain-text
+    body (the SIEM exporter's errors are not documented as OData JSON), redacted and kept short."""
     try:
         error = json.loads(response.content).get("error") or {}
-    except (ValueError, AttributeError):
+    except ValueError:
+        return _text_detail(response, *secrets)
+    except AttributeError:
         return ""
     if not isinstance(error, dict):
         return ""
     detail = ": ".join(str(part) for part in (error.get("code"), error.get("message")) if part)
     return redact(detail, *secrets)[:300]
+
+
+def _text_detail(response: Response, *secrets: str) -> str:
+    """The first line of a text/plain error body, printable characters only; HTML pages and other bodies say nothing
+    a person could act on, so they give no detail."""
+    headers = getattr(response, "headers", None) or {}
+    if not str(headers.get("Content-Type", "")).lower().startswith("text/plain"):
+        return ""
+    text = response.content.decode("utf-8", "replace").strip()
+    line = "".join(char for char in text.partition("\n")[0] if char.isprintable()).strip()
+    return redact(line, *secrets)[:300]
 
 
 class ApiClient:

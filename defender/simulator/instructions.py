@@ -5,14 +5,15 @@ from django.core.management.base import CommandError
 from .server import Simulator
 
 
-def start_or_explain(simulator: Simulator, option: str) -> Simulator:
-    """Start the simulator, or say which port is taken and which option picks another (instead of a traceback)."""
+def start_or_explain(simulator: Simulator, option: str, siem_option: str = "--siem-port") -> Simulator:
+    """Start the simulator, or say which ports it needs and which options pick others (instead of a traceback)."""
     try:
         return simulator.start()
     except OSError as exc:
         raise CommandError(
-            f"The simulator cannot listen on {simulator.host}:{simulator.port} ({exc.strerror}): stop what uses it, "
-            f"or pass {option}."
+            f"The simulator cannot listen on {simulator.host}:{simulator.port} or, for the SIEM exporter, "
+            f"{simulator.siem_host}:{simulator.siem_port} ({exc.strerror}): stop what uses it, or pass {option} "
+            f"(or {siem_option})."
         ) from None
 
 
@@ -34,6 +35,10 @@ def form_values(sim: Simulator) -> list[str]:
         f"  or Certificate: upload {sim.certificate_path}  (the app's simulated key and certificate)",
         f"  CA certificate: paste the contents of {sim.ca_path}",
         f"                  {sim.ca_pem.splitlines()[0]}",
+        "",
+        "Legacy SIEM API integration: the exporter has a host of its own; the same values, except",
+        f"  Host:           {sim.siem_host}",
+        f"  Port:           {sim.siem_port}",
         "",
         "Other credentials:",
     ]

@@ -1,5 +1,6 @@
-"""The Simulator: one HTTPS port serving Entra ID, the Defender for Endpoint API, Graph alerts_v2 and the legacy SIEM
-exporter, routed by path and, for /api/alerts, by the audience of the bearer token.
+"""The Simulator: one HTTPS port serving Entra ID, the Defender for Endpoint API and Graph alerts_v2, routed by path,
+and a second HTTPS port (same CA) for the legacy SIEM exporter, which Microsoft serves on hosts of its own
+(wdatp-alertexporter-*.windows.com) with error bodies of its own.
 """
 
 import logging
@@ -28,6 +29,7 @@ from .graph_api import throttled as graph_throttled
 from .reply import Reply
 from .seed import ACTOR_HOSTNAMES, BULK_MACHINE, SeedData, jsonable
 from .siem_api import SiemAPI
+from .siem_api import error as siem_error
 from .tokens import InvalidToken, TokenSigner
 from .transport import SimulatorHTTPServer
 
@@ -82,6 +84,7 @@ class Simulator:
         seed=1,
         alerts_on_bulk_machine=0,
         port=0,
+        siem_port=0,
         ca_path=None,
         page_size=1000,
         token_lifetime=3599,
@@ -89,6 +92,7 @@ class Simulator:
     ):
         self.seed = seed
         self.port = port
+        self.siem_port = siem_port
         self.page_size = page_size
         self.token_lifetime = token_lifetime
         self.faults = Faults(**faults)
@@ -114,8 +118,8 @@ class Simulator:
         self._token_requests = Counter()
         self._token_requests_by_app = Counter()
         self._api_calls = 0
-        self._server = None
-        self._thread = None
+        self._server = self._siem_server = None
+        self._thread = self._siem_thread = None
         self._machines_view = self._alerts_view = None
 
     # Lifecycle
@@ -130,22 +134,34 @@ class Simulator:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._server_cert.configure_cert(context)
         self._server = SimulatorHTTPServer((self.host, self.port), context, self)
+        try:
+            self._siem_server = SimulatorHTTPServer((self.siem_host, self.siem_port), context, _SiemListener(self))
+        except OSError:
+            self._server.server_close()
+            self._server = None
+            raise
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="defender-simulator", daemon=True
-        )
-        self._thread.start()
-        logger.info("Defender simulator listening on %s", self.base_url)
+        self.siem_port = self._siem_server.server_address[1]
+        self._thread = self._serve(self._server, "defender-simulator")
+        self._siem_thread = self._serve(self._siem_server, "defender-simulator-siem")
+        logger.info("Defender simulator listening on %s (SIEM exporter on %s)", self.base_url, self.siem_base_url)
         return self
+
+    @staticmethod
+    def _serve(server, name):
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True)
+        thread.start()
+        return thread
 
     def stop(self):
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.close_open_connections()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-        self._server = self._thread = None
+        for server, thread in ((self._server, self._thread), (self._siem_server, self._siem_thread)):
+            server.shutdown()
+            server.close_open_connections()
+            server.server_close()
+            thread.join(timeout=5)
+        self._server = self._thread = self._siem_server = self._siem_thread = None
 
     def __enter__(self):
         return self.start()
@@ -158,6 +174,15 @@ class Simulator:
     @property
     def base_url(self):
         return f"https://{self.host}:{self.port}"
+
+    @property
+    def siem_host(self):
+        """The SIEM exporter's host: the same address, a listener of its own (its own port)."""
+        return self.host
+
+    @property
+    def siem_base_url(self):
+        return f"https://{self.siem_host}:{self.siem_port}"
 
     @property
     def auth_url(self):
@@ -262,15 +287,19 @@ class Simulator:
 
     # Serving
 
-    def handle(self, request):
-        """Answer one request; called on the connection's thread."""
+    def handle(self, request, siem=False):
+        """Answer one request (``siem``: one that came to the SIEM exporter's listener); called on the connection's
+        thread."""
         kind, reply = "api", None
         try:
-            kind, route = self.classify(request)
-            reply = self.with_faults(request, kind, route) if kind in ("api", "token") else route()
+            kind, route = self.classify_siem(request) if siem else self.classify(request)
+            reply = self.with_faults(request, kind, route, siem) if kind in ("api", "token") else route()
         except Exception:
             logger.exception("simulator failed on %s %s", request.method, request.path)
-            reply = defender_error(request, 500, "InternalServerError", "An unexpected error occurred.")
+            if siem:
+                reply = siem_error(500, "An error occurred in the service.")
+            else:
+                reply = defender_error(request, 500, "InternalServerError", "An unexpected error occurred.")
         finally:
             record = RequestRecord(
                 time=time.time(),
@@ -311,14 +340,26 @@ class Simulator:
             return "api", lambda: self.graph(request, lowered[0])
         return "api", lambda: defender_error(request, 404, "NotFound", f"The requested resource {path} was not found.")
 
-    def with_faults(self, request, kind, route):
+    def classify_siem(self, request):
+        """The SIEM exporter's host serves GET /api/alerts alone; Entra ID stays on the main listener."""
+        if request.path.rstrip("/").lower() == "/api/alerts":
+            return "api", lambda: self.siem(request)
+        return "api", lambda: siem_error(
+            404,
+            "The resource you are looking for has been removed, had its name changed, or is temporarily unavailable.",
+        )
+
+    def with_faults(self, request, kind, route, siem=False):
         if kind == "api":
             with self._lock:
                 self._api_calls += 1
         decision = self.faults.decide(kind)
         if decision.delay:
             time.sleep(decision.delay)
-        reply = self.fault_reply(request, kind, decision) if decision.status else route()
+        if decision.status and siem:
+            reply = self.siem_fault_reply(decision)
+        else:
+            reply = self.fault_reply(request, kind, decision) if decision.status else route()
         if decision.malformed or (reply.status == 200 and self.faults.malformed_page(reply.page)):
             reply.malformed = True
         if kind == "api" and reply.status == 200:
@@ -397,6 +438,12 @@ class Simulator:
             request, decision.status, "ServiceUnavailable", "The service is temporarily unavailable.", headers
         )
 
+    @staticmethod
+    def siem_fault_reply(decision):
+        headers = {"Retry-After": decision.retry_after} if decision.retry_after else {}
+        messages = {429: "Too many requests.", 500: "An error occurred in the service."}
+        return siem_error(decision.status, messages.get(decision.status, "The service is unavailable."), headers)
+
     def token(self, request, tenant, version):
         if request.method != "POST":
             return entra_error(
@@ -427,8 +474,6 @@ class Simulator:
                 request, 401, "Unauthorized", str(exc), {"WWW-Authenticate": 'Bearer error="invalid_token"'}
             )
         api = scopes.api_for(claims.get("aud", ""))
-        if api == scopes.SIEM and [part.lower() for part in route] == ["alerts"]:
-            return self._siem.handle(request)
         if api != scopes.DEFENDER:
             return defender_error(
                 request,
@@ -440,6 +485,31 @@ class Simulator:
         if request.method != "GET":
             return defender_error(request, 405, "BadRequest", f"The HTTP method {request.method} is not supported.")
         return self._defender.handle(request, route, claims)
+
+    def siem(self, request):
+        """The SIEM exporter's checks, in its own words: 401 for a missing, malformed or foreign-audience token, 403
+        for a token of a tenant it does not serve (Microsoft: a domain not managed by the tenant, a deleted tenant)."""
+        unauthorized = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return siem_error(401, "Authorization has been denied for this request.", unauthorized)
+        try:
+            claims = self.signer.verify(token.strip())
+        except InvalidToken:
+            return siem_error(401, "Authorization has been denied for this request.", unauthorized)
+        if scopes.api_for(claims.get("aud", "")) != scopes.SIEM:
+            return siem_error(401, "Authorization has been denied for this request.", unauthorized)
+        if claims.get("tid") != self.tenant_id:
+            # The page's own words for its 403; the exporter's real body is not documented.
+            return siem_error(
+                403,
+                "Unauthorized exception - any of the domains is not managed by the tenant administrator or tenant "
+                "state is deleted.",
+            )
+        if request.method != "GET":
+            return siem_error(405, f"The requested resource does not support http method '{request.method}'.")
+        return self._siem.handle(request)
 
     def graph(self, request, version):
         try:
@@ -478,5 +548,15 @@ class Simulator:
         return Reply(404, {"error": {"code": "NotFound", "message": "Unknown simulator control."}})
 
     def __repr__(self):
-        state = self.base_url if self._server else "stopped"
+        state = f"{self.base_url} SIEM {self.siem_base_url}" if self._server else "stopped"
         return f"<Simulator seed={self.seed} {state}>"
+
+
+class _SiemListener:
+    """The SIEM exporter's listener hands its requests to the simulator marked as the exporter's own."""
+
+    def __init__(self, simulator):
+        self.simulator = simulator
+
+    def handle(self, request):
+        return self.simulator.handle(request, siem=True)

@@ -47,8 +47,10 @@ def parse_time(name, text):
         raise BadQuery(f"The value '{text}' of parameter '{name}' is not a valid date and time.") from None
 
 
-def error(request, status, code, message):
-    return Reply(status, {"error": {"code": code, "message": message, "target": request.correlation_id}})
+def error(status, message, headers=None):
+    """The exporter's error: its body is not documented (docs/microsoft-api.md, section 9); unlike the Defender API's
+    OData JSON it is a line of plain text here, so clients must not count on an {"error": {...}} object."""
+    return Reply(status, message, dict(headers or {}))
 
 
 class SiemAPI:
@@ -71,7 +73,7 @@ class SiemAPI:
             if limit is not None and not limit.isdigit():
                 raise BadQuery(f"The value '{limit}' of parameter 'limit' is not a valid integer.")
         except BadQuery as exc:
-            return error(request, 400, "BadRequest", str(exc))
+            return error(400, str(exc))
         tags = {value.lower() for name, value in request.multi_params if name.lower() == "devicecreatedmachinetags"}
         rows = [
             row

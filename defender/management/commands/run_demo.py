@@ -20,11 +20,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000", help="Where the site listens.")
         parser.add_argument("--simulator-port", type=int, default=8443, help="Port of the simulator on 127.0.0.1.")
+        parser.add_argument("--siem-port", type=int, default=8444, help="Port of the simulator's SIEM exporter.")
         parser.add_argument("--seed", type=int, default=1, help="Seed of the simulated tenant's data.")
 
-    def handle(self, *args, addrport, simulator_port, seed, **options):
+    def handle(self, *args, addrport, simulator_port, siem_port, seed, **options):
         ca_path = Path(settings.BASE_DIR) / "var" / "simulator-ca.pem"
-        simulator = Simulator(seed=seed, port=simulator_port, ca_path=ca_path)
+        simulator = Simulator(seed=seed, port=simulator_port, siem_port=siem_port, ca_path=ca_path)
         start_or_explain(simulator, "--simulator-port")
         try:
             integration = seed_demo(simulator)

@@ -19,6 +19,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8443, help="Port on 127.0.0.1 (default 8443; 0 picks one).")
+        parser.add_argument(
+            "--siem-port", type=int, default=8444, help="Port of the SIEM exporter (default 8444; 0 picks one)."
+        )
         parser.add_argument("--seed", type=int, default=1, help="Seed of the simulated tenant's data (default 1).")
         parser.add_argument("--alerts", type=int, default=0, help="Alerts on the bulk machine, for benchmarks.")
         parser.add_argument("--page-size", type=int, default=1000, help="Server page size when no $top is given.")
@@ -50,6 +53,7 @@ class Command(BaseCommand):
             seed=options["seed"],
             alerts_on_bulk_machine=options["alerts"],
             port=options["port"],
+            siem_port=options["siem_port"],
             ca_path=ca_path,
             page_size=options["page_size"],
             throttle_every=options["throttle_every"],
@@ -78,7 +82,10 @@ class Command(BaseCommand):
 
     def describe(self, sim):
         lines = [
-            self.style.SUCCESS(f"Defender simulator listening on {sim.base_url} (seed {sim.seed})"),
+            self.style.SUCCESS(
+                f"Defender simulator listening on {sim.base_url}, its SIEM exporter on {sim.siem_base_url} "
+                f"(seed {sim.seed})"
+            ),
             "",
             *form_values(sim),
             "",
