@@ -2,6 +2,7 @@
 
 from defender import presets
 from defender.models import Actor, Integration, ProxyRule
+from tests.fixtures.connection import RESOURCES
 
 TENANT_ID = "72f988bf-0000-4000-8000-00000000aaaa"
 CLIENT_ID = "0b6f1d2e-0000-4000-8000-00000000bbbb"
@@ -99,3 +100,17 @@ def integration_form_data(**overrides):
     }
     data.update(overrides)
     return data
+
+
+def three_flavours(simulator):
+    """A Defender API, a Graph and a SIEM integration of the simulator's one tenant."""
+    return [
+        simulator_integration(
+            simulator,
+            name=name,
+            api_flavour=flavour,
+            resource=RESOURCES[flavour],
+            api_version=presets.DEFAULT_API_VERSION[flavour],
+        )
+        for name, flavour in (("Defender API", presets.MDE), ("Graph", presets.GRAPH), ("SIEM", presets.SIEM))
+    ]

@@ -67,3 +67,13 @@ def stop(process):
             process.kill()
             process.wait()
     return process.stdout.read()
+
+
+def answered_by_agent(site, token_file, job, timeout=60):
+    """The job once a real agent process has run it, and what that agent printed."""
+    agent = start_agent(site, token_file)
+    try:
+        job = wait_for_job(job, timeout)
+    finally:
+        output = stop(agent)
+    return job, output

@@ -9,12 +9,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from defender import alert_store, presets
+from defender import alert_store
 from defender.models import Alert
 from defender.operations import alerts as operations_alerts
 from defender.services.alerts import Evidence
-from tests.factories import make_actor, make_integration, simulator_integration
-from tests.fixtures.connection import RESOURCES
+from tests.factories import make_actor, make_integration, three_flavours
 from tests.test_alert_store import defender_alert
 
 pytestmark = pytest.mark.django_db
@@ -23,20 +22,6 @@ pytestmark = pytest.mark.django_db
 def last_30_days():
     until = timezone.now()
     return until - timedelta(days=30), until
-
-
-def three_flavours(simulator):
-    """A Defender API, a Graph and a SIEM integration of the simulator's one tenant."""
-    return [
-        simulator_integration(
-            simulator,
-            name=name,
-            api_flavour=flavour,
-            resource=RESOURCES[flavour],
-            api_version=presets.DEFAULT_API_VERSION[flavour],
-        )
-        for name, flavour in (("Defender API", presets.MDE), ("Graph", presets.GRAPH), ("SIEM", presets.SIEM))
-    ]
 
 
 def actor_page(client, actor, query=""):

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from defender import alert_store
 from defender.models import Alert, AlertFetch
 from tests.conftest import PASSWORD
-from tests.factories import make_actor, make_integration, simulator_integration
+from tests.factories import make_actor, make_integration, simulator_integration, three_flavours
 from tests.test_alert_store import defender_alert
 
 pytestmark = pytest.mark.browser
@@ -365,18 +365,8 @@ def test_the_actor_page_and_the_actors_list_never_scroll_sideways(browser, live_
 def test_an_alert_three_integrations_of_one_tenant_returned_is_one_row_that_opens_on_its_evidence(
     page, live_server, log_in, admin_user, simulator
 ):
-    from defender import presets
-    from tests.fixtures.connection import RESOURCES
-
     hostname = simulator.actor_hostnames()[0][0]
-    for name, flavour in (("Defender API", presets.MDE), ("Graph", presets.GRAPH), ("SIEM", presets.SIEM)):
-        simulator_integration(
-            simulator,
-            name=name,
-            api_flavour=flavour,
-            resource=RESOURCES[flavour],
-            api_version=presets.DEFAULT_API_VERSION[flavour],
-        )
+    three_flavours(simulator)
     log_in(admin_user.username, PASSWORD)
     add_actor(page, live_server, "Finance workstation", hostname)
     for name in ("Defender API", "Graph", "SIEM"):

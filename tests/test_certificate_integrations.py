@@ -13,7 +13,11 @@ from defender.remote import jobs
 from defender.services.client_certificate import parse_certificate_credential
 from defender.simulator.seed import make_certificate_pem
 from tests.factories import simulator_integration
-from tests.remote_helpers import make_node_with_token_file, remote_integration_for, start_agent, stop, wait_for_job
+from tests.remote_helpers import (
+    answered_by_agent,
+    make_node_with_token_file,
+    remote_integration_for,
+)
 from tests.test_destination_rule import Lab, assert_refused, forget, run_the_test, second_auth_proxy  # noqa: F401
 from tests.test_integration_views import simulator_form_data
 
@@ -267,11 +271,7 @@ def test_a_remote_node_receives_the_certificate_and_passes_the_test_with_it(
         client_certificate=simulator.app.certificate_pem,
     )
     job = jobs.enqueue(integration, Job.Kind.TEST)
-    agent = start_agent(site_over_https, token_file)
-    try:
-        job = wait_for_job(job)
-    finally:
-        output = stop(agent)
+    job, output = answered_by_agent(site_over_https, token_file, job)
     assert job.state == Job.State.DONE, output
     integration.refresh_from_db()
     assert integration.last_test_ok is True, integration.last_test_summary

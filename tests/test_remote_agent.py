@@ -26,6 +26,7 @@ from defender.services.steps import FAILED, SKIPPED
 from tests.factories import simulator_integration
 from tests.fixtures.tls_front import TlsFront
 from tests.remote_helpers import (
+    answered_by_agent,
     make_node_with_token_file,
     remote_integration_for,
     start_agent,
@@ -45,11 +46,7 @@ def test_a_remote_integrations_test_passes_through_the_agent_not_the_site(simula
     integration = remote_integration_for(simulator, remote_node)
     simulator.reset_counters()
     job = jobs.enqueue(integration, Job.Kind.TEST)
-    agent = start_agent(site_over_https, token_file)
-    try:
-        job = wait_for_job(job)
-    finally:
-        output = stop(agent)
+    job, output = answered_by_agent(site_over_https, token_file, job)
     assert job.state == Job.State.DONE, output
     integration.refresh_from_db()
     assert integration.last_test_ok is True, integration.last_test_summary
@@ -72,11 +69,7 @@ def test_alerts_fetched_by_the_agent_arrive_in_the_actors_stored_alerts(simulato
         Job.Kind.ALERTS,
         {"actor_id": actor.pk, "hostnames": actor.hostnames(), "since": since.isoformat(), "until": until.isoformat()},
     )
-    agent = start_agent(site_over_https, token_file)
-    try:
-        job = wait_for_job(job)
-    finally:
-        output = stop(agent)
+    job, output = answered_by_agent(site_over_https, token_file, job)
     assert job.state == Job.State.DONE, output + job.error
     assert actor.alerts.filter(integrations=integration).count() > 0
     fetch = actor.alert_fetches.get(integration=integration)
