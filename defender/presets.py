@@ -111,7 +111,7 @@ def preset_data() -> dict[str, dict[str, Any]]:
             "default": asdict(default_preset(flavour)),
             "presets": [asdict(preset) for preset in presets_for(flavour)],
             "roles": list(REQUIRED_ROLES[flavour]),
-            "permission_advice": permission_advice(flavour),  # type: ignore[no-untyped-call]  # untyped until annotated
+            "permission_advice": permission_advice(flavour),
         }
         for flavour, label in API_FLAVOURS
     }

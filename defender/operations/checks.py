@@ -53,7 +53,7 @@ def start_integration_test(integration: Integration, user: Requester = None) -> 
     run = _new_run(TestRun.Subject.INTEGRATION, integration.name, user, integration=integration)
     if runs_on_node(integration):
         # Queued for the node; the run's page polls it: no worker waits here for the node to check in.
-        run.job = jobs.enqueue(integration, Job.Kind.TEST, user=_saved(user))  # type: ignore[no-untyped-call]
+        run.job = jobs.enqueue(integration, Job.Kind.TEST, user=_saved(user))
         run.save(update_fields=["job"])
     else:
         _run_here(run, steps_for(integration.to_settings))
@@ -191,5 +191,5 @@ def wait_for(run: TestRun, timeout: float, on_step: Callable[[Step], None], poll
 
 def wait_seconds(integration: Integration) -> float:
     """Long enough for a node to claim the job and answer it: the claim deadline plus the Test's own time bound."""
-    bound: float = jobs.deadline_seconds() + jobs.answer_bound_seconds(integration)  # type: ignore[no-untyped-call]
+    bound: float = jobs.deadline_seconds() + jobs.answer_bound_seconds(integration)
     return bound

@@ -34,7 +34,7 @@ def record_test_result(integration: Integration, result: TestResult) -> None:
 def remote_test_result(job: Job) -> TestResult:
     """The Test's steps as the node reported them; a job that never ran is one failed "Remote node" step."""
     if job.result and job.result.get("steps"):
-        result: TestResult = wire.test_result_from_wire(job.result)  # type: ignore[no-untyped-call]
+        result: TestResult = wire.test_result_from_wire(job.result)
         return result
     return TestResult((Step(REMOTE_STEP, FAILED, 0, job.error or "The remote node could not run the Test."),))
 

@@ -323,7 +323,7 @@ def run_test_within(settings: ConnectionSettings, bound: float) -> TestResult:
 
     def run() -> None:
         try:
-            for step in iter_test_steps(settings):  # type: ignore[no-untyped-call]  # until the services are typed
+            for step in iter_test_steps(settings):
                 steps.append(step)
         except Exception as exc:  # handed to the caller below, as if the Test had run in its thread
             broke.append(exc)
@@ -361,7 +361,7 @@ def run_job(
         return result.ok, test_result_to_wire(result), ""
     if kind == ALERTS:
         try:
-            found = alerts_for_actor(  # type: ignore[no-untyped-call]  # until the services are typed
+            found = alerts_for_actor(
                 settings,
                 parameters["hostnames"],
                 _time_from_wire(parameters.get("since")),

@@ -163,7 +163,7 @@ def probe_path(settings: Any) -> tuple[str, dict[str, int]]:
 
 def _client(settings: Any) -> Any:
     """The integration's API client; Any to this module until the client module is typed."""
-    return ApiClient(settings, TokenSource(settings))  # type: ignore[no-untyped-call]
+    return ApiClient(settings, TokenSource(settings))
 
 
 def probe_api(settings: Any) -> str:
@@ -425,9 +425,7 @@ def _graph_alerts(api: Any, settings: Any, names: tuple[str, ...], window: Windo
             else:
                 not_on_machines += 1
     except Throttled as throttled:
-        raise Throttled(  # type: ignore[no-untyped-call]
-            throttled.message, GRAPH_RATE, throttled.code, throttled.retry_at
-        ) from None
+        raise Throttled(throttled.message, GRAPH_RATE, throttled.code, throttled.retry_at) from None
     message = _client_side_message(alerts, others, unreadable, names)
     if not alerts and not_on_machines:
         message += f" {_count_of(not_on_machines)} in that window {_were(not_on_machines)} not about a machine."
