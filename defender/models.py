@@ -4,6 +4,7 @@ import re
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.db.models.signals import post_delete
@@ -103,7 +104,15 @@ class ProxyRule(models.Model):
         )
 
 
+class HealthState(models.TextChoices):
+    UNKNOWN = "unknown", "Not tested"
+    UP = "up", "Up"
+    DOWN = "down", "Down"
+
+
 class Integration(models.Model):
+    HealthState = HealthState
+
     class Location(models.TextChoices):
         LOCAL = "local", "Local"
         REMOTE = "remote", "Remote"
@@ -301,6 +310,35 @@ class Integration(models.Model):
     last_test_ok = models.BooleanField(null=True, blank=True, editable=False)
     last_test_summary = models.TextField(blank=True, editable=False)
     last_test_steps = models.JSONField(default=list, blank=True, editable=False)
+    # Scheduled health checks ("Operational Status"): the schedule itself is a django-celery-beat periodic task.
+    health_check = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    notify_after_failures = models.PositiveSmallIntegerField(
+        "notify after failures",
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Tests failed in a row before the integration counts as down and a notification goes out.",
+    )
+    notify_emails = models.TextField(
+        "notify by email",
+        blank=True,
+        help_text="Addresses told when the integration goes down and when it recovers, one per line or comma-separated.",
+    )
+    notify_webhook_url = EncryptedTextField(
+        "notify by webhook",
+        help_text="A Slack or Microsoft Teams incoming webhook (or any URL taking a JSON POST). Stored encrypted: "
+        "such a URL is its own credential.",
+    )
+    health_state = models.CharField(
+        max_length=8, choices=HealthState.choices, default=HealthState.UNKNOWN, editable=False
+    )
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -699,6 +737,8 @@ class Job(models.Model):
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=10, choices=enums.choices(Kind))
+    # Run by a worker of this site (a Local integration's Get alerts) rather than claimed by a remote node.
+    runs_here = models.BooleanField(default=False)
     parameters = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     node = models.ForeignKey(RemoteNode, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
@@ -747,7 +787,15 @@ class TestRun(models.Model):
         TYPED_VALUES = "typed", "Typed values"
         PROXY_RULE = "proxy_rule", "Proxy rule"
 
+    class Trigger(models.TextChoices):
+        PRESSED = "pressed", "Pressed"
+        SCHEDULED = "scheduled", "Scheduled"
+        COMMAND = "command", "Command"
+
     subject = models.CharField(max_length=12, choices=Subject.choices)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.PRESSED)
+    # Typed values' settings, secret included, encrypted, for the worker that runs their Test; emptied when it ends.
+    typed_settings = EncryptedTextField(editable=False)
     integration = models.ForeignKey(
         Integration, null=True, blank=True, on_delete=models.CASCADE, related_name="test_runs"
     )
@@ -766,6 +814,8 @@ class TestRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        # The status strip: an integration's last finished runs.
+        indexes = [models.Index(fields=["integration", "-finished_at"], name="testrun_history")]
 
     def __str__(self):
         return f"Test of {self.title}"
@@ -780,3 +830,20 @@ class TestRun(models.Model):
     @property
     def cancelled(self):
         return self.job is not None and self.job.state == Job.State.CANCELLED
+
+
+class Worker(models.Model):
+    """A background worker that said it is alive: /readyz and Settings > System read these."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    version = models.CharField(max_length=40)
+    pid = models.PositiveIntegerField()
+    concurrency = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self):
+        return self.hostname

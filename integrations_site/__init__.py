@@ -1,0 +1,5 @@
+"""The site's project package. The Celery app is loaded with Django, so that ``shared_task`` binds to it."""
+
+from integrations_site.celery import app as celery_app
+
+__all__ = ["celery_app"]

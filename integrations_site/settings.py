@@ -58,9 +58,49 @@ SITE_URL = env.read("SITE_URL", "").rstrip("/")
 REMOTE_JOB_DEADLINE_SECONDS = env.integer("REMOTE_JOB_DEADLINE_SECONDS", 90)
 REMOTE_JOB_LEASE_SECONDS = env.integer("REMOTE_JOB_LEASE_SECONDS", 300)
 REMOTE_NODE_MAX_RESULT_BYTES = env.integer("REMOTE_NODE_MAX_RESULT_BYTES", 64 * 1024 * 1024)
-# A Test runs in the background while its page polls it; on, it runs before the request that started it returns (for
-# tests that run inside one database transaction, which a background thread cannot see).
-TEST_RUNS_INLINE = env.boolean("TEST_RUNS_INLINE", default=False)
+# The background engine (Celery). With no broker configured, the embedded default: kombu's filesystem transport in
+# var/, which needs no server (one machine; `make demo` starts a worker and the scheduler beside the site). Set
+# CELERY_BROKER_URL=redis://host:6379/0 for workers on any number of machines.
+CELERY_BROKER_URL = env.read("CELERY_BROKER_URL", "") or "filesystem://"
+if CELERY_BROKER_URL == "filesystem://":
+    _queue_folder = VAR_DIR / "celery" / "queue"
+    private_files.private_folder(_queue_folder)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_folder),
+        "data_folder_out": str(_queue_folder),
+        "store_processed": False,
+        # How often an idle worker looks for a message: a pressed Test starts well within a second.
+        "polling_interval": 0.1,
+    }
+else:
+    # A task whose worker died unacknowledged goes to another worker after this long; longer than any task's
+    # time limit, so that a slow task is never run twice while it is still running.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": _at_least("CELERY_VISIBILITY_TIMEOUT", env.integer("CELERY_VISIBILITY_TIMEOUT", 900), 10),
+    }
+# No result backend: every task records its outcome in the database, where the pages read it.
+CELERY_TASK_IGNORE_RESULT = True
+# Acknowledged when done, not when received: a task whose worker is killed mid-way runs again on another worker.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message at a time per process, so that a long Test never holds back the tasks queued behind it.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+# Schedules live in the database (django-celery-beat), editable in the Django admin.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "Remote job housekeeping": {
+        "task": "defender.tasks.remote_job_housekeeping",
+        "schedule": env.integer("REMOTE_JOB_HOUSEKEEPING_SECONDS", 10),
+    },
+}
+# On, a task runs before the request that queued it returns (for tests that run inside one database transaction,
+# which a worker cannot see); off on the site.
+TASKS_RUN_INLINE = env.boolean("TASKS_RUN_INLINE", default=False)
 # Link-local and cloud metadata addresses hand out the machine's own credentials: a Test never reaches them unless
 # this is on (defender/services/addresses.py).
 ALLOW_METADATA_HOSTS = env.boolean("ALLOW_METADATA_HOSTS", default=False)
@@ -80,6 +120,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "axes",
     "csp",
+    "django_celery_beat",
     "defender",
 ]
 

@@ -33,11 +33,35 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
         database.setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def celery_in_memory():
+    """The suite's own Celery broker lives in memory: tasks queued by a test never reach the machine's Redis or the
+    demo's queue folder. (The tests of real workers start them on Redis with a database number of their own.)"""
+    from integrations_site.celery import app
+
+    app.conf.broker_url = "memory://"
+    app.conf.broker_transport_options = {"polling_interval": 0.05}
+    return app
+
+
 @pytest.fixture(autouse=True)
-def test_runs_inline(request, settings):
-    """A Test run finishes before the view that started it returns, in tests that run inside one transaction (a
-    background thread would not see their rows); against a live server it runs in the background, as on the site."""
-    settings.TEST_RUNS_INLINE = "live_server" not in request.fixturenames
+def tasks_inline(request, settings):
+    """A task finishes before the view that queued it returns, in tests that run inside one transaction (a worker
+    would not see their rows); against a live server a worker runs them, as on the site."""
+    settings.TASKS_RUN_INLINE = "live_server" not in request.fixturenames
+    if settings.TASKS_RUN_INLINE:
+        yield
+        return
+    yield from _worker(request)
+
+
+def _worker(request):
+    """A real Celery worker (threads, in this process, so that it uses the test database) for a live-server test."""
+    from celery.contrib.testing.worker import start_worker
+
+    app = request.getfixturevalue("celery_in_memory")
+    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30):
+        yield
 
 
 def _user_in(django_user_model, username, group_name):

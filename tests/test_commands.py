@@ -229,7 +229,7 @@ def test_defender_alerts_refuses_a_timeout_that_is_not_positive(integration):
 
 
 def test_defender_test_waits_for_its_run_in_the_background_like_the_button(transactional_db, simulator, settings):
-    settings.TEST_RUNS_INLINE = False  # as on the site: the run's steps are recorded by another thread
+    settings.TASKS_RUN_INLINE = False  # as on the site: the run's steps are recorded by another thread
     simulator_integration(simulator)
     out, _ = _run("defender_test", "Simulator")
     assert [line.split(" (")[0] for line in out.strip().splitlines()] == [f"✓ {name}" for name in STEP_NAMES]

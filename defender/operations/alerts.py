@@ -11,13 +11,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.utils import timezone
 
 from defender import alert_store
 from defender.alert_store import Outcome
 from defender.destinations import REFUSED_SECRETS
 from defender.models import Actor, AlertFetch, Integration, Job
-from defender.operations import answers, records
+from defender.operations import answers, background, records
 from defender.operations.placement import runs_on_node
 from defender.remote import jobs
 from defender.services.alerts import alerts_for_actor
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 # Integrations are asked side by side so that the person waiting does not wait for each in turn; only a handful at
 # a time, so that integrations sharing one tenant do not spend its per-minute call budget all at once.
 PARALLEL_ASKS = 4
+# Pages of alerts one Get alerts is given time for, at its integration's timeouts and retries.
+LIMIT_PAGES = 10
 
 
 class NotAnswered(Exception):
@@ -46,16 +49,46 @@ def get_alerts(
     until: datetime,
     user: User | None = None,
 ) -> list[Job]:
-    """Pressing Get alerts: ask the integrations that run here now (their answers are stored when this returns) and
-    queue the others for their nodes (the actor's page waits for those). Returns the queued jobs."""
-    here = [integration for integration in integrations if not runs_on_node(integration)]
-    if here:
-        fetch_alerts(actor, here, since, until)
-    return [
-        jobs.enqueue_alerts(actor, integration, since, until, user)
-        for integration in integrations
-        if runs_on_node(integration)
-    ]
+    """Pressing Get alerts: one job per integration, asked by a worker of this site (Local) or claimed by the
+    integration's node (Remote); the actor's page waits for them. Returns the jobs."""
+    queued = []
+    for integration in integrations:
+        here = not runs_on_node(integration)
+        job = jobs.enqueue_alerts(actor, integration, since, until, user, runs_here=here)
+        if here:
+            from defender import tasks  # the tasks call this module
+
+            background.submit(tasks.get_alerts, job.pk, time_limit=time_limit_seconds(integration))
+        queued.append(job)
+    return queued
+
+
+def time_limit_seconds(integration: Integration) -> float:
+    """How long a worker lets one Get alerts run: every attempt of a few pages at the integration's timeouts, with a
+    minute's Retry-After between attempts."""
+    attempt = integration.connect_timeout + 2 * integration.read_timeout
+    return float(LIMIT_PAGES * (integration.max_retries + 1) * (attempt + 60))
+
+
+def run_job_here(job_id: int) -> None:
+    """A worker's part of Get alerts: take the job, ask the integration, store the answer for the actor, end the job.
+    Run again after a worker was lost, it asks again (storing is idempotent); a job that ended meanwhile (cancelled,
+    or past its time) is left as it ended and what was found is dropped."""
+    job = jobs.take_here(job_id, time_limit_seconds)
+    if job is None:
+        return
+    since, until = (datetime.fromisoformat(job.parameters[key]) for key in ("since", "until"))
+    [outcome] = _ask_here([job.integration], list(job.parameters.get("hostnames", ())), since, until)
+    actor = Actor.objects.filter(pk=job.parameters.get("actor_id")).first()
+    with transaction.atomic():
+        ok, message = outcome.ok, outcome.message
+        ending = jobs.Ending(job, Job.State.RUNNING, Job.State.DONE if ok else Job.State.FAILED, "" if ok else message)
+        if not jobs.end(ending):
+            return
+        if actor is not None:  # None: the actor was deleted meanwhile
+            fetch = alert_store.record_outcome(actor, outcome, timezone.now())
+            if ok and not fetch.ok:
+                jobs.end(jobs.Ending(job, Job.State.DONE, Job.State.FAILED, fetch.message))
 
 
 def get_alerts_waiting(
@@ -93,12 +126,8 @@ def get_alerts_waiting(
 
 
 def pending_alert_jobs(actor: Actor) -> list[Job]:
-    """The actor's Get alerts still waiting for, or running on, a remote node (one query when there are none)."""
-    pending = jobs.unfinished_alert_jobs(actor)
-    if not pending.exists():
-        return []
-    answers.housekeeping()  # a job past its deadline is shown as expired, not as waiting
-    return list(pending)
+    """The actor's Get alerts still waiting for a worker or a remote node, or running (one query)."""
+    return list(jobs.unfinished_alert_jobs(actor))
 
 
 def fetch_alerts(actor: Actor, integrations: list[Integration], since: datetime, until: datetime) -> list[AlertFetch]:

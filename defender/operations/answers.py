@@ -59,7 +59,8 @@ def end_job(ending: jobs.Ending, now: datetime | None = None) -> bool:
 
 def housekeeping(now: datetime | None = None) -> None:
     """End the jobs whose time is up (each recorded as its answer would be) and return to the queue those whose node
-    went silent. The pages that show jobs and the node API call this; it is cheap when nothing is due."""
+    went silent. A periodic task, the node API and a command waiting for a job call this; it is cheap when nothing
+    is due. (Pages only read: what time ended is shown once this has run.)"""
     now = now or timezone.now()
     for ending in jobs.overdue(now):
         end_job(ending, now)
@@ -67,8 +68,7 @@ def housekeeping(now: datetime | None = None) -> None:
 
 
 def refreshed(job_id: int) -> Job:
-    """The job as it stands now, after housekeeping: what the waiting page shows. Raises Job.DoesNotExist."""
-    housekeeping()
+    """The job as it stands now: what the waiting page shows. Raises Job.DoesNotExist."""
     return Job.objects.select_related("integration__remote_node", "node").get(pk=job_id)
 
 
@@ -85,6 +85,7 @@ def wait(job: Job, timeout: float) -> Job:
     """The job once it has ended (answered, or ended by housekeeping), or as it stands after ``timeout`` seconds."""
     give_up = time.monotonic() + timeout
     while True:
+        housekeeping()
         job = refreshed(job.pk)
         left = give_up - time.monotonic()
         if job.finished or left <= 0:

@@ -1,15 +1,20 @@
 """Pressing Test: start a Test run of a saved integration, of typed values or of a proxy rule, record its steps as each
 finishes, and record what they came to (on the integration, like its last Test).
 
-A local run's steps run in the background (``background.submit``) while its page polls the run; a Remote
-integration's run waits for its node's answer to a job. Where it runs is decided by ``placement`` only.
+A local run's steps are run by a worker (``tasks.run_test``, through ``background.submit``) while its page polls the
+run; a Remote integration's run waits for its node's answer to a job. Where it runs is decided by ``placement`` only.
+A run of typed values keeps their settings encrypted until its worker has run them: the broker carries only the run's
+id.
 """
 
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
@@ -19,7 +24,7 @@ from defender.models import Integration, Job, ProxyRule, TestRun
 from defender.operations import answers, background
 from defender.operations.placement import runs_on_node
 from defender.operations.records import REMOTE_STEP, finish_run, record_test_result, stored_steps
-from defender.remote import jobs
+from defender.remote import jobs, wire
 from defender.services import proxy_check
 from defender.services.connectivity import iter_test_steps
 from defender.services.steps import FAILED, NOT_TESTED, SKIPPED, Step, StepOutcome, TestResult
@@ -47,16 +52,18 @@ def steps_for(build_settings: Callable[[], Any], run: StepRunner = iter_test_ste
 # --- starting a run -------------------------------------------------------------------------------------------------
 
 
-def start_integration_test(integration: Integration, user: Requester = None) -> TestRun:
-    """Test a saved integration here (in the background) or on its remote node; either way the outcome becomes its
-    last Test."""
-    run = _new_run(TestRun.Subject.INTEGRATION, integration.name, user, integration=integration)
+def start_integration_test(
+    integration: Integration, user: Requester = None, trigger: str = TestRun.Trigger.PRESSED
+) -> TestRun:
+    """Test a saved integration here (by a worker) or on its remote node; either way the outcome becomes its last
+    Test."""
+    run = _new_run(TestRun.Subject.INTEGRATION, integration.name, user, integration=integration, trigger=trigger)
     if runs_on_node(integration):
         # Queued for the node; the run's page polls it: no worker waits here for the node to check in.
         run.job = jobs.enqueue(integration, Job.Kind.TEST, user=_saved(user))
         run.save(update_fields=["job"])
     else:
-        _run_here(run, steps_for(integration.to_settings))
+        _run_here(run, integration, in_this_process=trigger == TestRun.Trigger.COMMAND)
     return run
 
 
@@ -73,17 +80,24 @@ def start_typed_test(
             "takes only saved integrations."
         )
         finish_run(run, TestResult((Step(REMOTE_STEP, SKIPPED, 0, message),)))
-    else:
-        _run_here(run, steps_for(build_settings))
+        return run
+    try:
+        settings = build_settings()
+    except REFUSED_SECRETS as error:
+        finish_run(run, TestResult((Step("Stored secret", FAILED, 0, str(error)),)))
+        return run
+    # Kept encrypted on the run for its worker, emptied when it ends: the secret never passes through the broker.
+    run.typed_settings = json.dumps(wire.settings_to_wire(settings))
+    run.save(update_fields=["typed_settings"])
+    _run_here(run, integration)
     return run
 
 
 def start_proxy_rule_test(rule: ProxyRule, user: Requester = None) -> TestRun:
     """Does the proxy answer, accept its credentials and open a tunnel to where its integrations go? Nothing else is
     stored."""
-    targets = rule.tunnel_targets()  # type: ignore[no-untyped-call]
     run = _new_run(TestRun.Subject.PROXY_RULE, f"proxy rule {rule.name}", user, proxy_rule=rule)
-    _run_here(run, steps_for(rule.to_settings, run=partial(proxy_check.iter_proxy_steps, targets=targets)))
+    _run_here(run, None)
     return run
 
 
@@ -96,30 +110,64 @@ def _saved(user: Requester) -> Any:
     return user if user is not None and user.is_authenticated else None
 
 
-def _run_here(run: TestRun, steps: Iterator[Step]) -> None:
-    background.submit(_execute, run.pk, steps)
+def _run_here(run: TestRun, integration: Integration | None, *, in_this_process: bool = False) -> None:
+    from defender import tasks  # the tasks call this module
+
+    limit = time_limit_seconds(integration)
+    background.submit(tasks.run_test, run.pk, time_limit=limit, in_this_process=in_this_process)
     run.refresh_from_db()  # as it stands now: finished already when it ran inline
 
 
-def _execute(run_id: int, steps: Iterable[Step]) -> None:
-    """Run the steps, writing the run's list after each one, then record what they came to."""
+def time_limit_seconds(integration: Integration | None) -> float:
+    """How long a worker lets a Test run: the most its timeouts allow, and a margin (defaults when there is no
+    integration: a proxy rule's Test)."""
+    connect, read = (5.0, 30.0) if integration is None else (integration.connect_timeout, integration.read_timeout)
+    return wire.test_time_bound(connect, read) + jobs.ANSWER_MARGIN_SECONDS
+
+
+def execute_run(run_id: int) -> None:
+    """Run a Test run's steps, writing the run's list after each one, then record what they came to. Run by a
+    worker; safe to run again (a worker lost mid-way): a finished run is left alone, an unfinished one starts over."""
+    run = TestRun.objects.select_related("integration__proxy_rule", "proxy_rule").filter(pk=run_id).first()
+    if run is None or run.finished:
+        return  # deleted meanwhile (with what it tested), or run already
     done: list[Step] = []
     try:
-        for step in steps:
+        for step in _steps_of(run):
             done.append(step)
-            TestRun.objects.filter(pk=run_id).update(steps=stored_steps(done))
+            TestRun.objects.filter(pk=run_id, finished_at=None).update(steps=stored_steps(done))
+    except SoftTimeLimitExceeded:
+        message = "The Test did not finish in the time its timeouts allow. Try again; if it persists, raise them."
+        done.append(Step("Time limit", FAILED, 0, message))
     except Exception:
         # The step runner explains every failure it expects; anything else must still end the run.
         logger.exception("Test run %s broke", run_id)
         done.append(Step("Unexpected error", FAILED, 0, "The Test stopped unexpectedly; the site's log has details."))
-    run = TestRun.objects.select_related("integration").filter(pk=run_id).first()
-    if run is None:
-        return  # what it tested was deleted meanwhile
     result = TestResult(tuple(done))
     with transaction.atomic():
+        run = TestRun.objects.select_for_update().select_related("integration").filter(pk=run_id).first()
+        if run is None or run.finished:
+            return
         if run.subject == TestRun.Subject.INTEGRATION and run.integration is not None:
             record_test_result(run.integration, result)
         finish_run(run, result)
+
+
+def _steps_of(run: TestRun) -> Iterator[Step]:
+    if run.subject == TestRun.Subject.PROXY_RULE:
+        rule = run.proxy_rule
+        if rule is None:
+            return iter(())
+        targets = rule.tunnel_targets()  # type: ignore[no-untyped-call]
+        return steps_for(rule.to_settings, run=partial(proxy_check.iter_proxy_steps, targets=targets))
+    if run.subject == TestRun.Subject.TYPED_VALUES:
+        typed = str(run.typed_settings)
+        if not typed:
+            message = "The typed values were no longer kept: press Test again."
+            return iter([Step("Typed values", FAILED, 0, message)])
+        return steps_for(lambda: wire.settings_from_wire(json.loads(typed)))
+    assert run.integration is not None
+    return steps_for(run.integration.to_settings)
 
 
 # --- reading a run --------------------------------------------------------------------------------------------------
@@ -135,15 +183,12 @@ def _step(data: dict[str, Any]) -> Step:
 
 
 def refreshed_run(run_id: int) -> TestRun:
-    """The run as it stands now. A run that waits for a node sees its job's deadlines applied first (a job past its
-    deadline ends, and so does the run); a cancelled job ends its run without touching the integration's last Test.
-    Raises TestRun.DoesNotExist."""
+    """The run as it stands now. A cancelled job ends its run without touching the integration's last Test (a job
+    past its deadline is ended by the periodic housekeeping, which ends its run). Raises TestRun.DoesNotExist."""
     related = ("integration", "job__integration__remote_node", "job__node")
     run = TestRun.objects.select_related(*related).get(pk=run_id)
     if run.job is None or run.finished:
         return run
-    answers.housekeeping()
-    run = TestRun.objects.select_related(*related).get(pk=run_id)
     if not run.finished and run.cancelled and run.job is not None:
         finish_run(run, TestResult(()), summary=run.job.error)
     return run
@@ -171,6 +216,8 @@ def wait_for(run: TestRun, timeout: float, on_step: Callable[[Step], None], poll
     give_up = time.monotonic() + timeout
     shown = 0
     while True:
+        if run.job is not None:
+            answers.housekeeping()
         run = refreshed_run(run.pk)
         for data in run.steps[shown:]:
             on_step(_step(data))

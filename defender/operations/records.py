@@ -53,7 +53,8 @@ def finish_run(run: TestRun, result: TestResult, *, summary: str | None = None) 
     run.verdict = str(result.verdict) if summary is None else ""
     run.summary = result.summary if summary is None else summary
     run.finished_at = timezone.now()
-    run.save(update_fields=["steps", "verdict", "summary", "finished_at"])
+    run.typed_settings = ""  # the typed values' secret is kept no longer than their Test runs
+    run.save(update_fields=["steps", "verdict", "summary", "finished_at", "typed_settings"])
 
 
 def stored_steps(steps: Iterable[Step]) -> list[dict[str, Any]]:

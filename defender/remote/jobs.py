@@ -14,7 +14,7 @@ cases take an ``Ending`` through ``end`` in the same transaction as its records 
 """
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,15 +68,38 @@ class Ending:
 
 
 def enqueue(
-    integration: Integration, kind: str, parameters: dict[str, Any] | None = None, user: User | None = None
+    integration: Integration,
+    kind: str,
+    parameters: dict[str, Any] | None = None,
+    user: User | None = None,
+    *,
+    runs_here: bool = False,
 ) -> Job:
     return Job.objects.create(
         integration=integration,
         kind=kind,
         parameters=parameters or {},
         requested_by=user,
+        runs_here=runs_here,
         deadline=timezone.now() + timedelta(seconds=deadline_seconds()),
     )
+
+
+def take_here(job_id: int, time_limit: Callable[[Integration], float]) -> Job | None:
+    """A worker of this site takes a job of its own (queued, or running on a worker that was lost: Celery gives it
+    to another), or None when it has ended. The job must be answered within ``time_limit(integration)`` seconds."""
+    job = Job.objects.select_related("integration__proxy_rule").filter(pk=job_id, runs_here=True).first()
+    if job is None or job.finished:
+        return None
+    now = timezone.now()
+    answer_by = now + timedelta(seconds=time_limit(job.integration) + ANSWER_MARGIN_SECONDS)
+    taken = Job.objects.filter(pk=job.pk, state__in=UNFINISHED).update(
+        state=Job.State.RUNNING, claimed_at=now, answer_deadline=answer_by, attempts=F("attempts") + 1
+    )
+    if not taken:
+        return None
+    job.refresh_from_db()
+    return job
 
 
 def enqueue_alerts(
@@ -87,6 +110,7 @@ def enqueue_alerts(
     user: User | None = None,
     *,
     hostnames: Collection[str] | None = None,
+    runs_here: bool = False,
 ) -> Job:
     """Queue Get alerts for a remote integration: the actor's names (or the hostnames given, for no actor), and the
     window. Its answer is stored for the actor, if there is one."""
@@ -96,7 +120,7 @@ def enqueue_alerts(
         "since": since.isoformat(),
         "until": until.isoformat(),
     }
-    return enqueue(integration, Job.Kind.ALERTS, parameters, user)
+    return enqueue(integration, Job.Kind.ALERTS, parameters, user, runs_here=runs_here)
 
 
 def unfinished_alert_jobs(actor: Actor) -> QuerySet[Job]:
@@ -141,10 +165,7 @@ def overdue(now: datetime) -> list[Ending]:
         )
         endings.append(Ending(job, Job.State.RUNNING, Job.State.FAILED, message))
     unclaimed = Job.objects.filter(state=Job.State.QUEUED, deadline__lt=now).select_related("integration__remote_node")
-    endings += [
-        Ending(job, Job.State.QUEUED, Job.State.EXPIRED, not_checked_in_message(job.integration.remote_node))
-        for job in unclaimed
-    ]
+    endings += [Ending(job, Job.State.QUEUED, Job.State.EXPIRED, not_taken_message(job)) for job in unclaimed]
     return endings
 
 
@@ -189,9 +210,23 @@ def answer_bound_seconds(integration: Integration) -> float:
     return wire.test_time_bound(integration.connect_timeout, integration.read_timeout) + ANSWER_MARGIN_SECONDS
 
 
+def not_taken_message(job: Job) -> str:
+    if job.runs_here:
+        return (
+            f"No worker of this site took the job within {deadline_seconds()} s: check on Settings > System that a "
+            "worker is running, then try again."
+        )
+    return not_checked_in_message(job.integration.remote_node)
+
+
 def not_answered_message(job: Job) -> str:
-    bound = answer_bound_seconds(job.integration) - ANSWER_MARGIN_SECONDS
     claimed = shown(job.claimed_at) if job.claimed_at else "?"
+    if job.runs_here:
+        return (
+            f"A worker of this site took the job at {claimed} and did not finish it in the time its timeouts allow: "
+            "its log says why; try again."
+        )
+    bound = answer_bound_seconds(job.integration) - ANSWER_MARGIN_SECONDS
     return (
         f"remote node {job.node} took the job at {claimed} and has not answered (a Test with these "
         f"timeouts ends within {bound:g} s): check that its agent is running, then press Test again."
@@ -201,6 +236,7 @@ def not_answered_message(job: Job) -> str:
 def _claimable(node: RemoteNode) -> QuerySet[Job]:
     return Job.objects.filter(
         state=Job.State.QUEUED,
+        runs_here=False,
         integration__remote_node=node,
         integration__location=Integration.Location.REMOTE,
     )

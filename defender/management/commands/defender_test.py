@@ -5,7 +5,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from defender.models import Integration
+from defender.models import Integration, TestRun
 from defender.operations.checks import RunNotFinished, result_of, start_integration_test, wait_for, wait_seconds
 from defender.services.steps import FAILED, PASSED
 
@@ -40,7 +40,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         integration = integration_named(options["name"])
         timeout = options["timeout"] if options["timeout"] is not None else wait_seconds(integration)
-        run = start_integration_test(integration)
+        run = start_integration_test(integration, trigger=TestRun.Trigger.COMMAND)
         on_step = (lambda step: None) if options["json"] else self._print_step
         try:
             run = wait_for(run, timeout, on_step)
