@@ -6,7 +6,18 @@ from django.contrib import admin
 
 from defender import destinations
 from defender.forms.write_only import WriteOnlyCredentialMixin, WriteOnlySecretMixin
-from defender.models import Actor, Alert, AlertFetch, AlertSource, Integration, Job, ProxyRule, RemoteNode, TestRun
+from defender.models import (
+    Actor,
+    Alert,
+    AlertFetch,
+    AlertSource,
+    Integration,
+    Job,
+    ProxyRule,
+    RemoteNode,
+    TestRun,
+    Worker,
+)
 
 
 class IntegrationAdminForm(WriteOnlyCredentialMixin, forms.ModelForm):
@@ -39,6 +50,9 @@ class IntegrationAdmin(admin.ModelAdmin):
     list_filter = ["kind", "location", "api_flavour", "enabled"]
     search_fields = ["name", "host", "tenant_id", "client_id"]
     list_select_related = ["proxy_rule"]
+    # The notification webhook is a secret too, set on the console's form (write-only there): an admin form would
+    # show it blank and clear it on save.
+    exclude = ["notify_webhook_url"]
     readonly_fields = [
         "created_by",
         "updated_by",
@@ -136,3 +150,16 @@ class TestRunAdmin(admin.ModelAdmin):
     list_filter = ["subject", "verdict"]
     list_select_related = ["requested_by"]
     raw_id_fields = ["integration", "proxy_rule", "requested_by", "job"]
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """Workers record themselves; the admin only lists them."""
+
+    list_display = ["hostname", "version", "concurrency", "pid", "started_at", "last_seen_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

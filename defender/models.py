@@ -328,7 +328,8 @@ class Integration(models.Model):
     notify_emails = models.TextField(
         "notify by email",
         blank=True,
-        help_text="Addresses told when the integration goes down and when it recovers, one per line or comma-separated.",
+        help_text="Addresses told when the integration goes down and when it recovers, one per line or comma "
+        "separated.",
     )
     notify_webhook_url = EncryptedTextField(
         "notify by webhook",

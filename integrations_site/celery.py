@@ -26,7 +26,7 @@ def keep_the_sites_logging(**kwargs: Any) -> None:
 class Heartbeat(bootsteps.StartStopStep):
     """Every few seconds, the worker says it is alive (hostname, version, concurrency) in the database."""
 
-    requires = {"celery.worker.components:Timer"}
+    requires = ("celery.worker.components:Timer",)
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)

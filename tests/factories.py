@@ -97,6 +97,7 @@ def integration_form_data(**overrides):
         "lookback_hours": "24",
         "clock_skew_seconds": "300",
         "secret_expires_on": "",
+        "notify_after_failures": "3",
     }
     data.update(overrides)
     return data

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from defender import alert_store
-from defender.models import Actor, Alert, AlertFetch, Integration
+from defender.models import Actor, Alert, AlertFetch, Integration, Job
 from defender.operations import alerts as operations_alerts
 from tests.factories import make_actor, make_integration, simulator_integration
 from tests.test_alert_store import defender_alert
@@ -411,10 +411,6 @@ def test_a_wrong_window_is_explained_next_to_its_field_and_nothing_is_asked(admi
 
 
 def test_a_custom_range_is_read_in_the_browsers_time_zone(admin_client, monkeypatch):
-    asked = []
-    monkeypatch.setattr(
-        operations_alerts, "fetch_alerts", lambda actor, integrations, since, until: asked.append((since, until))
-    )
     actor = make_actor()
     integration = make_integration()
     day = (timezone.now() - timedelta(days=10)).date()
@@ -430,14 +426,10 @@ def test_a_custom_range_is_read_in_the_browsers_time_zone(admin_client, monkeypa
         },
     )
 
-    assert asked == [(datetime.combine(day, time(4, 30), UTC), datetime.combine(day, time(7, 0), UTC))]
+    assert asked_windows() == [(datetime.combine(day, time(4, 30), UTC), datetime.combine(day, time(7, 0), UTC))]
 
 
 def test_an_unknown_time_zone_falls_back_to_the_servers(admin_client, monkeypatch):
-    asked = []
-    monkeypatch.setattr(
-        operations_alerts, "fetch_alerts", lambda actor, integrations, since, until: asked.append(since)
-    )
     integration = make_integration()
     day = (timezone.now() - timedelta(days=10)).date()
     data = {
@@ -449,7 +441,15 @@ def test_an_unknown_time_zone_falls_back_to_the_servers(admin_client, monkeypatc
 
     admin_client.post(actor_url(make_actor(), "actor-get-alerts"), data)
 
-    assert asked == [datetime.combine(day, time(10, 0), UTC)]
+    assert [since for since, _ in asked_windows()] == [datetime.combine(day, time(10, 0), UTC)]
+
+
+def asked_windows():
+    """The windows Get alerts asked for, as its jobs hold them."""
+    return [
+        (datetime.fromisoformat(job.parameters["since"]), datetime.fromisoformat(job.parameters["until"]))
+        for job in Job.objects.order_by("pk")
+    ]
 
 
 def test_get_alerts_only_answers_post(admin_client):
@@ -831,7 +831,7 @@ def test_the_clock_skew_tolerance_widens_the_window_last_asked(admin_client):
 
 
 def test_sorting_filtering_and_paging_keep_the_integrations_and_window_chosen(admin_client, monkeypatch):
-    monkeypatch.setattr(operations_alerts, "fetch_alerts", lambda actor, integrations, since, until: [])
+    monkeypatch.setattr(operations_alerts, "run_job_here", lambda job_id: None)  # no network: only the choice matters
     actor = make_actor()
     eu, us = make_integration(name="Defender EU"), make_integration(name="Defender US")
     store(actor, 60, integration=eu)
@@ -859,7 +859,7 @@ def test_sorting_filtering_and_paging_keep_the_integrations_and_window_chosen(ad
 
 
 def test_the_choice_made_on_one_actor_does_not_carry_over_to_another(admin_client, monkeypatch):
-    monkeypatch.setattr(operations_alerts, "fetch_alerts", lambda actor, integrations, since, until: [])
+    monkeypatch.setattr(operations_alerts, "run_job_here", lambda job_id: None)  # no network: only the choice matters
     actor, other = make_actor(), make_actor(name="Lobby kiosk", hostname="kiosk-01")
     eu, _ = make_integration(name="Defender EU"), make_integration(name="Defender US")
 
@@ -870,7 +870,7 @@ def test_the_choice_made_on_one_actor_does_not_carry_over_to_another(admin_clien
 
 
 def test_an_integration_disabled_since_drops_out_of_the_choice_kept(admin_client, monkeypatch):
-    monkeypatch.setattr(operations_alerts, "fetch_alerts", lambda actor, integrations, since, until: [])
+    monkeypatch.setattr(operations_alerts, "run_job_here", lambda job_id: None)  # no network: only the choice matters
     actor = make_actor()
     eu, _ = make_integration(name="Defender EU"), make_integration(name="Defender US")
     admin_client.post(actor_url(actor, "actor-get-alerts"), {"integrations": [eu.pk], "window": "7d"})

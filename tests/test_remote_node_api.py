@@ -166,6 +166,7 @@ def test_a_job_no_node_claims_expires_with_the_nodes_last_check_in(client):
     integration = remote_integration(node)
     job = jobs.enqueue(integration, Job.Kind.TEST)
     Job.objects.filter(pk=job.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+    answers.housekeeping()
     job = answers.refreshed(job.pk)
     assert job.state == Job.State.EXPIRED
     assert job.error.startswith("remote node dmz-node has not checked in since ")

@@ -536,7 +536,7 @@ def test_a_page_of_ten_thousand_alerts_fits_well_inside_the_deadline(tmp_path):
     from defender.simulator import Simulator
 
     with Simulator(seed=1, alerts_on_bulk_machine=10000, ca_path=tmp_path / "ca.pem") as simulator:
-        settings = settings_for(simulator, page_size=10000, read_timeout=2.0)
+        settings = settings_for(simulator, page_size=10000, read_timeout=10.0)
         api = ApiClient(settings, auth.TokenSource(settings))
         machines = api.get_json(
             api.url("/api/v1.0/machines"), {"$filter": f"startswith(computerDnsName,'{simulator.bulk_hostname}')"}

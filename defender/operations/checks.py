@@ -15,7 +15,6 @@ from functools import partial
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 

@@ -28,7 +28,9 @@ class Command(BaseCommand):
         rotated, failures = 0, []
         with transaction.atomic():
             for model, field in encrypted_fields():
-                rows = model.objects.exclude(**{field.attname: ""}).values_list("pk", "name", field.attname)
+                # Named as its pages name it: most records by their name, a Test run by its title.
+                label = "name" if any(f.name == "name" for f in model._meta.fields) else "title"
+                rows = model.objects.exclude(**{field.attname: ""}).values_list("pk", label, field.attname)
                 for pk, name, stored in rows.iterator():
                     where = f"{field.name} of {model._meta.verbose_name} {pk} ({name})"
                     try:

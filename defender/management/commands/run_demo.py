@@ -1,8 +1,13 @@
-"""Serve the site with the simulator beside it, seeded with a working integration and three actors.
+"""Serve the site with the simulator beside it, seeded with a working integration and three actors, and a background
+worker with the scheduler (Celery, on the embedded broker unless CELERY_BROKER_URL says otherwise).
 
-One process runs both, so Ctrl-C stops both.
+Ctrl-C stops them all.
 """
 
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -22,8 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("--simulator-port", type=int, default=8443, help="Port of the simulator on 127.0.0.1.")
         parser.add_argument("--siem-port", type=int, default=8444, help="Port of the simulator's SIEM exporter.")
         parser.add_argument("--seed", type=int, default=1, help="Seed of the simulated tenant's data.")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="Start no background worker (one of your own is running)."
+        )
 
-    def handle(self, *args, addrport, simulator_port, siem_port, seed, **options):
+    def handle(self, *args, addrport, simulator_port, siem_port, seed, no_worker, **options):
         ca_path = Path(settings.BASE_DIR) / "var" / "simulator-ca.pem"
         simulator = Simulator(seed=seed, port=simulator_port, siem_port=siem_port, ca_path=ca_path)
         start_or_explain(simulator, "--simulator-port")
@@ -35,6 +43,24 @@ class Command(BaseCommand):
             self.stdout.write(f"Open http://{addrport}/ , press Test on '{integration.name}', then open an actor.")
             self.stdout.write("To add a second integration against the simulator, type these values:")
             self.stdout.write("\n".join(form_values(simulator)))
-            call_command("runserver", addrport, use_reloader=False)
+            with contextlib.nullcontext() if no_worker else worker_and_scheduler():
+                call_command("runserver", addrport, use_reloader=False)
         finally:
             simulator.stop()
+
+
+@contextlib.contextmanager
+def worker_and_scheduler() -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery worker with the scheduler (beat) embedded, as a child process, stopped with the site."""
+    command = [sys.executable, "-m", "celery", "-A", "integrations_site", "worker", "--beat"]
+    command += ["--concurrency", "2", "--loglevel", "WARNING"]
+    worker = subprocess.Popen(command, cwd=settings.BASE_DIR)
+    try:
+        yield worker
+    finally:
+        worker.terminate()  # a warm shutdown: the task in hand finishes or goes back to the queue
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
