@@ -144,7 +144,7 @@ def execute_run(run_id: int) -> None:
         done.append(Step("Unexpected error", FAILED, 0, "The Test stopped unexpectedly; the site's log has details."))
     result = TestResult(tuple(done))
     with transaction.atomic():
-        run = TestRun.objects.select_for_update().select_related("integration").filter(pk=run_id).first()
+        run = TestRun.objects.select_for_update(of=("self",)).select_related("integration").filter(pk=run_id).first()
         if run is None or run.finished:
             return
         if run.subject == TestRun.Subject.INTEGRATION and run.integration is not None:
