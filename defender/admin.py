@@ -5,12 +5,18 @@ from django import forms
 from django.contrib import admin
 
 from defender import destinations
+from defender.forms.health import NotifyFieldsMixin
 from defender.forms.write_only import WriteOnlyCredentialMixin, WriteOnlySecretMixin
 from defender.models import Actor, Alert, AlertFetch, AlertSource, Integration, Job, ProxyRule, RemoteNode, TestRun
 
 
-class IntegrationAdminForm(WriteOnlyCredentialMixin, forms.ModelForm):
-    """The client secret and the client certificate, both write-only, as on the console's form."""
+class IntegrationAdminForm(NotifyFieldsMixin, WriteOnlyCredentialMixin, forms.ModelForm):
+    """The client secret, the client certificate and the notification webhook, all write-only, as on the console's
+    form."""
+
+    def __init__(self, *args, **kwargs):
+        self.keeping_user_id = None  # the admin sends no typed secret back
+        super().__init__(*args, **kwargs)
 
 
 class ProxyRuleAdminForm(WriteOnlySecretMixin, forms.ModelForm):
@@ -35,6 +41,7 @@ class IntegrationAdmin(admin.ModelAdmin):
         "enabled",
         "last_test_ok",
         "last_test_at",
+        "health_state",
     ]
     list_filter = ["kind", "location", "api_flavour", "enabled"]
     search_fields = ["name", "host", "tenant_id", "client_id"]
@@ -47,6 +54,8 @@ class IntegrationAdmin(admin.ModelAdmin):
         "last_test_at",
         "last_test_ok",
         "last_test_summary",
+        "health_state",
+        "consecutive_failures",
     ]
 
 
