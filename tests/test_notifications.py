@@ -1,6 +1,8 @@
 """The webhook notification: a JSON POST through the one HTTP seam, to a real receiver on a real socket; its URL (the
 webhook's credential) never in an error."""
 
+import logging
+
 import pytest
 
 from defender.services import notify
@@ -35,6 +37,13 @@ def test_the_webhook_gets_one_json_post_with_the_text_slack_and_teams_show(webho
         "advice": "AADSTS7000215: the client secret is wrong.",
         "url": "https://director.example.com/settings/integrations/1/",
     }
+
+
+def test_the_webhook_url_is_not_logged_even_at_debug(webhook, caplog):
+    with caplog.at_level(logging.DEBUG):
+        notify.post_webhook(webhook.url, NOTICE)
+    assert "POST 127.0.0.1" in caplog.text  # the transport's line names the host only
+    assert SECRET_PATH not in caplog.text
 
 
 def test_a_refusing_webhook_fails_with_its_status_and_never_its_url(webhook):

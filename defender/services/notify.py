@@ -53,7 +53,7 @@ def post_webhook(url: str, notice: Notice, reach: WebhookReach | None = None) ->
     data = json.dumps(notice.body()).encode()
     headers = {"Content-Type": "application/json"}
     try:
-        response = Transport(reach or WebhookReach()).send("POST", url, data=data, headers=headers)
+        response = Transport(reach or WebhookReach()).send("POST", url, data=data, headers=headers, url_is_secret=True)
     except DefenderError as error:
         raise NotificationFailed(_without(str(error), url)) from None
     except Exception as error:  # a URL requests cannot even parse, say: its text would carry the URL
