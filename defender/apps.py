@@ -10,7 +10,6 @@ class DefenderConfig(AppConfig):
     def ready(self):
         from defender import logins
         from defender.models import Integration
-        from defender.operations import health
         from defender.roles import sync_group_permissions
         from integrations_site.private_files import make_sqlite_file_private
 
@@ -18,5 +17,12 @@ class DefenderConfig(AppConfig):
         post_migrate.connect(sync_group_permissions, dispatch_uid="defender-sync-group-permissions")
         logins.connect()
         # A deleted integration's schedule goes with it.
-        post_delete.connect(health.integration_deleted, sender=Integration, dispatch_uid="defender-health-schedule")
+        post_delete.connect(_integration_deleted, sender=Integration, dispatch_uid="defender-health-schedule")
         connection_created.connect(make_sqlite_file_private, dispatch_uid="defender-private-sqlite-file")
+
+
+def _integration_deleted(sender, instance, **kwargs):
+    # Imported when called: the remote node's agent loads this app without django-celery-beat.
+    from defender.operations import health
+
+    health.integration_deleted(sender, instance, **kwargs)
