@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin
 
 from defender import destinations
+from defender.forms.health import NotifyFieldsMixin
 from defender.forms.write_only import WriteOnlyCredentialMixin, WriteOnlySecretMixin
 from defender.models import (
     Actor,
@@ -20,8 +21,13 @@ from defender.models import (
 )
 
 
-class IntegrationAdminForm(WriteOnlyCredentialMixin, forms.ModelForm):
-    """The client secret and the client certificate, both write-only, as on the console's form."""
+class IntegrationAdminForm(NotifyFieldsMixin, WriteOnlyCredentialMixin, forms.ModelForm):
+    """The client secret, the client certificate and the notification webhook, all write-only, as on the console's
+    form."""
+
+    def __init__(self, *args, **kwargs):
+        self.keeping_user_id = None  # the admin sends no typed secret back
+        super().__init__(*args, **kwargs)
 
 
 class ProxyRuleAdminForm(WriteOnlySecretMixin, forms.ModelForm):
@@ -46,6 +52,7 @@ class IntegrationAdmin(admin.ModelAdmin):
         "enabled",
         "last_test_ok",
         "last_test_at",
+        "health_state",
     ]
     list_filter = ["kind", "location", "api_flavour", "enabled"]
     search_fields = ["name", "host", "tenant_id", "client_id"]
@@ -61,6 +68,8 @@ class IntegrationAdmin(admin.ModelAdmin):
         "last_test_at",
         "last_test_ok",
         "last_test_summary",
+        "health_state",
+        "consecutive_failures",
     ]
 
 

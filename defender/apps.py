@@ -1,6 +1,6 @@
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate
 
 
 class DefenderConfig(AppConfig):
@@ -9,10 +9,20 @@ class DefenderConfig(AppConfig):
 
     def ready(self):
         from defender import logins
+        from defender.models import Integration
         from defender.roles import sync_group_permissions
         from integrations_site.private_files import make_sqlite_file_private
 
         # After auth has created this app's permissions (post_migrate of every app runs in order).
         post_migrate.connect(sync_group_permissions, dispatch_uid="defender-sync-group-permissions")
         logins.connect()
+        # A deleted integration's schedule goes with it.
+        post_delete.connect(_integration_deleted, sender=Integration, dispatch_uid="defender-health-schedule")
         connection_created.connect(make_sqlite_file_private, dispatch_uid="defender-private-sqlite-file")
+
+
+def _integration_deleted(sender, instance, **kwargs):
+    # Imported when called: the remote node's agent loads this app without django-celery-beat.
+    from defender.operations import health
+
+    health.integration_deleted(sender, instance, **kwargs)

@@ -254,5 +254,19 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# Health notifications by email (Django's mail). With DEBUG on and no EMAIL_BACKEND, mail is printed to the console.
+EMAIL_BACKEND = env.read(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env.read("EMAIL_HOST", "localhost")
+EMAIL_PORT = env.integer("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env.read("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env.read("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env.boolean("EMAIL_USE_TLS", default=False)
+# A notification must not hold a worker for long when the mail server does not answer.
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.read("DEFAULT_FROM_EMAIL", "defender-console@localhost")
+
 # Every handler masks secrets and tokens, whichever library logs them (integrations_site/log_config.py).
 LOGGING = log_config.logging_config(env.read("LOG_LEVEL", "INFO"))

@@ -8,9 +8,11 @@ from django.utils.crypto import salted_hmac
 
 from defender import presets
 from defender.forms.choices import ModelChoiceField
+from defender.forms.health import NotifyFieldsMixin
 from defender.forms.typed_secrets import KeepsTypedSecret
 from defender.forms.write_only import CERTIFICATE_NOT_KEPT, WriteOnlyCredentialMixin
 from defender.models import Integration, RemoteNode
+from defender.operations import health
 
 ADVANCED_FIELDS = (
     "connect_timeout",
@@ -24,6 +26,17 @@ ADVANCED_FIELDS = (
     "graph_all_products",
     "secret_expires_on",
 )
+
+# The Operational status group, in the order the page shows it ("forget_webhook" only while a webhook is saved).
+HEALTH_FIELDS = (
+    "health_check_minutes",
+    "notify_after_failures",
+    "notify_emails",
+    "notify_webhook_url",
+    "forget_webhook",
+)
+# A week: a longer interval is not a health check; the Django admin can still set one.
+MAX_SCHEDULE_MINUTES = 7 * 24 * 60
 
 REMOTE_NOT_YET = "Remote integrations need a remote node: add one in Settings > Remote Nodes first."
 CHOOSE_NODE = "Choose the remote node that runs this integration."
@@ -48,8 +61,18 @@ class LocationRadioSelect(forms.RadioSelect):
 CERTIFICATE_UPLOAD_MAX = 64 * 1024
 
 
-class IntegrationForm(KeepsTypedSecret, WriteOnlyCredentialMixin, forms.ModelForm):
+class IntegrationForm(NotifyFieldsMixin, KeepsTypedSecret, WriteOnlyCredentialMixin, forms.ModelForm):
     """Labels and help texts are the model's; the page lays the fields out in defender/integrations/_form.html."""
+
+    # Not a column: the schedule is a django-celery-beat periodic task (defender.operations.health).
+    health_check_minutes = forms.IntegerField(
+        label="Health check every (minutes)",
+        required=False,
+        min_value=0,
+        max_value=MAX_SCHEDULE_MINUTES,
+        help_text="Runs the Test on a schedule, as if Test were pressed. Blank or 0: off.",
+        widget=forms.NumberInput(attrs={"placeholder": "off"}),
+    )
 
     # The certificate may also come as a file (a .pem of the key and certificate), instead of pasted.
     client_certificate_file = forms.FileField(
@@ -79,6 +102,9 @@ class IntegrationForm(KeepsTypedSecret, WriteOnlyCredentialMixin, forms.ModelFor
             "cloud",
             "proxy_rule",
             "enabled",
+            "notify_after_failures",
+            "notify_emails",
+            "notify_webhook_url",
             *ADVANCED_FIELDS,
         ]
         field_classes = {"remote_node": ModelChoiceField, "proxy_rule": ModelChoiceField}
@@ -92,8 +118,15 @@ class IntegrationForm(KeepsTypedSecret, WriteOnlyCredentialMixin, forms.ModelFor
         }
 
     def __init__(self, *args, user=None, **kwargs):
+        # Who a typed secret (and webhook URL) is kept for, when the page comes back with errors.
+        self.keeping_user_id = getattr(user, "pk", None)
         super().__init__(*args, **kwargs)
         self.keep_typed_secret(user)
+        if self.instance.pk:
+            self.initial.setdefault("health_check_minutes", health.schedule_minutes(self.instance))
+            note = health.schedule_note(self.instance)
+            if note:
+                self.fields["health_check_minutes"].help_text = note
         self.fields["remote_node"].empty_label = "Choose a node"
         self.fields["proxy_rule"].empty_label = "No proxy (connect directly)"
         self.nodes_exist = RemoteNode.objects.exists()
@@ -109,6 +142,17 @@ class IntegrationForm(KeepsTypedSecret, WriteOnlyCredentialMixin, forms.ModelFor
         # Only how crispy-forms renders each field (errors inline, as on the other forms); the layout is the template's.
         self.helper = FormHelper()
         self.helper.form_tag = False
+
+    def save(self, commit=True):
+        integration = super().save(commit=commit)
+        if commit:
+            health.set_schedule(integration, self.cleaned_data.get("health_check_minutes"))
+        return integration
+
+    @property
+    def health_fields(self):
+        """The Operational status group, in order."""
+        return [self[name] for name in HEALTH_FIELDS if name in self.fields]
 
     def saved_secret_help_text(self):
         expiry = self.instance.secret_expires_on

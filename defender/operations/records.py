@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from defender import alert_store
 from defender.models import Actor, Integration, Job, TestRun
+from defender.operations import health
 from defender.remote import jobs, wire
 from defender.services.steps import FAILED, Step, TestResult
 
@@ -19,7 +20,8 @@ UNREADABLE = "The remote node's answer could not be read; update its agent."
 
 def record_test_result(integration: Integration, result: TestResult) -> None:
     """Store when the Test ran, whether it passed, a one-line summary and the steps; the edit timestamps stay as they
-    were."""
+    were. Every Test of a saved integration ends here, so here it counts towards the integration's health."""
+
     record = {
         "last_test_at": timezone.now(),
         "last_test_ok": result.ok,
@@ -29,6 +31,7 @@ def record_test_result(integration: Integration, result: TestResult) -> None:
     Integration.objects.filter(pk=integration.pk).update(**record)
     for field, value in record.items():
         setattr(integration, field, value)
+    health.after_test(integration, result)
 
 
 def remote_test_result(job: Job) -> TestResult:

@@ -77,8 +77,10 @@ class Transport:
         params: Params = None,
         data: Any = None,
         headers: Mapping[str, str] | None = None,
+        url_is_secret: bool = False,
     ) -> Response:
         """One request, redirects not followed; the body is read here, within the response deadline and size limit.
+        ``url_is_secret`` (a webhook's URL is its credential): the debug log names the host only, not the path.
 
         A 3xx fails: following it would re-send the Authorization header or the client secret to wherever the
         Location points. The returned response has its body in place, so ``.content``, ``.text`` and ``.json()``
@@ -115,7 +117,7 @@ class Transport:
         logger.debug(
             "%s %s -> %s in %.0f ms",
             method,
-            urlsplit(url).path,
+            target(url) if url_is_secret else urlsplit(url).path,
             response.status_code,
             (time.monotonic() - started) * 1000,
         )

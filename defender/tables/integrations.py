@@ -23,6 +23,14 @@ class IntegrationTable(ConsoleTable):
     )
     enabled = tables.BooleanColumn(yesno="Yes,No")
     proxy_rule = tables.Column(verbose_name="Proxy", default="None")
+    # Read from the row itself (the fields after_test keeps): no query per row.
+    state = tables.TemplateColumn(
+        template_name="defender/integrations/_health_badge.html",
+        verbose_name="State",
+        accessor="health_state",
+        order_by=("health_state", "-consecutive_failures"),
+        context_object_name="integration",
+    )
     last_test = tables.TemplateColumn(
         template_name="defender/integrations/_test_badge.html",
         verbose_name="Last Test",
@@ -40,7 +48,18 @@ class IntegrationTable(ConsoleTable):
 
     class Meta:
         model = Integration
-        fields = ("name", "kind", "location", "api_flavour", "host", "enabled", "proxy_rule", "last_test", "actions")
+        fields = (
+            "name",
+            "kind",
+            "location",
+            "api_flavour",
+            "host",
+            "enabled",
+            "proxy_rule",
+            "state",
+            "last_test",
+            "actions",
+        )
         attrs = {"class": "table table-hover align-middle"}
         row_attrs = {"id": lambda record: f"integration-{record.pk}"}
         empty_text = "No integrations yet: add one with Add Integration."

@@ -18,6 +18,7 @@ from django_tables2 import SingleTableView
 from defender.forms.integrations import IntegrationForm
 from defender.kinds import KINDS
 from defender.models import Integration
+from defender.operations import health
 from defender.operations.checks import start_integration_test, start_typed_test, typed_result_to_record
 from defender.operations.records import record_test_result
 from defender.presets import preset_data
@@ -65,6 +66,12 @@ class IntegrationDetailView(PermissionRequiredMixin, DetailView):
     queryset = Integration.objects.select_related("proxy_rule", "remote_node", "created_by", "updated_by")
     template_name = "defender/integrations/detail.html"
     context_object_name = "integration"
+
+    def get_context_data(self, **kwargs):
+        integration = self.object
+        return super().get_context_data(
+            history=health.history(integration), schedule_minutes=health.schedule_minutes(integration), **kwargs
+        )
 
 
 class IntegrationFormMixin(SuccessMessageMixin):
