@@ -76,7 +76,9 @@ else:
     # A task whose worker died unacknowledged goes to another worker after this long; longer than any task's
     # time limit, so that a slow task is never run twice while it is still running.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": _at_least("CELERY_VISIBILITY_TIMEOUT", env.integer("CELERY_VISIBILITY_TIMEOUT", 900), 10),
+        "visibility_timeout": _at_least(
+            "CELERY_VISIBILITY_TIMEOUT", env.integer("CELERY_VISIBILITY_TIMEOUT", 3600), 10
+        ),
     }
 # No result backend: every task records its outcome in the database, where the pages read it.
 CELERY_TASK_IGNORE_RESULT = True

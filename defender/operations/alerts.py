@@ -64,10 +64,10 @@ def get_alerts(
 
 
 def time_limit_seconds(integration: Integration) -> float:
-    """How long a worker lets one Get alerts run: every attempt of a few pages at the integration's timeouts, with a
-    minute's Retry-After between attempts."""
+    """How long a worker lets one Get alerts run: a few pages at the integration's timeouts, and every retry's wait
+    (at most a minute each)."""
     attempt = integration.connect_timeout + 2 * integration.read_timeout
-    return float(LIMIT_PAGES * (integration.max_retries + 1) * (attempt + 60))
+    return float(LIMIT_PAGES * attempt + (integration.max_retries + 1) * 60)
 
 
 def run_job_here(job_id: int) -> None:
