@@ -1,11 +1,13 @@
-"""The two addresses load balancers and orchestrators ask: /healthz and /readyz."""
+"""Settings > System, and the two addresses load balancers and orchestrators ask: /healthz and /readyz."""
 
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.views.decorators.http import require_safe
+from django.views.generic import TemplateView
 
-from defender.operations import engine
+from defender.operations import engine, system
 
 
 @login_not_required
@@ -23,7 +25,18 @@ def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(readiness.as_json(), status=200 if readiness.ok else 503)
 
 
+class SystemView(PermissionRequiredMixin, TemplateView):
+    # Administrators only. Viewers hold every view_ permission, view_worker included; change_worker is held by
+    # Administrators alone (no page changes a worker: the workers write their own rows).
+    permission_required = "defender.change_worker"
+    template_name = "defender/system/system.html"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(overview=system.overview(), **kwargs)
+
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("settings/system/", SystemView.as_view(), name="system"),
 ]
