@@ -1,5 +1,5 @@
 from defender.remote import node_api
-from defender.views import actors, integrations, jobs, proxy_rules, remote_nodes, test_runs
+from defender.views import actors, integrations, jobs, proxy_rules, remote_nodes, system, test_runs
 
 app_name = "defender"
 
@@ -11,4 +11,5 @@ urlpatterns = (
     + test_runs.urlpatterns
     + actors.urlpatterns
     + node_api.urlpatterns
+    + system.urlpatterns
 )

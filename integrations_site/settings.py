@@ -228,10 +228,17 @@ CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
 DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5-responsive.html"
 
-# Production hardening: HTTPS is assumed, terminated by a reverse proxy that sets X-Forwarded-Proto.
-if not DEBUG:
+# HTTPS often ends at a reverse proxy, which tells the site in X-Forwarded-Proto. Any client can send that header
+# too, so it is believed only when the operator says a proxy in front of every request sets it (replacing what the
+# client sent): otherwise a plain-HTTP request calling itself https would skip the redirect and get secure cookies.
+TRUSTED_PROXY_SETS_X_FORWARDED_PROTO = env.boolean("TRUSTED_PROXY_SETS_X_FORWARDED_PROTO", default=False)
+if TRUSTED_PROXY_SETS_X_FORWARDED_PROTO:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Production hardening: HTTPS is assumed (at the site, or at a trusted proxy as above).
+if not DEBUG:
     SECURE_SSL_REDIRECT = env.boolean("SECURE_SSL_REDIRECT", default=True)
+    # Load balancers and orchestrators probe over plain HTTP, often straight to the process: answered, not redirected.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.integer("SECURE_HSTS_SECONDS", 31536000)

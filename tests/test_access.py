@@ -8,8 +8,8 @@ import logging
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-# Pages that must stay reachable without signing in.
-PUBLIC = {"login", "logout"}
+# Pages that must stay reachable without signing in (the probes of load balancers: tests/test_health_endpoints.py).
+PUBLIC = {"login", "logout", "healthz", "readyz"}
 NON_HTML_PREFIXES = ("api/",)
 POST_ONLY_SUFFIXES = ("-test", "-reissue", "-revoke", "-get-alerts", "-cancel")
 SAMPLE_KWARGS = {"pk": 1, "object_id": "1", "app_label": "defender"}

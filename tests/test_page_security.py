@@ -53,6 +53,7 @@ def main_pages(objects):
         "/settings/remote-nodes/add/",
         f"/settings/remote-nodes/{node.pk}/",
         f"/settings/remote-nodes/{node.pk}/edit/",
+        "/settings/system/",
         "/actors/",
         "/actors/add/",
         f"/actors/{actor.pk}/",

@@ -1,3 +1,4 @@
+import json
 import os
 import stat
 import subprocess
@@ -36,6 +37,28 @@ def run_manage(*args, extra_env, tmp_path, umask=0o022):
         timeout=120,
         umask=umask,
     )
+
+
+# Run in the fresh process: GET each path through the whole middleware stack, as a request from outside would be.
+GET_PATHS = """
+import json, os
+from django.test import Client
+client = Client(HTTP_HOST="director.example.com", **json.loads(os.environ["TEST_HEADERS"]))
+answers = []
+for path in json.loads(os.environ["TEST_PATHS"]):
+    response = client.get(path)
+    answers.append({"status": response.status_code, "location": response.get("Location", ""),
+                    "body": response.content.decode()})
+print(json.dumps(answers))
+"""
+
+
+def get_in_a_fresh_process(paths, extra_env, tmp_path, **headers):
+    """The answers to GETs of ``paths`` (status, Location, body) from a process started with ``extra_env``."""
+    requests = {"TEST_PATHS": json.dumps(paths), "TEST_HEADERS": json.dumps(headers)}
+    result = run_manage("shell", "-c", GET_PATHS, extra_env={**extra_env, **requests}, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "FIELD_ENCRYPTION_KEYS"])
@@ -168,3 +191,31 @@ def test_a_setting_out_of_range_stops_start_up(tmp_path, variable, value, messag
     result = run_manage("check", extra_env={variable: value}, tmp_path=tmp_path)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("trusted", "expected_status"),
+    [("false", 301), ("true", 200)],
+    ids=["from-anyone-not-believed", "from-a-trusted-proxy-believed"],
+)
+def test_x_forwarded_proto_makes_a_request_secure_only_when_a_trusted_proxy_is_said_to_set_it(
+    trusted, expected_status, tmp_path
+):
+    """With DEBUG off, plain HTTP is redirected to HTTPS. A client that merely says it came over https is redirected
+    all the same, unless the operator has said the proxy in front sets the header."""
+    environment = {**PRODUCTION, "TRUSTED_PROXY_SETS_X_FORWARDED_PROTO": trusted}
+    (login,) = get_in_a_fresh_process(["/accounts/login/"], environment, tmp_path, HTTP_X_FORWARDED_PROTO="https")
+    assert login["status"] == expected_status
+    if expected_status == 301:
+        assert login["location"] == "https://director.example.com/accounts/login/"
+
+
+def test_x_forwarded_proto_is_not_believed_by_default(tmp_path):
+    result = run_manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER)",
+        extra_env=PRODUCTION,
+        tmp_path=tmp_path,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "None", result.stderr
