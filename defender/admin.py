@@ -57,9 +57,6 @@ class IntegrationAdmin(admin.ModelAdmin):
     list_filter = ["kind", "location", "api_flavour", "enabled"]
     search_fields = ["name", "host", "tenant_id", "client_id"]
     list_select_related = ["proxy_rule"]
-    # The notification webhook is a secret too, set on the console's form (write-only there): an admin form would
-    # show it blank and clear it on save.
-    exclude = ["notify_webhook_url"]
     readonly_fields = [
         "created_by",
         "updated_by",
