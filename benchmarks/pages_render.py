@@ -47,7 +47,15 @@ def configure(folder):
 
     django.setup()
     from django.core.management import call_command
+    from django.test import override_settings
 
+    # Server time of the pages, not of collectstatic: the static files by their plain names, as the test suite does.
+    override_settings(
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }
+    ).enable()
     call_command("migrate", verbosity=0)
 
 
