@@ -35,6 +35,7 @@ def configure(folder):
             "DJANGO_SETTINGS_MODULE": "integrations_site.settings",
             "DATABASE_URL": f"sqlite:///{folder / 'bench.sqlite3'}",
             "VAR_DIR": str(folder),
+            "STATIC_ROOT": str(folder),  # whitenoise finds a folder; the pages name their files plainly
             "DEBUG": "false",
             "SECRET_KEY": "benchmark-only-" + "x" * 40,
             "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
