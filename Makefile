@@ -39,3 +39,5 @@ benchmark: install
 	$(BIN)/python benchmarks/alerts_fetch.py
 	$(BIN)/python benchmarks/pages_render.py
 	$(BIN)/python benchmarks/connectivity_duration.py
+	$(BIN)/python benchmarks/slow_defender_pages.py
+	$(BIN)/python benchmarks/first_step_latency.py

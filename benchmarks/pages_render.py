@@ -35,6 +35,7 @@ def configure(folder):
             "DJANGO_SETTINGS_MODULE": "integrations_site.settings",
             "DATABASE_URL": f"sqlite:///{folder / 'bench.sqlite3'}",
             "VAR_DIR": str(folder),
+            "STATIC_ROOT": str(folder),  # whitenoise finds a folder; the pages name their files plainly
             "DEBUG": "false",
             "SECRET_KEY": "benchmark-only-" + "x" * 40,
             "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
@@ -47,7 +48,15 @@ def configure(folder):
 
     django.setup()
     from django.core.management import call_command
+    from django.test import override_settings
 
+    # Server time of the pages, not of collectstatic: the static files by their plain names, as the test suite does.
+    override_settings(
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }
+    ).enable()
     call_command("migrate", verbosity=0)
 
 

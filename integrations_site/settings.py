@@ -65,9 +65,14 @@ CELERY_BROKER_URL = env.read("CELERY_BROKER_URL", "") or "filesystem://"
 if CELERY_BROKER_URL == "filesystem://":
     _queue_folder = VAR_DIR / "celery" / "queue"
     private_files.private_folder(_queue_folder)
+    _control_folder = VAR_DIR / "celery" / "control"
+    private_files.private_folder(_control_folder)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_folder),
         "data_folder_out": str(_queue_folder),
+        # Where kombu keeps its exchange tables: else a folder named "control" in whatever directory a process
+        # started in.
+        "control_folder": str(_control_folder),
         "store_processed": False,
         # How often an idle worker looks for a message: a pressed Test starts well within a second.
         "polling_interval": 0.1,
@@ -75,10 +80,13 @@ if CELERY_BROKER_URL == "filesystem://":
 else:
     # A task whose worker died unacknowledged goes to another worker after this long; longer than any task's
     # time limit, so that a slow task is never run twice while it is still running.
+    _visibility_timeout = _at_least("CELERY_VISIBILITY_TIMEOUT", env.integer("CELERY_VISIBILITY_TIMEOUT", 3600), 10)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": _at_least(
-            "CELERY_VISIBILITY_TIMEOUT", env.integer("CELERY_VISIBILITY_TIMEOUT", 3600), 10
-        ),
+        "visibility_timeout": _visibility_timeout,
+        # Workers look for such tasks every interval x throttle seconds (kombu's default: 10 x 10 = 100 s): a tenth
+        # of the timeout here, so that a lost task runs again soon after its timeout, whatever the timeout.
+        "unacked_restore_interval": max(1, _visibility_timeout // 100),
+        "unacked_restore_throttle": 10,
     }
 # No result backend: every task records its outcome in the database, where the pages read it.
 CELERY_TASK_IGNORE_RESULT = True
@@ -128,6 +136,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight after the security headers: served before the session, the login requirement and the
+    # no-store header, which pages need and hashed, public assets do not.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -223,6 +234,14 @@ STATICFILES_DIRS = [
     ("vendor/bootstrap-icons", NODE_MODULES / "bootstrap-icons" / "font"),
     ("vendor/htmx", NODE_MODULES / "htmx.org" / "dist"),
 ]
+
+# collectstatic gives every file a name with its content's hash (and a gzipped copy) and whitenoise serves it, with
+# DEBUG off, from STATIC_ROOT with a year's Cache-Control: a new release has new names. The test suite uses Django's
+# plain storage instead (tests/conftest.py), so that it needs no collectstatic.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"

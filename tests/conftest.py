@@ -34,6 +34,27 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
 
 
 @pytest.fixture(scope="session", autouse=True)
+def static_files_as_found(tmp_path_factory):
+    """Django's plain static storage, not the site's manifest: with DEBUG off (as pytest-django runs), the manifest
+    storage refuses to name a file until collectstatic has written its manifest, and the suite must not need a
+    collectstatic before each run. Pages then link /static/css/... by its plain name, found by the finders. An empty
+    STATIC_ROOT, so that whitenoise finds the folder it serves. (The production test runs collectstatic and the
+    manifest storage for real.)"""
+    from django.test import override_settings
+
+    plain = override_settings(
+        STATIC_ROOT=tmp_path_factory.mktemp("static_root"),
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
+    )
+    plain.enable()
+    yield
+    plain.disable()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def celery_in_memory():
     """The suite's own Celery broker lives in memory: tasks queued by a test never reach the machine's Redis or the
     demo's queue folder. (The tests of real workers start them on Redis with a database number of their own.)"""
