@@ -71,6 +71,21 @@ def simulator_integration(simulator, **fields):
 TYPED_SECRET = "typed-secret-value-1234"
 
 
+def simulator_form_data(simulator, **overrides):
+    """What a person types in Add Integration to reach the simulator."""
+    typed = {
+        "name": "Simulator",
+        "host": simulator.host,
+        "port": str(simulator.port),
+        "auth_url": simulator.auth_url,
+        "tenant_id": simulator.tenant_id,
+        "client_id": simulator.app.client_id,
+        "client_secret": simulator.app.client_secret,
+        "ca_certificate": simulator.ca_pem,
+    }
+    return integration_form_data(**(typed | overrides))
+
+
 def integration_form_data(**overrides):
     """What a person submits in Add Integration > Defender ATP, field by field."""
     data = {

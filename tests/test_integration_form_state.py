@@ -11,7 +11,7 @@ from defender import encryption
 from defender.forms import typed_secrets
 from defender.models import Integration
 from tests.conftest import PASSWORD
-from tests.factories import TYPED_SECRET, integration_form_data, make_integration
+from tests.factories import TYPED_SECRET, integration_form_data, make_integration, simulator_form_data
 
 ADD = reverse("defender:integration-add", args=["defender_atp"])
 ADD_TEST = reverse("defender:integration-add-test", args=["defender_atp"])
@@ -66,29 +66,15 @@ def test_opening_the_address_of_a_test_goes_back_to_the_form(admin_client):
     assert admin_client.get(edit_test)["Location"] == reverse("defender:integration-edit", args=[integration.pk])
 
 
-def _simulator_form(simulator, **overrides):
-    return integration_form_data(
-        name="Simulator",
-        host=simulator.host,
-        port=str(simulator.port),
-        auth_url=simulator.auth_url,
-        tenant_id=simulator.tenant_id,
-        client_id=simulator.app.client_id,
-        client_secret=simulator.app.client_secret,
-        ca_certificate=simulator.ca_pem,
-        **overrides,
-    )
-
-
 def test_a_test_that_passed_on_the_form_is_recorded_when_submit_saves_the_same_values(admin_client, simulator):
-    assert "The Test passed." in admin_client.post(ADD_TEST, _simulator_form(simulator)).content.decode()
-    admin_client.post(ADD, _simulator_form(simulator))
+    assert "The Test passed." in admin_client.post(ADD_TEST, simulator_form_data(simulator)).content.decode()
+    admin_client.post(ADD, simulator_form_data(simulator))
     integration = Integration.objects.get()
     assert integration.last_test_ok is True
     assert integration.last_test_summary.startswith("All steps passed")
 
 
 def test_a_test_on_the_form_is_not_recorded_when_submit_saves_other_values(admin_client, simulator):
-    admin_client.post(ADD_TEST, _simulator_form(simulator))
-    admin_client.post(ADD, _simulator_form(simulator, read_timeout="20"))
+    admin_client.post(ADD_TEST, simulator_form_data(simulator))
+    admin_client.post(ADD, simulator_form_data(simulator, read_timeout="20"))
     assert Integration.objects.get().last_test_at is None

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from defender.models import Job, TestRun
-from tests.factories import integration_form_data, make_actor, make_proxy_rule, simulator_integration
+from tests.factories import make_actor, make_proxy_rule, simulator_form_data, simulator_integration
 
 VIEWS = Path(__file__).resolve().parent.parent / "defender" / "views"
 # The services that open connections: to Entra ID and Defender, or to a proxy.
@@ -33,16 +33,7 @@ def test_no_button_that_reaches_defender_calls_it_during_the_request(queued_only
     integration = simulator_integration(simulator)
     actor = make_actor(hostname=simulator.actor_hostnames()[0][0])
     rule = make_proxy_rule(host=proxy.host, port=proxy.port)
-    typed = integration_form_data(
-        name="Typed",
-        host=simulator.host,
-        port=str(simulator.port),
-        auth_url=simulator.auth_url,
-        tenant_id=simulator.tenant_id,
-        client_id=simulator.app.client_id,
-        client_secret=simulator.app.client_secret,
-        ca_certificate=simulator.ca_pem,
-    )
+    typed = simulator_form_data(simulator, name="Typed")
     presses = [
         ("Test", reverse("defender:integration-test", args=[integration.pk]), {}),
         ("Get alerts", reverse("defender:actor-get-alerts", args=[actor.pk]), {"integrations": [integration.pk]}),
