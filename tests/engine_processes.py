@@ -150,18 +150,27 @@ def running(*processes):
 @contextmanager
 def site_sends_to_redis():
     """The test process's Celery app sends to Redis db 5 (the suite's own broker is in memory), as the site does with
-    CELERY_BROKER_URL set; back to memory afterwards. ``close()`` drops the pooled connections to the old broker."""
+    CELERY_BROKER_URL set; back to memory afterwards."""
     from integrations_site.celery import app
 
     before = app.conf.broker_url, app.conf.broker_transport_options
-    app.close()
+    _forget_connections(app)
     app.conf.broker_url = REDIS_URL
     app.conf.broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
     try:
         yield app
     finally:
-        app.close()
+        _forget_connections(app)
         app.conf.broker_url, app.conf.broker_transport_options = before
+
+
+def _forget_connections(app):
+    """Let go of the app's connection pool and producer pool, which keep the broker they were made for: a task sent
+    next takes a producer for the broker configured now (kombu keeps one per broker, so none is closed here).
+    ``app.close()`` leaves the producer pool: after any earlier test had sent a task, tasks would still go to the
+    old broker."""
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 def wait_until(condition, timeout=120, what="the condition", every=0.1):

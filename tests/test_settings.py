@@ -193,17 +193,27 @@ def test_a_setting_out_of_range_stops_start_up(tmp_path, variable, value, messag
     assert message in result.stderr
 
 
+@pytest.fixture(scope="module")
+def collected_static(tmp_path_factory):
+    """A production process renders its pages from the static files collectstatic gathered (hashed names)."""
+    folder = tmp_path_factory.mktemp("static")
+    extra = {**PRODUCTION, "STATIC_ROOT": str(folder)}
+    result = run_manage("collectstatic", "--noinput", extra_env=extra, tmp_path=tmp_path_factory.mktemp("var"))
+    assert result.returncode == 0, result.stderr
+    return str(folder)
+
+
 @pytest.mark.parametrize(
     ("trusted", "expected_status"),
     [("false", 301), ("true", 200)],
     ids=["from-anyone-not-believed", "from-a-trusted-proxy-believed"],
 )
 def test_x_forwarded_proto_makes_a_request_secure_only_when_a_trusted_proxy_is_said_to_set_it(
-    trusted, expected_status, tmp_path
+    trusted, expected_status, collected_static, tmp_path
 ):
     """With DEBUG off, plain HTTP is redirected to HTTPS. A client that merely says it came over https is redirected
     all the same, unless the operator has said the proxy in front sets the header."""
-    environment = {**PRODUCTION, "TRUSTED_PROXY_SETS_X_FORWARDED_PROTO": trusted}
+    environment = {**PRODUCTION, "TRUSTED_PROXY_SETS_X_FORWARDED_PROTO": trusted, "STATIC_ROOT": collected_static}
     (login,) = get_in_a_fresh_process(["/accounts/login/"], environment, tmp_path, HTTP_X_FORWARDED_PROTO="https")
     assert login["status"] == expected_status
     if expected_status == 301:

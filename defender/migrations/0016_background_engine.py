@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='integration',
             name='notify_emails',
-            field=models.TextField(blank=True, help_text='Addresses told when the integration goes down and when it recovers, one per line or comma-separated.', verbose_name='notify by email'),
+            field=models.TextField(blank=True, help_text='Addresses told when the integration goes down and when it recovers, one per line or comma separated.', verbose_name='notify by email'),
         ),
         migrations.AddField(
             model_name='integration',
