@@ -8,13 +8,16 @@ own transaction, and never touches what the others stored.
 """
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from django.db import DatabaseError, transaction
-from django.db.models import Prefetch
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Prefetch
+from django.db.models.functions import Greatest
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from defender import presets
 from defender.models import Actor, Alert, AlertFetch, AlertSource, Integration
@@ -144,6 +147,30 @@ def _upsert(integration, tenant, rows, now):
             )
             richer.update(found.values_list("alert_id", flat=True))
         rows = [row for row in rows if row.alert_id not in richer]
+    if not ids:
+        return
+    actor_id = rows[0].actor_id if rows else None
+    if connection.vendor == "postgresql":
+        inserted, moved = _upsert_copied(integration, tenant, ids, rows, now)
+    else:
+        inserted, moved = _upsert_batched(integration, tenant, ids, rows, now)
+    # Actor.alert_count: the new rows, and the rows that moved here from another actor (an alert matched anew).
+    if inserted or moved:
+        Actor.objects.filter(pk=actor_id).update(alert_count=F("alert_count") + inserted + sum(moved.values()))
+    for other, count in moved.items():
+        Actor.objects.filter(pk=other).update(alert_count=Greatest(F("alert_count") - count, 0))
+
+
+def _upsert_batched(integration, tenant, ids, rows, now):
+    """SQLite: batched bulk upserts; which rows are new (or move from another actor) is read first."""
+    actor_id = rows[0].actor_id if rows else None
+    stored = {}
+    upserted = [row.alert_id for row in rows]
+    for start in range(0, len(upserted), BATCH_SIZE):
+        found = Alert.objects.filter(tenant_id=tenant, alert_id__in=upserted[start : start + BATCH_SIZE])
+        stored.update(found.values_list("alert_id", "actor_id"))
+    inserted = sum(1 for alert_id in upserted if alert_id not in stored)
+    moved = Counter(owner for owner in stored.values() if owner != actor_id)
     Alert.objects.bulk_create(
         rows,
         batch_size=BATCH_SIZE,
@@ -166,6 +193,55 @@ def _upsert(integration, tenant, rows, now):
         unique_fields=["alert", "integration"],
         update_fields=["last_seen_at"],
     )
+    return inserted, moved
+
+
+def _upsert_copied(integration, tenant, ids, rows, now):
+    """PostgreSQL: COPY the rows into a temporary table (psycopg adapts the Python values itself, binary where it
+    can), then one INSERT … SELECT … ON CONFLICT DO UPDATE for the alerts and one for their sources. A third of the
+    time the batched upsert took went to building and escaping its statements."""
+    fields = [field for field in Alert._meta.concrete_fields if not field.primary_key]
+    columns = [field.column for field in fields]
+    copied = [(field.attname, field.get_internal_type() == "JSONField") for field in fields]
+    updated = [Alert._meta.get_field(name).column for name in UPDATED_FIELDS]
+    names = ", ".join(connection.ops.quote_name(column) for column in columns)
+    alert_table, source_table = Alert._meta.db_table, AlertSource._meta.db_table
+    staged = "defender_alert_rows"
+    # Every name in these statements is the models' own (no value from outside reaches the SQL text): S608 below.
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{staged}")
+        cursor.execute(
+            f"CREATE TEMP TABLE {staged} ON COMMIT DROP AS SELECT {names} FROM {alert_table} WITH NO DATA"  # noqa: S608
+        )
+        with cursor.cursor.copy(f"COPY {staged} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [Jsonb(getattr(row, attname)) if json else getattr(row, attname) for attname, json in copied]
+                )
+        # The rows that move here from another actor (an alert matched anew), locked until this transaction ends so
+        # that a store running at the same time cannot count them twice.
+        cursor.execute(
+            f"SELECT actor_id, count(*) FROM (SELECT alert.actor_id FROM {alert_table} alert JOIN {staged} new "  # noqa: S608
+            "ON alert.tenant_id = new.tenant_id AND alert.alert_id = new.alert_id "
+            "WHERE alert.actor_id <> new.actor_id FOR UPDATE OF alert) moving GROUP BY actor_id"
+        )
+        moved = dict(cursor.fetchall())
+        assignments = ", ".join(f"{connection.ops.quote_name(column)} = EXCLUDED.{column}" for column in updated)
+        # xmax is 0 only on a row this statement inserted: an updated row carries the updating transaction's ID.
+        cursor.execute(
+            f"WITH stored AS (INSERT INTO {alert_table} ({names}) SELECT {names} FROM {staged} "  # noqa: S608
+            f"ON CONFLICT (tenant_id, alert_id) DO UPDATE SET {assignments} RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted) FROM stored"
+        )
+        inserted = cursor.fetchone()[0]
+        cursor.execute(
+            f"INSERT INTO {source_table} (alert_id, integration_id, first_seen_at, last_seen_at) "  # noqa: S608
+            f"SELECT id, %s, %s, %s FROM {alert_table} WHERE tenant_id = %s AND alert_id = ANY(%s) "
+            "ON CONFLICT (alert_id, integration_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at",
+            [integration.pk, now, now, tenant, ids],
+        )
+        cursor.execute(f"DROP TABLE pg_temp.{staged}")
+    return inserted, moved
 
 
 def _row(actor, integration, alert, now, clean=False):

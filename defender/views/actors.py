@@ -4,7 +4,6 @@ from typing import Any
 
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
-from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse, reverse_lazy
@@ -76,7 +75,8 @@ def query_without(query, *names, **values):
 
 class ActorListView(PermissionRequiredMixin, SingleTableView):
     permission_required = "defender.view_actor"
-    queryset = Actor.objects.annotate(alert_count=Count("alerts"))
+    # alert_count is kept on the row: the page and its pagination COUNT read the actors only, never their alerts.
+    queryset = Actor.objects.all()
     table_class = ActorTable
     template_name = "defender/actors/list.html"
 
@@ -103,7 +103,7 @@ class ActorUpdateView(ActorFormMixin, UpdateView):
 
 class ActorDeleteView(PermissionRequiredMixin, SuccessMessageMixin, DeleteView):
     permission_required = "defender.delete_actor"
-    queryset = Actor.objects.annotate(alert_count=Count("alerts"))
+    model = Actor
     template_name = "defender/actors/confirm_delete.html"
     success_url = reverse_lazy("defender:actor-list")
     success_message = "Actor %(name)s deleted, with its stored alerts."
