@@ -12,7 +12,7 @@ from functools import cached_property
 
 import django_filters
 from django import forms
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from defender.forms.actors import AlertFetchForm, DateTimeLocalInput, in_zone
@@ -57,11 +57,27 @@ def last_asked(fetches) -> list:
     return [fetch for fetch in fetches if (fetch.since, fetch.until) == (latest.since, latest.until)]
 
 
+def returned_by(integration_ids) -> Exists:
+    """Alerts one of these integrations returned: an EXISTS probe of the alert's sources (a join would repeat an
+    alert several integrations returned, and take a DISTINCT to undo it)."""
+    return Exists(AlertSource.objects.filter(alert=OuterRef("pk"), integration_id__in=list(integration_ids)))
+
+
 def searched_by(fetch) -> Q:
-    """The integration's alerts in the window it was asked for, widened by its clock-skew tolerance (a subquery: an
-    alert other integrations returned too stays one row)."""
-    returned = AlertSource.objects.filter(integration_id=fetch.integration_id).values("alert_id")
-    return Q(pk__in=returned) & active_between(*fetch.searched)
+    """The integration's alerts in the window it was asked for, widened by its clock-skew tolerance."""
+    return Q(returned_by([fetch.integration_id])) & active_between(*fetch.searched)
+
+
+def searched_by_any(fetches) -> Q:
+    """The alerts any of these asks found: one EXISTS probe per window searched (the asks of one Get alerts share a
+    window unless their clock-skew tolerances differ)."""
+    by_window: dict = {}
+    for fetch in fetches:
+        by_window.setdefault(fetch.searched, []).append(fetch.integration_id)
+    condition = Q(pk__in=[])
+    for searched, integration_ids in by_window.items():
+        condition |= Q(returned_by(integration_ids)) & active_between(*searched)
+    return condition
 
 
 @dataclass(frozen=True)
@@ -84,10 +100,7 @@ class TimeWindow:
     @property
     def condition(self) -> Q | None:
         if self.period == ASKED:
-            condition = Q(pk__in=[])
-            for fetch in self.asked:
-                condition |= searched_by(fetch)
-            return condition
+            return searched_by_any(self.asked)
         return None if self.is_any_time else active_between(self.start, self.end)
 
     @property
@@ -138,11 +151,16 @@ class AlertFilter(django_filters.FilterSet):
         widget=forms.Select(attrs={"class": "form-select form-select-sm w-auto", "aria-describedby": "time-help"}),
         help_text=TIME_HELP,
     )
+    # By rank, which the severity sort's index leads with; no DISTINCT: one column's values cannot repeat a row.
     severity = django_filters.MultipleChoiceFilter(
-        choices=Alert.Severity.choices, widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"})
+        choices=Alert.Severity.choices,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
+        method="filter_by_severity",
     )
     status = django_filters.MultipleChoiceFilter(
-        choices=Alert.Status.choices, widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"})
+        choices=Alert.Status.choices,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
+        method="filter_by_status",
     )
 
     class Meta:
@@ -169,6 +187,14 @@ class AlertFilter(django_filters.FilterSet):
             if name in cleaned:
                 queryset = filter_.filter(queryset, cleaned[name])
         return queryset
+
+    def filter_by_severity(self, queryset, name, value):
+        if not value:
+            return queryset
+        return queryset.filter(severity_rank__in=sorted({Alert.SEVERITY_RANKS[severity] for severity in value}))
+
+    def filter_by_status(self, queryset, name, value):
+        return queryset.filter(status__in=value) if value else queryset
 
     def filter_by_time(self, queryset, name, value):
         condition = self.window.condition
