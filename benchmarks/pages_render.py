@@ -27,13 +27,13 @@ SEVERITIES = ["Informational", "Low", "Medium", "High"]
 STATUSES = ["New", "InProgress", "Resolved"]
 
 
-def configure(folder):
+def configure(folder, database_url=""):
     from cryptography.fernet import Fernet
 
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "integrations_site.settings",
-            "DATABASE_URL": f"sqlite:///{folder / 'bench.sqlite3'}",
+            "DATABASE_URL": database_url or f"sqlite:///{folder / 'bench.sqlite3'}",
             "VAR_DIR": str(folder),
             "STATIC_ROOT": str(folder),  # whitenoise finds a folder; the pages name their files plainly
             "DEBUG": "false",
