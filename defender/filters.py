@@ -230,8 +230,21 @@ class WindowCounts:
     by_fetch: dict  # AlertFetch pk -> stored alerts of its integration in the window it asked for
 
 
-def window_counts(alerts, window: TimeWindow, fetches) -> WindowCounts:
-    """One query: the counts the status lines and the line above the table say, so they agree with the table."""
+# Past this many stored alerts, each last ask's line says how many it returned (AlertFetch.alert_count) instead of
+# counting its stored alerts again: counting is a probe per alert, and the numbers only differ after a delete.
+COUNTED_UP_TO = 10_000
+
+
+def window_counts(alerts, window: TimeWindow, fetches, total=None, in_window=None) -> WindowCounts:
+    """The counts the status lines and the line above the table say, so they agree with the table: one query at
+    most. ``total`` (the actor's kept count) and ``in_window`` (the table's own pagination count, when neither
+    severity nor status narrow it) spare counting what is known."""
+    if total is not None and total > COUNTED_UP_TO:
+        if in_window is None:
+            condition = window.condition
+            in_window = total if condition is None else alerts.filter(condition).order_by().count()
+        by_fetch = {fetch.pk: fetch.alert_count for fetch in fetches}
+        return WindowCounts(in_window=in_window, outside=max(total - in_window, 0), by_fetch=by_fetch)
     condition = window.condition
     totals = {"total": Count("pk"), "in_window": Count("pk", filter=condition) if condition else Count("pk")}
     totals |= {f"fetch_{fetch.pk}": Count("pk", filter=searched_by(fetch)) for fetch in fetches}

@@ -46,7 +46,9 @@ def alerts_section(request, actor, fetch_form=None):
     if request.user.has_perm("defender.fetch_alerts"):
         fetch_form = fetch_form or AlertFetchForm(remembered=AlertFetchForm.recall(request.session, actor))
     window = alert_filter.window
-    counts = window_counts(alert_store.stored_alerts(actor), window, fetches)
+    # The table has counted the rows in the window already when neither severity nor status narrow it.
+    shown = table.paginator.count if alert_filter.is_valid() and not alert_filter.is_filtering else None
+    counts = window_counts(alert_store.stored_alerts(actor), window, fetches, actor.alert_count, shown)
     return {
         "actor": actor,
         "fetch_form": fetch_form,
