@@ -536,8 +536,8 @@ class Actor(models.Model):
 def recount_alerts(actor_ids) -> None:
     """Count the stored alerts of these actors again, from their rows: after a delete, whatever deleted them (an
     integration's orphans, the admin's actions), the counts are right even when two deletes ran at once."""
-    counted = Alert.objects.filter(actor=models.OuterRef("pk")).order_by().values("actor")
-    counted = counted.annotate(n=models.Count("pk")).values("n")
+    per_actor = Alert.objects.filter(actor=models.OuterRef("pk")).order_by().values("actor")
+    counted = per_actor.annotate(n=models.Count("pk")).values("n")
     Actor.objects.filter(pk__in=list(actor_ids)).update(alert_count=Coalesce(models.Subquery(counted[:1]), 0))
 
 

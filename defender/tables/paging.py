@@ -58,8 +58,9 @@ class IndexedPaginator(Paginator):
             return super().page(number)
         records = list(queryset.reverse()[self.count - top : self.count - bottom])
         records.reverse()
-        rows = BoundRows(records, self.object_list.table, getattr(self.object_list, "pinned_data", None))
-        return self._get_page(rows, number, self)
+        bound: Any = self.object_list
+        rows = BoundRows(records, bound.table, getattr(bound, "pinned_data", None))
+        return Page(rows, number, self)
 
 
 class ConsoleTable(tables.Table):
