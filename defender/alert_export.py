@@ -126,8 +126,8 @@ def csv_lines(alerts: QuerySet[Alert]) -> Iterator[str]:
     """The CSV of these alerts, line by line, streamed from a server-side cursor (PostgreSQL; SQLite reads in chunks).
 
     The integrations' names are read once; which integrations returned each alert comes with it, as their keys.
-    A million rows stream in well under the workers' timeout (README: Benchmarks), so even the largest export is one
-    response rather than a task with a download link.
+    At about 85 µs a row (README: Benchmarks) a million rows would outlast gunicorn's 60 s timeout: exports that
+    large are not handled yet.
     """
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_HEADER)

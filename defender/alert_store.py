@@ -153,7 +153,7 @@ def _upsert(integration, tenant, rows, now):
     if connection.vendor == "postgresql":
         inserted, moved = _upsert_copied(integration, tenant, ids, rows, now)
     else:
-        inserted, moved = _upsert_batched(integration, tenant, ids, rows, now)
+        inserted, moved = _upsert_batched(integration, tenant, ids, rows, now, actor_id)
     # Actor.alert_count: the new rows, and the rows that moved here from another actor (an alert matched anew).
     if inserted or moved:
         Actor.objects.filter(pk=actor_id).update(alert_count=F("alert_count") + inserted + sum(moved.values()))
@@ -161,9 +161,8 @@ def _upsert(integration, tenant, rows, now):
         Actor.objects.filter(pk=other).update(alert_count=Greatest(F("alert_count") - count, 0))
 
 
-def _upsert_batched(integration, tenant, ids, rows, now):
+def _upsert_batched(integration, tenant, ids, rows, now, actor_id):
     """SQLite: batched bulk upserts; which rows are new (or move from another actor) is read first."""
-    actor_id = rows[0].actor_id if rows else None
     stored = {}
     upserted = [row.alert_id for row in rows]
     for start in range(0, len(upserted), BATCH_SIZE):

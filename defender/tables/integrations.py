@@ -1,19 +1,19 @@
 """The Settings > Integrations table.
 
-Cells are rendered by methods, not per-row templates: a template per cell per row cost more than the page's whole
-budget at 50 rows. The markup is the templates' (``_health_badge.html``, ``_test_badge.html``, ``_row_actions.html``
-stay for the htmx swaps that render one integration).
+The state, last-Test and action cells render the same partials as the detail page and the htmx swaps, so their
+markup has one home; they render with a plain context, because django-tables2's TemplateColumn runs every context
+processor for every cell, which cost more than the page's whole budget at 50 rows.
 """
 
 import django_tables2 as tables
+from django.contrib.auth.context_processors import PermWrapper
 from django.middleware.csrf import get_token
+from django.template.loader import get_template
 from django.urls import reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.html import format_html
 
-from defender.models import HealthState, Integration
-from defender.tables.alerts import utc_time
+from defender.models import Integration
 from defender.tables.paging import ConsoleTable
 
 
@@ -79,72 +79,21 @@ class IntegrationTable(ConsoleTable):
         )
 
     def render_state(self, record):
-        failures = record.consecutive_failures
-        if record.health_state == HealthState.DOWN:
-            return format_html(
-                '<span class="badge text-bg-danger" title="{} Tests failed in a row">Down</span>', failures
-            )
-        if failures:
-            return format_html(
-                '<span class="badge text-bg-warning" title="{0} of {1} failed Tests in a row before it counts as down">'
-                "Failing ({0} of {1})</span>",
-                failures,
-                record.notify_after_failures,
-            )
-        if record.health_state == HealthState.UP:
-            return mark_safe('<span class="badge text-bg-success">Up</span>')
-        return mark_safe('<span class="badge text-bg-secondary">Not tested</span>')
+        return _badge("defender/integrations/_health_badge.html", {"integration": record})
 
     def render_last_test(self, record):
-        if not record.last_test_at:
-            inner = mark_safe('<span class="text-body-secondary">Never tested</span>')
-        else:
-            inner = format_html(
-                '<span class="badge badge-test {}" title="{}">{}</span> <small class="text-body-secondary">{}</small>',
-                "text-bg-success" if record.last_test_ok else "text-bg-danger",
-                record.last_test_summary,
-                "Passed" if record.last_test_ok else "Failed",
-                utc_time(record.last_test_at),
-            )
-        return format_html('<span id="integration-{}-badge">{}</span>', record.pk, inner)
+        return _badge("defender/integrations/_test_badge.html", {"integration": record})
 
     @cached_property
-    def _allowed(self):
-        user = self.request.user
-        return {
-            name: user.has_perm(f"defender.{name}") for name in ("run_test", "change_integration", "delete_integration")
-        }
+    def _actions_context(self):
+        """What the row actions read besides the row: the user's permissions and the CSRF token, taken once."""
+        return {"perms": PermWrapper(self.request.user), "csrf_token": get_token(self.request)}
 
     def render_actions(self, record):
-        parts = []
-        if self._allowed["run_test"]:
-            test_url = reverse("defender:integration-test", args=[record.pk])
-            parts.append(
-                format_html(
-                    '<form method="post" action="{0}" class="d-inline">'
-                    '<input type="hidden" name="csrfmiddlewaretoken" value="{1}">'
-                    '<button type="submit" class="btn btn-sm btn-outline-primary" hx-post="{0}" '
-                    'hx-target="#test-result" hx-disabled-elt="this" data-test-button '
-                    'title="Test: connect, sign in and read one alert">'
-                    '<i class="bi bi-activity" aria-hidden="true"></i> Test</button></form>',
-                    test_url,
-                    get_token(self.request),
-                )
-            )
-        if self._allowed["change_integration"]:
-            parts.append(
-                format_html(
-                    '<a class="btn btn-sm btn-outline-secondary" href="{}">'
-                    '<i class="bi bi-pencil" aria-hidden="true"></i> Edit</a>',
-                    reverse("defender:integration-edit", args=[record.pk]),
-                )
-            )
-        if self._allowed["delete_integration"]:
-            parts.append(
-                format_html(
-                    '<a class="btn btn-sm btn-outline-danger" href="{}">'
-                    '<i class="bi bi-trash" aria-hidden="true"></i> Delete</a>',
-                    reverse("defender:integration-delete", args=[record.pk]),
-                )
-            )
-        return format_html_join("\n", "{}", ((part,) for part in parts))
+        return _badge("defender/integrations/_row_actions.html", {"integration": record, **self._actions_context})
+
+
+def _badge(template_name, context):
+    """One of the partials the detail page and the htmx swaps render too, with a plain context: no context processor
+    runs per cell (what made per-cell TemplateColumns cost more than the page's budget)."""
+    return get_template(template_name).render(context)

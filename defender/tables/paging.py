@@ -4,6 +4,7 @@ reading past every earlier row to show a late page."""
 from typing import Any
 
 import django_tables2 as tables
+from django.core.exceptions import FieldDoesNotExist
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django_tables2.rows import BoundRows
@@ -34,7 +35,7 @@ def totally_ordered(queryset: QuerySet[Any]) -> bool:
         return True
     try:
         field = queryset.model._meta.get_field(last)
-    except Exception:  # a related path or an annotation: not known to be unique
+    except FieldDoesNotExist:  # a related path or an annotation: not known to be unique
         return False
     return bool(field.primary_key or field.unique)
 
