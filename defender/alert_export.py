@@ -5,7 +5,6 @@ Defender, or from a remote node, and is not ours to trust.
 """
 
 import csv
-import dataclasses
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from django.http import StreamingHttpResponse
 from django.utils.text import slugify
 
 from defender.models import Actor, Alert, Integration
-from defender.services.alerts import Evidence
+from defender.services.alerts import EVIDENCE_FIELDS
 
 # A spreadsheet runs a cell that starts with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -51,7 +50,6 @@ CSV_HEADER = [
     "Evidence",
 ]
 CHUNK_SIZE = 2000
-EVIDENCE_FIELDS = tuple(field.name for field in dataclasses.fields(Evidence))
 
 
 def csv_response(actor: Actor, alerts: QuerySet[Alert]) -> StreamingHttpResponse:

@@ -180,7 +180,16 @@ def test_an_unknown_severity_is_stored_as_unspecified_and_ranked_lowest():
 
 @pytest.mark.parametrize(
     "url",
-    ["javascript:alert(document.cookie)", "data:text/html,<script>x</script>", "http://security.microsoft.com/x", ""],
+    [
+        "javascript:alert(document.cookie)",
+        "data:text/html,<script>x</script>",
+        "http://security.microsoft.com/x",
+        "",
+        "https:///alerts/da1",
+        "https://",
+        "https:// security.microsoft.com/x",
+        "xhttps://security.microsoft.com/x",
+    ],
 )
 @pytest.mark.django_db
 def test_a_portal_link_that_is_not_https_is_never_stored(url):
@@ -220,3 +229,38 @@ def test_the_defender_api_replaces_what_the_siem_exporter_stored_first():
     alert_store.store_alerts(actor, siem, [defender_alert(status="Unknown")])
     alert_store.store_alerts(actor, make_integration(name="Defender API"), [defender_alert(status="InProgress")])
     assert Alert.objects.get().status == "InProgress"
+
+
+@pytest.mark.django_db
+def test_an_alert_whose_raw_json_holds_an_integer_past_64_bits_is_stored_as_sent():
+    huge = 2**70
+    alert_store.store_alerts(make_actor(), make_integration(), [defender_alert(raw={"id": "da1", "count": huge})])
+    assert Alert.objects.get().raw["count"] == huge
+
+
+@pytest.mark.django_db
+def test_the_evidence_is_stored_as_its_fields_on_every_database():
+    evidence = Evidence(entity_type="Process", file_name="powershell.exe", sha256="0" * 64)
+    alert_store.store_alerts(make_actor(), make_integration(), [defender_alert(evidence=(evidence,))])
+    (stored,) = Alert.objects.get().evidence
+    assert stored["entity_type"] == "Process"
+    assert stored["file_name"] == "powershell.exe"
+    assert stored["sha256"] == "0" * 64
+
+
+@pytest.mark.django_db
+def test_no_source_row_outlives_its_alert_on_any_delete_path():
+    # The sources have no foreign-key constraint in the database (storing is faster without it), so every delete
+    # path must take them with the alert.
+    first, second = make_actor(name="first", hostname="ws-1"), make_actor(name="second", hostname="ws-2")
+    integration = make_integration()
+    for actor, prefix in ((first, "a"), (second, "b")):
+        alert_store.store_alerts(actor, integration, [defender_alert(f"{prefix}{number}") for number in range(3)])
+    Alert.objects.filter(alert_id="a0").get().delete()
+    Alert.objects.filter(alert_id__in=["a1", "b1"]).delete()
+    first.delete()
+    assert set(AlertSource.objects.values_list("alert__alert_id", flat=True)) == {"b0", "b2"}
+    assert AlertSource.objects.count() == Alert.objects.count() == 2
+    integration.delete()
+    assert not AlertSource.objects.exists()
+    assert not Alert.objects.exists()

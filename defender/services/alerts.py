@@ -832,8 +832,11 @@ ALERT_TEXT_LENGTHS = {
 }
 
 
+EVIDENCE_FIELDS = tuple(item.name for item in dataclasses.fields(Evidence))
+
+
 def evidence_to_fields(evidence: Evidence) -> dict[str, Any]:
-    return {item.name: getattr(evidence, item.name) for item in dataclasses.fields(Evidence)}
+    return {name: getattr(evidence, name) for name in EVIDENCE_FIELDS}
 
 
 def alert_to_fields(alert: Alert) -> dict[str, Any]:
