@@ -217,8 +217,9 @@ def _upsert_copied(integration, tenant, ids, rows, now):
     staged = "defender_alert_rows"
     # Every name in these statements is the models' own (no value from outside reaches the SQL text): S608 below.
     with connection.cursor() as cursor, connection.wrap_database_errors:
-        # lz4 compresses the raw JSON several times faster than PostgreSQL's default, for about the same size.
-        cursor.execute("SET LOCAL default_toast_compression = lz4")
+        if _has_lz4(cursor):
+            # lz4 compresses the raw JSON several times faster than PostgreSQL's default, for about the same size.
+            cursor.execute("SET LOCAL default_toast_compression = lz4")
         cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{staged}")
         cursor.execute(
             f"CREATE TEMP TABLE {staged} ON COMMIT DROP AS SELECT {names} FROM {alert_table} WITH NO DATA"  # noqa: S608
@@ -253,6 +254,17 @@ def _upsert_copied(integration, tenant, ids, rows, now):
         )
         cursor.execute(f"DROP TABLE pg_temp.{staged}")
     return inserted, moved
+
+
+_LZ4: dict[str, bool] = {}
+
+
+def _has_lz4(cursor) -> bool:
+    """Whether this PostgreSQL server was built with lz4 (most are; a build without it refuses the setting)."""
+    if connection.alias not in _LZ4:
+        cursor.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+        _LZ4[connection.alias] = bool(cursor.fetchone()[0])
+    return _LZ4[connection.alias]
 
 
 def _json(value: Any) -> str:
