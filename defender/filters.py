@@ -232,7 +232,7 @@ class WindowCounts:
 
 # Past this many stored alerts, each last ask's line says how many it returned (AlertFetch.alert_count) instead of
 # counting its stored alerts again: counting is a probe per alert, and the numbers only differ after a delete.
-COUNTED_UP_TO = 10_000
+COUNTED_UP_TO = 2_000
 
 
 def window_counts(alerts, window: TimeWindow, fetches, total=None, in_window=None) -> WindowCounts:

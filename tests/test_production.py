@@ -7,14 +7,20 @@ SECURE_SSL_REDIRECT on and the session and CSRF cookies Secure, with no reverse 
 Select it with `-m production`.
 """
 
+import csv
+import io
 import re
 import socket
 import subprocess
 import sys
+import time
+from datetime import timedelta
 
 import pytest
 import requests
 import trustme
+from django.test import Client
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from defender.demo import DEMO_ACTORS, DEMO_INTEGRATION, seed_demo
@@ -32,6 +38,7 @@ from tests.engine_processes import (
     wait_until,
     worker_command,
 )
+from tests.factories import TENANT_ID, make_actor
 from tests.fixtures.browser import page_in_new_context
 
 pytestmark = [pytest.mark.production, pytest.mark.browser, pytest.mark.timeout(600)]
@@ -48,13 +55,8 @@ def free_port():
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def production(transactional_db, simulator, admin_user, tmp_path):
-    """The site as production runs it, on the suite's PostgreSQL test database and Redis db 5; its URL and CA."""
-    if not is_postgresql():
-        pytest.skip("The production set runs on PostgreSQL: set DATABASE_URL=postgres://... (CI runs the suite so).")
-    redis_or_skip()
-    seed_demo(simulator)
+def gunicorn_site(tmp_path, **settings):
+    """gunicorn with the site's config, serving HTTPS on a free port: its URL, CA file, process and environment."""
     ca = trustme.CA()
     ca_path, certificate, key = tmp_path / "ca.pem", tmp_path / "site.pem", tmp_path / "site.key"
     ca.cert_pem.write_to_path(str(ca_path))
@@ -68,34 +70,40 @@ def production(transactional_db, simulator, admin_user, tmp_path):
         ALLOWED_HOSTS="127.0.0.1,localhost",
         STATIC_ROOT=str(tmp_path / "static"),
         BIND=f"127.0.0.1:{port}",
-        WEB_CONCURRENCY="2",
-        GUNICORN_THREADS="4",
-        REMOTE_JOB_HOUSEKEEPING_SECONDS="2",
+        **settings,
     )
     manage = [sys.executable, "manage.py"]
     # As the README's start: the database is migrated already (it is the suite's), so migrate only checks.
     for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
         subprocess.run([*manage, *command], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
-    site = Process(
+    command = [
+        sys.executable,
+        "-m",
         "gunicorn",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "integrations_site.wsgi",
-            "--config",
-            "integrations_site/gunicorn.conf.py",
-            "--certfile",
-            str(certificate),
-            "--keyfile",
-            str(key),
-        ],
-        env,
-        tmp_path,
+        "integrations_site.wsgi",
+        "--config",
+        "integrations_site/gunicorn.conf.py",
+    ]
+    site = Process("gunicorn", [*command, "--certfile", str(certificate), "--keyfile", str(key)], env, tmp_path)
+    return f"https://127.0.0.1:{port}", ca_path, site, env
+
+
+def production_or_skip():
+    if not is_postgresql():
+        pytest.skip("The production set runs on PostgreSQL: set DATABASE_URL=postgres://... (CI runs the suite so).")
+    redis_or_skip()
+
+
+@pytest.fixture
+def production(transactional_db, simulator, admin_user, tmp_path):
+    """The site as production runs it, on the suite's PostgreSQL test database and Redis db 5; its URL and CA."""
+    production_or_skip()
+    seed_demo(simulator)
+    url, ca_path, site, env = gunicorn_site(
+        tmp_path, WEB_CONCURRENCY="2", GUNICORN_THREADS="4", REMOTE_JOB_HOUSEKEEPING_SECONDS="2"
     )
     worker = Process("worker", worker_command("worker", concurrency=2), env, tmp_path)
     beat = Process("beat", celery("beat", "--loglevel", "INFO"), env, tmp_path)
-    url = f"https://127.0.0.1:{port}"
     with running(site, worker, beat):
         wait_until(lambda: answers(f"{url}/accounts/login/", ca_path), timeout=120, what="gunicorn answering")
         yield url, ca_path, site, worker, beat
@@ -151,3 +159,63 @@ def check_the_production_set(url, ca_path, site, worker, browser, request, admin
     # gunicorn's access log names the paths asked, never their query strings.
     assert '"GET /accounts/login/ ' in site.log
     assert "never-logged" not in site.log and "next=" not in site.log
+
+
+# The worker timeout of the export test, and how long its reader takes at least: several timeouts.
+SHORT_TIMEOUT = 2
+READ_FOR_AT_LEAST = 4 * SHORT_TIMEOUT
+
+
+def test_a_csv_export_that_streams_for_longer_than_the_worker_timeout_arrives_whole(
+    transactional_db, admin_user, tmp_path
+):
+    production_or_skip()
+    actor = make_actor()
+    created = timezone.now()
+    # Long titles make a CSV of several MB, more than the sockets' buffers hold, so the worker's thread is still
+    # streaming while the reader below takes its time.
+    Alert.objects.bulk_create(
+        Alert(
+            tenant_id=TENANT_ID,
+            actor=actor,
+            alert_id=f"da{number:06}",
+            title=f"Alert {number:06}",
+            evidence=[{"entity_type": "Process", "command_line": f"powershell.exe -enc {'A' * 1500}"}],
+            created=created - timedelta(seconds=number),
+            first_seen_at=created,
+            updated_at=created,
+        )
+        for number in range(EXPORTED)
+    )
+    client = Client()
+    client.force_login(admin_user)
+    session = client.cookies["sessionid"].value
+    url, ca_path, site, _ = gunicorn_site(
+        tmp_path, WEB_CONCURRENCY="1", GUNICORN_THREADS="2", GUNICORN_TIMEOUT=str(SHORT_TIMEOUT)
+    )
+    with running(site), logs_on_failure(site):
+        wait_until(lambda: answers(f"{url}/accounts/login/", ca_path), timeout=120, what="gunicorn answering")
+        started = time.monotonic()
+        body = slowly_read(f"{url}/actors/{actor.pk}/alerts.csv?period=all", ca_path, session, READ_FOR_AT_LEAST)
+        took = time.monotonic() - started
+    rows = list(csv.reader(io.StringIO(body)))
+    assert rows[0][0] == "Created (UTC)"
+    assert len(rows) == EXPORTED + 1
+    assert rows[-1][10] == f"da{EXPORTED - 1:06}"  # the oldest, last: nothing was cut off
+    assert took >= READ_FOR_AT_LEAST  # the stream did outlast the worker timeout, several times over
+    assert "WORKER TIMEOUT" not in site.log
+
+
+EXPORTED = 20_000
+
+
+def slowly_read(url, ca_path, session, seconds):
+    """The body of a GET, read 64 KiB at a time at about 3 MB/s, like a download on a slow link (the export's 30 MB
+    take about ten seconds: far more than the sockets' buffers hold)."""
+    pieces = []
+    with requests.get(url, verify=str(ca_path), cookies={"sessionid": session}, stream=True, timeout=60) as response:
+        assert response.status_code == 200, response.text[:500]
+        for piece in response.iter_content(chunk_size=65_536):
+            pieces.append(piece)
+            time.sleep(0.02)
+    return b"".join(pieces).decode("utf-8")
