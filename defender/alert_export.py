@@ -162,8 +162,8 @@ class UtcText(Func):
         )
 
     def as_sqlite(self, compiler, connection, **extra_context):
-        # SQLite keeps Django's times as UTC text.
-        return self.as_sql(compiler, connection, template="strftime('%%Y-%%m-%%d %%H:%%M:%%S', %(expressions)s)")
+        # SQLite keeps Django's times as UTC text; datetime() writes them as YYYY-MM-DD HH:MM:SS.
+        return self.as_sql(compiler, connection, template="datetime(%(expressions)s)")
 
 
 class _JoinedIds(Aggregate):
