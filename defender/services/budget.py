@@ -389,6 +389,10 @@ def _at(moment: float) -> str:
     return f"{datetime.fromtimestamp(moment, UTC):%H:%M:%S} UTC"
 
 
+def _calls(count: int) -> str:
+    return f"{count:,} call" if count == 1 else f"{count:,} calls"
+
+
 def _spent(budget: Budget, answer: Answer) -> BudgetSpent:
     frees = answer.now + answer.wait
     whose = f"The {budget.label} call budget of {budget.name or 'this integration'} (this app and tenant)"
@@ -398,9 +402,9 @@ def _spent(budget: Budget, answer: Answer) -> BudgetSpent:
         message = f"{whose} is in use by interactive work; this background call gave way."
         frees = answer.now + MINUTE
     elif answer.reason == "hour":
-        message = f"{whose} of {budget.per_hour:,} calls an hour is spent; it frees at {_at(frees)}."
+        message = f"{whose} of {_calls(budget.per_hour or 0)} an hour is spent; it frees at {_at(frees)}."
     else:
-        message = f"{whose} of {budget.per_minute:,} calls a minute is spent; it frees at {_at(frees)}."
+        message = f"{whose} of {_calls(budget.per_minute)} a minute is spent; it frees at {_at(frees)}."
     return BudgetSpent(
         message,
         "Try again then, or lower what runs on a schedule; the limits are set in the integration's Advanced options.",
