@@ -236,3 +236,17 @@ def test_settings_system_lists_each_budget_with_its_use_and_pause(admin_client, 
     graph_row = html[html.index("Defender C") :]
     assert "0 of 150" in graph_row and "no hourly limit" in graph_row
     assert CLIENT_SECRET not in html and simulator.app.client_secret not in html
+
+
+@pytest.mark.django_db
+def test_a_limit_out_of_range_is_refused_with_a_clear_message():
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        make_integration(calls_per_minute=0, calls_per_hour=10**7)
+    assert refused.value.message_dict["calls_per_minute"] == [
+        "Enter between 1 and 10,000 calls a minute, or leave it blank."
+    ]
+    assert refused.value.message_dict["calls_per_hour"] == [
+        "Enter between 1 and 600,000 calls an hour, or leave it blank."
+    ]
