@@ -19,6 +19,20 @@ class DefenderConfig(AppConfig):
         # A deleted integration's schedule goes with it.
         post_delete.connect(_integration_deleted, sender=Integration, dispatch_uid="defender-health-schedule")
         connection_created.connect(make_sqlite_file_private, dispatch_uid="defender-private-sqlite-file")
+        _configure_call_budget()
+
+
+def _configure_call_budget():
+    """Where every call's budget is counted: the same for the site's workers and a remote node's agent."""
+    from django.conf import settings
+
+    from defender.services import budget
+
+    budget.configure(
+        redis_url=getattr(settings, "CALL_BUDGET_REDIS_URL", ""),
+        broker_url=getattr(settings, "CELERY_BROKER_URL", ""),
+        wait_seconds=float(getattr(settings, "CALL_BUDGET_WAIT_SECONDS", budget.DEFAULT_WAIT_SECONDS)),
+    )
 
 
 def _integration_deleted(sender, instance, **kwargs):

@@ -297,6 +297,24 @@ class Integration(models.Model):
             "Off: only Defender for Endpoint's, filtered at the server."
         ),
     )
+    # The call budget of this app and tenant; the integrations sharing one keep to the smallest (services/budget.py).
+    calls_per_minute = models.PositiveIntegerField(
+        "call budget per minute",
+        null=True,
+        blank=True,
+        validators=[validators.validate_calls_per_minute],
+        help_text=(
+            "Calls a minute this app may make to this tenant's API, shared by every worker. Blank: Microsoft's limit "
+            "(100; Graph 150)."
+        ),
+    )
+    calls_per_hour = models.PositiveIntegerField(
+        "call budget per hour",
+        null=True,
+        blank=True,
+        validators=[validators.validate_calls_per_hour],
+        help_text="Calls an hour, likewise. Blank: Microsoft's limit (1,500; Graph none).",
+    )
     enabled = models.BooleanField(default=True, help_text="Disabled integrations are not asked for alerts.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -487,7 +505,33 @@ class Integration(models.Model):
             integration_id=self.pk,
             cloud=self.cloud,
             graph_all_products=self.graph_all_products,
+            **self.call_budget(),
         )
+
+    def sharing_budget(self) -> "models.QuerySet[Integration]":
+        """The integrations whose calls take from the same budget as this one's: the same app, tenant and API."""
+        return Integration.objects.filter(
+            client_id__iexact=self.client_id.strip(),
+            tenant_id__iexact=self.tenant_id.strip(),
+            api_flavour=self.api_flavour,
+        )
+
+    def call_budget(self) -> dict[str, int | None]:
+        """The smallest limits set on this integration or any sharing its budget (None: Microsoft's)."""
+        limits = (
+            self.sharing_budget()
+            .exclude(pk=self.pk)
+            .aggregate(minute=models.Min("calls_per_minute"), hour=models.Min("calls_per_hour"))
+        )
+        return {
+            "calls_per_minute": _smallest(self.calls_per_minute, limits["minute"]),
+            "calls_per_hour": _smallest(self.calls_per_hour, limits["hour"]),
+        }
+
+
+def _smallest(*limits: int | None) -> int | None:
+    """The smallest limit set, or None when none is."""
+    return min((limit for limit in limits if limit), default=None)
 
 
 class Actor(models.Model):

@@ -88,6 +88,11 @@ else:
         "unacked_restore_interval": max(1, _visibility_timeout // 100),
         "unacked_restore_throttle": 10,
     }
+# The call budget per app and tenant shared by every worker (defender/services/budget.py): counted in this Redis, else
+# in the broker's when it is Redis, else in each process.
+CALL_BUDGET_REDIS_URL = env.read("CALL_BUDGET_REDIS_URL", "")
+# How long a call waits for a slot of a spent budget before it fails saying when the budget frees.
+CALL_BUDGET_WAIT_SECONDS = _at_least("CALL_BUDGET_WAIT_SECONDS", env.integer("CALL_BUDGET_WAIT_SECONDS", 60), 0)
 # No result backend: every task records its outcome in the database, where the pages read it.
 CELERY_TASK_IGNORE_RESULT = True
 # Acknowledged when done, not when received: a task whose worker is killed mid-way runs again on another worker.

@@ -66,6 +66,18 @@ def celery_in_memory():
 
 
 @pytest.fixture(autouse=True)
+def fresh_call_budget():
+    """Each test starts with an unused call budget counted in this process: one test's calls (or a 429's pause) never
+    spend the next one's. The process tests share Redis instead and flush their database themselves."""
+    from defender.services import budget
+
+    before = budget.backend()
+    budget.use(budget.InProcess())
+    yield
+    budget.use(before)
+
+
+@pytest.fixture(autouse=True)
 def tasks_inline(request, settings):
     """A task finishes before the view that queued it returns, in tests that run inside one transaction (a worker
     would not see their rows); against a live server a worker runs them, as on the site."""

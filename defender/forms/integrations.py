@@ -23,6 +23,8 @@ ADVANCED_FIELDS = (
     "page_size",
     "lookback_hours",
     "clock_skew_seconds",
+    "calls_per_minute",
+    "calls_per_hour",
     "graph_all_products",
     "secret_expires_on",
 )

@@ -7,6 +7,7 @@ A run of typed values keeps their settings encrypted until its worker has run th
 id.
 """
 
+import contextlib
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from defender.operations import answers, background
 from defender.operations.placement import runs_on_node
 from defender.operations.records import REMOTE_STEP, finish_run, record_test_result, stored_steps
 from defender.remote import jobs, wire
-from defender.services import proxy_check
+from defender.services import budget, proxy_check
 from defender.services.connectivity import iter_test_steps
 from defender.services.steps import FAILED, NOT_TESTED, SKIPPED, Step, StepOutcome, TestResult
 
@@ -131,10 +132,14 @@ def execute_run(run_id: int) -> None:
     if run is None or run.finished:
         return  # deleted meanwhile (with what it tested), or run already
     done: list[Step] = []
+    # A scheduled health check is background work: it keeps within its share of the call budget and lets a Test or
+    # Get alerts pressed by a person go first.
+    scheduled = run.trigger == TestRun.Trigger.SCHEDULED
     try:
-        for step in _steps_of(run):
-            done.append(step)
-            TestRun.objects.filter(pk=run_id, finished_at=None).update(steps=stored_steps(done))
+        with budget.background() if scheduled else contextlib.nullcontext():
+            for step in _steps_of(run):
+                done.append(step)
+                TestRun.objects.filter(pk=run_id, finished_at=None).update(steps=stored_steps(done))
     except SoftTimeLimitExceeded:
         message = "The Test did not finish in the time its timeouts allow. Try again; if it persists, raise them."
         done.append(Step("Time limit", FAILED, 0, message))

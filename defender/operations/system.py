@@ -1,4 +1,5 @@
-"""What Settings > System shows: the workers, the queue, the schedules and each integration's last health check.
+"""What Settings > System shows: the workers, the queue, the schedules, each integration's last health check and the
+call budgets (one per app, tenant and API, with what was used this minute and this hour).
 
 A fixed number of queries whatever the number of workers, schedules or integrations: the schedules come with their
 interval, crontab, solar or clocked rows joined, and each health-check schedule is matched to its integration from
@@ -6,13 +7,14 @@ the one list of integrations.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from defender.models import Integration, Worker
 from defender.operations import engine
+from defender.services import budget
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,27 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class CallBudget:
+    """One budget as the page lists it: the integrations that share it, its limits and what was used of them."""
+
+    integrations: list[Integration]
+    api: str
+    per_minute: int
+    per_hour: int | None
+    used_minute: int | None  # None: the count could not be read (Redis did not answer)
+    used_hour: int | None
+    paused_until: datetime | None
+
+
+@dataclass(frozen=True)
 class Overview:
     workers: list[WorkerStatus]
     queue: engine.Queue
     schedules: list[Schedule]
     integrations: list[Integration]
     online_seconds: int
+    call_budgets: list[CallBudget]
+    budgets_shared: bool  # counted for every worker (Redis), or only in this process
 
     @property
     def online_count(self) -> int:
@@ -75,4 +92,29 @@ def overview() -> Overview:
         schedules=[Schedule(task, schedule_timing(task), by_health_check.get(task.pk)) for task in tasks],
         integrations=integrations,
         online_seconds=engine.ONLINE_SECONDS,
+        call_budgets=call_budgets(integrations),
+        budgets_shared=budget.backend().shared,
     )
+
+
+def call_budgets(integrations: list[Integration]) -> list[CallBudget]:
+    """Each budget the integrations call on, with the smallest limits set among them (Microsoft's where none is),
+    in the order of their first integration's name. Keyed without any secret."""
+    groups: dict[str, list[Integration]] = {}
+    for integration in integrations:
+        key = budget.budget_key(integration.client_id, integration.tenant_id, integration.api_flavour)
+        groups.setdefault(key, []).append(integration)
+    listed = []
+    for key, group in groups.items():
+        default = budget.DEFAULT_LIMITS[group[0].api_flavour]
+        per_minute = min((i.calls_per_minute for i in group if i.calls_per_minute), default=default.per_minute)
+        per_hour = min((i.calls_per_hour for i in group if i.calls_per_hour), default=default.per_hour)
+        api = budget.API_LABELS[group[0].api_flavour]
+        try:
+            used = budget.usage(key)
+        except budget.BudgetUnavailable:
+            listed.append(CallBudget(group, api, per_minute, per_hour, None, None, None))
+            continue
+        paused = datetime.fromtimestamp(used.paused_until, UTC) if used.paused_until else None
+        listed.append(CallBudget(group, api, per_minute, per_hour, used.minute, used.hour, paused))
+    return listed

@@ -273,12 +273,12 @@ def claim_next(node: RemoteNode, agent_id: str = "") -> Job | None:
             Job.objects.filter(pk=job.pk).update(
                 attempts=F("attempts") + 1, answer_deadline=answer_deadline(job), **claimed
             )
-        return Job.objects.select_related("integration__proxy_rule").get(pk=job.pk)
+        return Job.objects.select_related("integration__proxy_rule", "node").get(pk=job.pk)
     for job in candidates[:10]:
         if Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
             attempts=F("attempts") + 1, answer_deadline=answer_deadline(job), **claimed
         ):
-            return Job.objects.select_related("integration__proxy_rule").get(pk=job.pk)
+            return Job.objects.select_related("integration__proxy_rule", "node").get(pk=job.pk)
     return None
 
 
@@ -289,7 +289,9 @@ def payload_for(job: Job) -> wire.JobWire:
         "id": job.pk,
         "kind": job.kind,
         "integration": {"id": job.integration_id, "name": job.integration.name},
-        "settings": wire.settings_to_wire(job.integration.to_settings()),
+        "settings": wire.settings_to_wire(
+            job.integration.to_settings(), job.node.agent_version if job.node else wire.AGENT_VERSION
+        ),
         "parameters": job.parameters,
         "lease_seconds": lease_seconds(),
     }

@@ -35,7 +35,10 @@ from defender.services.transport import RESPONSE_READ_TIMEOUTS
 from defender.services.untrusted import STORED_DEPTH, moment, storable_json, text
 
 # The agent version whose messages this module describes; each check-in says which version the node runs.
-AGENT_VERSION = "1.1"
+AGENT_VERSION = "1.2"
+# Settings fields an agent before 1.2 does not know (its settings_from_wire refuses unknown fields): left out of the
+# jobs handed to such an agent, which then counts its calls against Microsoft's limits as before.
+SETTINGS_SINCE_1_2 = ("calls_per_minute", "calls_per_hour")
 
 TEST, ALERTS = JobKind.TEST, JobKind.ALERTS
 
@@ -212,15 +215,34 @@ def read_answer(kind: str, body: Mapping[str, object]) -> Answer:
 # --- settings out, results back -----------------------------------------------------------------------------------
 
 
-def settings_to_wire(settings: ConnectionSettings) -> dict[str, Any]:
-    return dataclasses.asdict(settings)
+def settings_to_wire(settings: ConnectionSettings, agent_version: str = AGENT_VERSION) -> dict[str, Any]:
+    """The settings as a job carries them, to an agent of ``agent_version`` (only the fields it reads)."""
+    values = dataclasses.asdict(settings)
+    if _older_than(agent_version, (1, 2)):
+        for name in SETTINGS_SINCE_1_2:
+            values.pop(name, None)
+    return values
+
+
+def _older_than(version: str, than: tuple[int, ...]) -> bool:
+    """Whether an agent's version text ("1.1") is before ``than``; an unreadable or missing one counts as older."""
+    try:
+        return tuple(int(part) for part in version.split(".")[:2]) < than
+    except ValueError:
+        return True
+
+
+SETTINGS_FIELDS = frozenset(field.name for field in dataclasses.fields(ConnectionSettings))
+PROXY_FIELDS = frozenset(field.name for field in dataclasses.fields(ProxySettings))
 
 
 def settings_from_wire(data: Mapping[str, Any]) -> ConnectionSettings:
-    values = dict(data)
+    """The settings of a job. Fields this version does not know are ignored, so that a newer site may add some."""
+    values = {name: value for name, value in data.items() if name in SETTINGS_FIELDS}
     proxy = values.pop("proxy", None)
     if proxy:
-        proxy = ProxySettings(**{**proxy, "bypass_hosts": tuple(proxy.get("bypass_hosts", ()))})
+        known = {name: value for name, value in proxy.items() if name in PROXY_FIELDS}
+        proxy = ProxySettings(**{**known, "bypass_hosts": tuple(proxy.get("bypass_hosts", ()))})
     return ConnectionSettings(**values, proxy=proxy)
 
 

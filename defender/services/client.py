@@ -1,5 +1,6 @@
 """Authenticated GETs against one integration's API: retries on 429/5xx with Retry-After, one re-authentication on
-401, paging, and the API's error answers in words a person can act on. Requests go through transport.Transport."""
+401, paging, and the API's error answers in words a person can act on. Requests go through transport.Transport,
+each after taking a slot of the app and tenant's call budget (budget.py); a 429 pauses that budget for everyone."""
 
 import json
 import logging
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 
+from defender.services import budget
 from defender.services.connection import API_NAMES, ConnectionSettings, origin
 from defender.services.errors import (
     ApiFailed,
@@ -101,6 +103,7 @@ class ApiClient:
         self.transport = Transport(settings)
         self.api_name = API_NAMES[settings.flavour]
         self.sleep = sleep
+        self.budget = budget.budget_for(settings)
 
     def url(self, path: str) -> str:
         return self.settings.base_url + path
@@ -114,6 +117,8 @@ class ApiClient:
         waited = 0.0
         while True:
             token = self.tokens.token()
+            # The slot is taken after the token: a token request is not an API call.
+            budget.take(self.budget)
             response = self.transport.send(
                 "GET",
                 url,
@@ -129,6 +134,10 @@ class ApiClient:
                 self.tokens.drop()
                 reauthenticated = True
                 continue
+            if status == 429:
+                # Every worker calling with this app and tenant waits, not only this one.
+                pause = retry_after_seconds(response)
+                budget.pause(self.budget, pause if pause is not None else FIRST_BACKOFF * 2**attempts)
             if (status == 429 or status >= 500) and attempts < self.settings.max_retries:
                 delay = retry_after_seconds(response)
                 if delay is None:
@@ -137,7 +146,9 @@ class ApiClient:
                     raise self._throttled(response, delay)
                 delay = min(delay, MAX_TOTAL_WAIT - waited)
                 logger.info("%s answered %s on %s; retrying in %.1f s", self.api_name, status, path, delay)
-                self.sleep(delay)
+                if status != 429:
+                    # After a 429 the budget's pause is the wait: the next take() waits it out.
+                    self.sleep(delay)
                 waited += delay
                 attempts += 1
                 continue

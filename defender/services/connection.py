@@ -156,6 +156,9 @@ class ConnectionSettings:
     cloud: str = ""
     # Graph only: every Defender product's alerts, not only Defender for Endpoint's.
     graph_all_products: bool = False
+    # The call budget of this app and tenant (the smallest set on the integrations sharing it); None: Microsoft's.
+    calls_per_minute: int | None = None
+    calls_per_hour: int | None = None
 
     def __post_init__(self) -> None:
         # An IPv6 host may be typed with or without brackets; it is kept without, and bracketed where URLs need it.
