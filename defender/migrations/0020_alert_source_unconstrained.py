@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('defender', '0017_alert_data_path'),
+        ('defender', '0019_call_budget'),
     ]
 
     operations = [
