@@ -171,27 +171,30 @@ def _sweep(
     index = matching.ActorIndex(actors, matching.learnt_machines(tenant))
     api = sweeps.client(settings)
     machine_addresses: dict[str, set[str]] = {}
-    if index.wants_addresses and settings.flavour == presets.MDE:
-        # MDE's alerts name no IP address: one listing of the machines maps their IDs to addresses.
-        machine_addresses, calls = sweeps.machine_addresses(api)
-        summary.calls += calls
-    for page in sweeps.sweep(api, since, seen):
-        summary.calls += page.calls
-        summary.pages += 1
-        summary.fetched += len(page.alerts)
-        summary.unreadable += page.unreadable
-        summary.note = page.note
-        with transaction.atomic():
-            _store_page(integration, tenant, index, page, machine_addresses, summary)
-            if page.cursor is not None:
-                moved = SyncState.objects.filter(pk=state.pk, claim=claim).update(
-                    cursor=page.cursor, cursor_alert_ids=list(page.cursor_ids)
-                )
-                if not moved:
-                    raise ClaimLost()
-        if progress is not None:
-            summary.actors_touched = len(summary.touched)
-            progress(summary)
+    try:
+        if index.wants_addresses and settings.flavour == presets.MDE:
+            # MDE's alerts name no IP address: one listing of the machines maps their IDs to addresses.
+            machine_addresses = sweeps.machine_addresses(api)
+        for page in sweeps.sweep(api, since, seen):
+            summary.calls = api.calls
+            summary.pages += 1
+            summary.fetched += len(page.alerts)
+            summary.unreadable += page.unreadable
+            summary.note = page.note
+            with transaction.atomic():
+                _store_page(integration, tenant, index, page, machine_addresses, summary)
+                if page.cursor is not None:
+                    moved = SyncState.objects.filter(pk=state.pk, claim=claim).update(
+                        cursor=page.cursor, cursor_alert_ids=list(page.cursor_ids)
+                    )
+                    if not moved:
+                        raise ClaimLost()
+            if progress is not None:
+                summary.actors_touched = len(summary.touched)
+                progress(summary)
+    finally:
+        # Every request sent counts, the failed ones and their retries too: the tenant's budget counts them.
+        summary.calls = api.calls
 
 
 def _store_page(

@@ -101,6 +101,8 @@ class ApiClient:
         self.transport = Transport(settings)
         self.api_name = API_NAMES[settings.flavour]
         self.sleep = sleep
+        # Every request sent, retries included: what the API counts against the tenant's budget.
+        self.calls = 0
 
     def url(self, path: str) -> str:
         return self.settings.base_url + path
@@ -114,6 +116,7 @@ class ApiClient:
         waited = 0.0
         while True:
             token = self.tokens.token()
+            self.calls += 1
             response = self.transport.send(
                 "GET",
                 url,

@@ -45,7 +45,6 @@ class SweepPage:
 
     alerts: list[SweptAlert]
     unreadable: int
-    calls: int
     cursor: datetime | None
     cursor_ids: tuple[str, ...] = ()
     note: str = ""
@@ -134,12 +133,12 @@ def _mde(api: ApiClient, keyset: _Keyset, top: int) -> Iterator[SweepPage]:
         items = _items(data, path, page)
         alerts, unreadable = _read_mde(items, keyset, portal)
         if len(items) < top:
-            yield SweepPage(alerts, unreadable, 1, keyset.cursor, tuple(sorted(keyset.ids)))
+            yield SweepPage(alerts, unreadable, keyset.cursor, tuple(sorted(keyset.ids)))
             return
         # A full page: the next starts at its last update time. A page all of one time cannot move the cursor, so
         # the next one skips what was read at that time instead.
         skip = skip + len(items) if keyset.cursor == start else 0
-        yield SweepPage(alerts, unreadable, 1, keyset.cursor, tuple(sorted(keyset.ids)))
+        yield SweepPage(alerts, unreadable, keyset.cursor, tuple(sorted(keyset.ids)))
     raise ApiFailed(f"The sweep of {path} took more than {MAX_PAGES:,} pages; stopped there, the cursor kept.")
 
 
@@ -188,21 +187,19 @@ def _unordered(
         elif top and len(items) >= top:
             url, query = api.url(path), {**params, "$skip": received}
         else:
-            yield SweepPage(alerts, unreadable, 1, keyset.cursor, tuple(sorted(keyset.ids)), note)
+            yield SweepPage(alerts, unreadable, keyset.cursor, tuple(sorted(keyset.ids)), note)
             return
-        yield SweepPage(alerts, unreadable, 1, None, (), note)
+        yield SweepPage(alerts, unreadable, None, (), note)
     raise ApiFailed(f"The sweep of {path} took more than {MAX_PAGES:,} pages; stopped there, the cursor kept.")
 
 
-def machine_addresses(api: ApiClient) -> tuple[dict[str, set[str]], int]:
-    """{machine ID: its IP addresses} of every machine of the tenant (lastIpAddress and ipAddresses), and the calls it
-    took: one, unless the tenant has more than 10,000 machines."""
+def machine_addresses(api: ApiClient) -> dict[str, set[str]]:
+    """{machine ID: its IP addresses} of every machine of the tenant (lastIpAddress and ipAddresses): one call, unless
+    the tenant has more than 10,000 machines."""
     path = f"{parse.api_prefix(api.settings)}/machines"
     addresses: dict[str, set[str]] = {}
-    read = 0
     try:
         for machine in api.iter_items(path, {}, MDE_MAX_TOP):
-            read += 1
             if not isinstance(machine, dict):
                 continue
             machine_id = identifier(machine.get("id"), parse.ID_LENGTH)
@@ -214,9 +211,8 @@ def machine_addresses(api: ApiClient) -> tuple[dict[str, set[str]], int]:
             if machine_id:
                 addresses[machine_id] = {address for address in known if address}
     except NotFound:
-        return {}, 1
-    # The client asks for one more page after each full one.
-    return addresses, read // MDE_MAX_TOP + 1
+        return {}
+    return addresses
 
 
 # --- Graph --------------------------------------------------------------------------------------------------------
@@ -297,4 +293,4 @@ def _siem(api: ApiClient, keyset: _Keyset) -> Iterator[SweepPage]:
         addresses = tuple(parse._address_list(first))
         if keyset.take(alert.id, alert.last_update):
             alerts.append(SweptAlert(alert, reported, alert.device_id, addresses))
-    yield SweepPage(alerts, unreadable, 1, keyset.cursor, tuple(sorted(keyset.ids)))
+    yield SweepPage(alerts, unreadable, keyset.cursor, tuple(sorted(keyset.ids)))
