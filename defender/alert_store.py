@@ -223,6 +223,9 @@ def _upsert_copied(integration, tenant, ids, rows, now):
                 copy.write_row(
                     [Jsonb(getattr(row, attname)) if json else getattr(row, attname) for attname, json in copied]
                 )
+        # A temporary table has no statistics until analysed: without them the planner joins it row by row against
+        # every stored alert (7 s of a 15 s sweep of 10,000 alerts stored for 20 actors).
+        cursor.execute(f"ANALYZE pg_temp.{staged}")
         # The rows that move here from another actor (an alert matched anew), locked until this transaction ends so
         # that a store running at the same time cannot count them twice.
         cursor.execute(

@@ -109,6 +109,17 @@ def test_refused_orderby_falls_back_to_unordered_pages_and_moves_the_cursor_at_t
     assert len(refused) == 1 and "orderby" in refused[0].query.lower()
 
 
+def test_an_api_that_ignores_orderby_is_read_unordered_rather_than_by_a_keyset_that_would_skip(clean_fleet):
+    clean_fleet.faults.set(ignore_orderby_on_alerts=True)
+    since = clean_fleet.data.now - timedelta(hours=24)
+    pages = swept(clean_fleet, since)
+    ids = ids_of(pages)
+    assert set(ids) == updated_since(clean_fleet, since) and len(ids) == len(set(ids))
+    assert [page.cursor for page in pages[:-1]] == [None] * (len(pages) - 1)
+    # The first, ordered ask is read as unordered, then the pages again.
+    assert clean_fleet.api_calls == len(pages) + 1
+
+
 def test_swept_alerts_name_their_machine_by_name_and_id(clean_fleet):
     since = clean_fleet.data.now - timedelta(hours=24)
     items = [item for page in swept(clean_fleet, since) for item in page.alerts]

@@ -20,7 +20,7 @@ from defender.services.auth import TokenSource
 from defender.services.client import MAX_PAGES, ApiClient
 from defender.services.connection import ConnectionSettings
 from defender.services.errors import ApiFailed, BadResponse, NotFound, Throttled
-from defender.services.untrusted import identifier, text
+from defender.services.untrusted import identifier, moment, text
 
 # The largest page GET /api/alerts and GET /api/machines answer ($top at most 10,000).
 MDE_MAX_TOP = 10000
@@ -131,6 +131,16 @@ def _mde(api: ApiClient, keyset: _Keyset, top: int) -> Iterator[SweepPage]:
             yield from _mde_unordered(api, keyset, top, path, portal)
             return
         items = _items(data, path, page)
+        if not _ascending(items):
+            # The API ignored $orderby: a keyset over an unordered page would pass alerts not yet read.
+            if page > 1:
+                raise BadResponse(
+                    f"Page {page} of {path} was not in the order asked for ($orderby=lastUpdateTime asc); the sweep "
+                    "stopped there, the cursor after the pages stored.",
+                    "The next sweep starts there again.",
+                )
+            yield from _mde_unordered(api, keyset, top, path, portal)
+            return
         alerts, unreadable = _read_mde(items, keyset, portal)
         if len(items) < top:
             yield SweepPage(alerts, unreadable, keyset.cursor, tuple(sorted(keyset.ids)))
@@ -140,6 +150,13 @@ def _mde(api: ApiClient, keyset: _Keyset, top: int) -> Iterator[SweepPage]:
         skip = skip + len(items) if keyset.cursor == start else 0
         yield SweepPage(alerts, unreadable, keyset.cursor, tuple(sorted(keyset.ids)))
     raise ApiFailed(f"The sweep of {path} took more than {MAX_PAGES:,} pages; stopped there, the cursor kept.")
+
+
+def _ascending(items: list[Any]) -> bool:
+    """Whether the page's update times never go back (those it cannot read aside)."""
+    times = [moment(raw.get("lastUpdateTime")) for raw in items if isinstance(raw, dict)]
+    known = [when for when in times if when is not None]
+    return all(earlier <= later for earlier, later in zip(known, known[1:], strict=False))
 
 
 def _read_mde(items: list[Any], keyset: _Keyset, portal: str) -> tuple[list[SweptAlert], int]:

@@ -204,7 +204,8 @@ class DefenderAPI:
             alerts = [alert for alert in alerts if predicate(alert)]
         if params.get("$orderby"):
             field, descending = parse_orderby(params["$orderby"], ALERT_ORDER_FIELDS)
-            alerts = sort_records(alerts, field, descending)
+            if not self.simulator.faults.ignore_orderby():
+                alerts = sort_records(alerts, field, descending)
         top = parse_count_option(params, "$top", MAX_TOP)
         skip = parse_count_option(params, "$skip")
         drop = self.simulator.faults.drop_next_link()
