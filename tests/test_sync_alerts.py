@@ -290,3 +290,57 @@ def test_the_actor_page_says_when_each_integration_last_synced(fleet, admin_clie
         "<strong>Fleet</strong> last synced" in page
         and f"{summary.stored:,} alerts stored</span> for every actor" in page
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_claiming_one_sweep_at_the_same_moment_get_it_once():
+    import threading
+
+    from django.db import connections
+
+    integration = make_integration()
+    state = SyncState.objects.create(integration=integration)
+    ready = threading.Barrier(2, timeout=30)
+    claims = []
+
+    def claim():
+        try:
+            ready.wait()  # both threads send their UPDATE together
+            claims.append(sync._claim(state))
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=claim) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert len(claims) == 2 and sum(token is not None for token in claims) == 1
+    assert SyncState.objects.get(pk=state.pk).claim in claims
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_schedules_a_sweep_of_every_enabled_integration():
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("defender", "0017_alert_data_path")], [("defender", "0018_alert_sync")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps.get_model("defender", "Integration")
+        common = {"client_id": "c", "auth_url": "https://login.microsoftonline.com", "resource": "https://r"}
+        on = old.objects.create(name="On", host="api.security.microsoft.com", tenant_id="t-1", **common)
+        old.objects.create(name="Off", host="api.security.microsoft.com", tenant_id="t-1", enabled=False, **common)
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        [task] = PeriodicTask.objects.filter(task=sync.SCHEDULED_TASK)
+        assert (
+            task.args == f"[{on.pk}]"
+            and task.interval.every == 10
+            and task.name == f"Alert sweep: On (integration {on.pk})"
+        )
+        assert Integration.objects.get(name="On").sync_schedule_id == task.pk
+        assert Integration.objects.get(name="Off").sync_schedule_id is None
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
