@@ -344,3 +344,11 @@ def test_the_migration_schedules_a_sweep_of_every_enabled_integration():
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_settings_system_names_the_integration_of_each_sweep_schedule(admin_client):
+    integration = make_integration(name="Defender EU")
+    sync.set_schedule(integration, 10)
+    page = admin_client.get("/settings/system/").content.decode()
+    assert f"Alert sweep: Defender EU (integration {integration.pk})" in page
+    assert "alert sweep of <a" in page
