@@ -352,3 +352,52 @@ def test_settings_system_names_the_integration_of_each_sweep_schedule(admin_clie
     page = admin_client.get("/settings/system/").content.decode()
     assert f"Alert sweep: Defender EU (integration {integration.pk})" in page
     assert "alert sweep of <a" in page
+
+
+@pytest.mark.parametrize("flavour", ["graph", "siem"])
+def test_graph_and_siem_integrations_sweep_into_the_same_actors(fleet, flavour):
+    from defender import presets
+    from tests.fixtures.connection import RESOURCES
+
+    flavour = presets.GRAPH if flavour == "graph" else presets.SIEM
+    fqdn = fleet.fleet_names[1]
+    actor = make_actor(hostname=fqdn.split(".")[0])
+    integration = simulator_integration(
+        fleet, api_flavour=flavour, resource=RESOURCES[flavour], api_version=presets.DEFAULT_API_VERSION[flavour]
+    )
+    summary = sync.sync_integration(integration)
+    assert summary.ok and summary.stored > 0 and fleet.api_calls >= 1
+    stored = Alert.objects.filter(actor=actor)
+    assert stored.count() == summary.stored == Alert.objects.count()
+    assert {name.split(".")[0] for name in stored.values_list("machine_name", flat=True)} == {fqdn.split(".")[0]}
+    assert SyncState.objects.get(integration=integration).cursor is not None
+
+
+def test_matching_prefers_the_learnt_machine_then_exact_names_then_short_names_then_the_ip_address():
+    from defender.operations import matching
+
+    fqdn = make_actor(name="fqdn", hostname="ws-fin-07.corp.contoso.com")
+    short = make_actor(name="short", hostname="ws-fin-07")
+    alternate = make_actor(name="alternate", hostname="old-name", alternate_hostname="WS-FIN-07.corp.contoso.com")
+    by_ip = make_actor(name="by ip", hostname="elsewhere", ip_address="10.20.1.7")
+    make_actor(name="a neighbour", hostname="ws-fin-071")
+    other_domain = make_actor(name="another domain", hostname="ws-fin-07.lab.example")
+    learnt = make_actor(name="learnt", hostname="renamed")
+    index = matching.ActorIndex(Actor.objects.all(), [(learnt.pk, "machine-1")])
+    found = index.matches("ws-fin-07.corp.contoso.com", "machine-1", ["10.20.1.7"])
+    assert [(match.actor_id, match.rank) for match in found] == [
+        (learnt.pk, matching.MACHINE_ID),
+        (fqdn.pk, matching.HOSTNAME),
+        (alternate.pk, matching.ALTERNATE),
+        (short.pk, matching.HOSTNAME_SHORT),
+        (by_ip.pk, matching.IP_ADDRESS),
+    ]
+    assert found[3].matched_name == "ws-fin-07" and found[4].matched_name == "10.20.1.7"
+    assert index.matches("10.20.1.7") == []  # an IP address is no host name
+    # A short name names the host in any domain; two FQDNs must be equal.
+    assert [match.actor_id for match in index.matches("WS-FIN-07")] == [
+        short.pk,
+        fqdn.pk,
+        other_domain.pk,
+        alternate.pk,
+    ]
