@@ -401,3 +401,12 @@ def test_matching_prefers_the_learnt_machine_then_exact_names_then_short_names_t
         other_domain.pk,
         alternate.pk,
     ]
+
+
+def test_the_demo_integration_is_swept_every_ten_minutes_and_a_second_seed_keeps_its_schedule(simulator):
+    from defender.demo import seed_demo
+
+    integration = seed_demo(simulator)
+    assert sync.schedule_minutes(integration) == sync.DEFAULT_MINUTES
+    sync.set_schedule(integration, 0)
+    assert sync.schedule_minutes(seed_demo(simulator)) is None
