@@ -41,3 +41,4 @@ benchmark: install
 	$(BIN)/python benchmarks/connectivity_duration.py
 	$(BIN)/python benchmarks/slow_defender_pages.py
 	$(BIN)/python benchmarks/first_step_latency.py
+	$(BIN)/python benchmarks/sync_sweep.py

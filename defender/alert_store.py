@@ -11,6 +11,7 @@ import json
 import logging
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -114,16 +115,21 @@ def _note_ask(actor, outcome, asked_at):
     return fetch
 
 
-def tenant_key(integration):
+def tenant_key(integration: Integration) -> str:
     """The tenant an integration's alerts belong to: its tenant ID as typed, compared without case (a GUID)."""
     return integration.tenant_id.strip().lower()
 
 
-def store_alerts(actor, integration, alerts, now=None):
+def store_alerts(
+    actor: Actor,
+    integration: Integration,
+    alerts: Iterable[services_alerts.Alert],
+    now: datetime | None = None,
+) -> int:
     """Insert new alerts and update the ones already stored (keyed by tenant and Defender's alert ID), and note that
     this integration returned each of them."""
     now = now or timezone.now()
-    unique = {}
+    unique: dict[str, services_alerts.Alert] = {}
     for alert in alerts:
         # One alert can come back twice (two machine records for the same endpoint); one row each, the first wins.
         unique.setdefault(alert.id, alert)

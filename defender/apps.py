@@ -16,7 +16,7 @@ class DefenderConfig(AppConfig):
         # After auth has created this app's permissions (post_migrate of every app runs in order).
         post_migrate.connect(sync_group_permissions, dispatch_uid="defender-sync-group-permissions")
         logins.connect()
-        # A deleted integration's schedule goes with it.
+        # A deleted integration's schedules (health check, alert sweep) go with it.
         post_delete.connect(_integration_deleted, sender=Integration, dispatch_uid="defender-health-schedule")
         connection_created.connect(make_sqlite_file_private, dispatch_uid="defender-private-sqlite-file")
         _configure_call_budget()
@@ -40,3 +40,7 @@ def _integration_deleted(sender, instance, **kwargs):
     from defender.operations import health
 
     health.integration_deleted(sender, instance, **kwargs)
+    if instance.sync_schedule_id is not None:
+        from django_celery_beat.models import PeriodicTask
+
+        PeriodicTask.objects.filter(pk=instance.sync_schedule_id).delete()

@@ -2,6 +2,7 @@
 
 from defender import presets
 from defender.models import Actor, Integration
+from defender.operations import sync
 
 DEMO_INTEGRATION = "Defender ATP (simulator)"
 # (name, operating system) for the simulator's first three actor hostnames: a short name whose FQDN Defender knows,
@@ -11,7 +12,7 @@ DEMO_ACTORS = [("Finance workstation", "windows"), ("Lobby kiosk", "windows"), (
 
 def seed_demo(simulator):
     """Create or refresh the demo integration and actors; returns the integration. Safe to run on every start."""
-    integration, _ = Integration.objects.update_or_create(
+    integration, created = Integration.objects.update_or_create(
         name=DEMO_INTEGRATION,
         defaults={
             "api_flavour": presets.MDE,
@@ -29,6 +30,9 @@ def seed_demo(simulator):
             "enabled": True,
         },
     )
+    if created:
+        # As a new integration saved in the form: swept every 10 minutes.
+        sync.set_schedule(integration, sync.DEFAULT_MINUTES)
     for (name, operating_system), (hostname, alternate) in zip(DEMO_ACTORS, simulator.actor_hostnames(), strict=False):
         Actor.objects.update_or_create(
             name=name,

@@ -337,6 +337,15 @@ class Integration(models.Model):
         related_name="+",
         editable=False,
     )
+    # The alert sweep's schedule (defender.operations.sync), a periodic task like the health check's.
+    sync_schedule = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
     notify_after_failures = models.PositiveSmallIntegerField(
         "notify after failures",
         default=3,
@@ -775,6 +784,47 @@ class AlertFetch(models.Model):
         """How many alerts of this answer were skipped as unreadable (a sentence), or ""."""
         found = self.UNREADABLE_NOTE.search(self.message)
         return found.group(0) if found else ""
+
+
+class SyncState(models.Model):
+    """An integration's alert sweep: how far it has read (the cursor, Defender's lastUpdateTime), who is sweeping it
+    now, and how the last sweep went."""
+
+    integration = models.OneToOneField(Integration, on_delete=models.CASCADE, related_name="sync_state")
+    # Everything updated at or after the cursor is still to be read; the alert IDs already stored that carry exactly
+    # the cursor's time are not read again.
+    cursor = models.DateTimeField(null=True, blank=True)
+    cursor_alert_ids = models.JSONField(default=list, blank=True)
+    # A sweep running: when it was claimed and by which claim, so that a second worker leaves it alone.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim = models.CharField(max_length=36, blank=True)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_ok = models.BooleanField(null=True, blank=True)
+    last_summary = models.JSONField(default=dict, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self):
+        return f"Alert sweep of {self.integration}"
+
+
+class ActorMachine(models.Model):
+    """A Defender machine ID learnt for an actor in a tenant: an alert of that machine is the actor's even after the
+    machine was renamed."""
+
+    actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="machines")
+    tenant_id = models.CharField(max_length=253)
+    machine_id = models.CharField(max_length=200)
+    learnt_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["actor", "tenant_id", "machine_id"], name="actor_machine_unique")
+        ]
+        indexes = [models.Index(fields=["tenant_id", "machine_id"], name="actor_machine_by_machine")]
+
+    def __str__(self):
+        return f"{self.actor} is machine {self.machine_id}"
 
 
 class RemoteNode(models.Model):

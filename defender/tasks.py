@@ -2,10 +2,14 @@
 each is safe to run twice: a worker killed mid-way has its task run again by another worker (late acknowledgement),
 and what a task stores is stored once."""
 
+import logging
+
 from celery import shared_task
 
 from defender.models import Integration, TestRun
-from defender.operations import alerts, answers, checks, health
+from defender.operations import alerts, answers, checks, health, sync
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task
@@ -41,3 +45,18 @@ def scheduled_test(integration_id: int) -> None:
 def notify_health(integration_id: int, event: str) -> None:
     """Tell the integration's email addresses and webhook that it went down ("down") or recovered ("up")."""
     health.notify_health(integration_id, event)
+
+
+@shared_task(soft_time_limit=sync.TIME_LIMIT_SECONDS, time_limit=sync.HARD_TIME_LIMIT_SECONDS)
+def sync_alerts(integration_id: int | None = None) -> None:
+    """The periodic alert sweep of one integration (or, without an id, of every enabled one, each on its own: one
+    that fails never stops the next). A deleted integration loses its schedule."""
+    if integration_id is None:
+        chosen = sync.sweepable()
+    else:
+        chosen = list(Integration.objects.select_related("proxy_rule", "remote_node").filter(pk=integration_id))
+        if not chosen:
+            sync.forget_schedule(integration_id)
+    for integration in chosen:
+        summary = sync.sync_integration(integration)
+        logger.info("%s", summary.text())

@@ -27,8 +27,8 @@ def test_each_field_of_a_console_form_has_its_models_label_and_help_text(form_cl
     model = form._meta.model
     model_fields = {field.name for field in model._meta.get_fields()}
     # The fields a form has of its own: the certificate's upload, beside the model's certificate field; the health
-    # check's schedule, which is a periodic task of django-celery-beat rather than a column.
-    assert set(form.fields) - model_fields <= {"client_certificate_file", "health_check_minutes"}
+    # check's and the alert sweep's schedules, which are periodic tasks of django-celery-beat rather than columns.
+    assert set(form.fields) - model_fields <= {"client_certificate_file", "health_check_minutes", "sync_minutes"}
     for name, field in form.fields.items():
         if name not in model_fields:
             continue

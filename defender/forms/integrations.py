@@ -12,7 +12,7 @@ from defender.forms.health import NotifyFieldsMixin
 from defender.forms.typed_secrets import KeepsTypedSecret
 from defender.forms.write_only import CERTIFICATE_NOT_KEPT, WriteOnlyCredentialMixin
 from defender.models import Integration, RemoteNode
-from defender.operations import health
+from defender.operations import health, sync
 
 ADVANCED_FIELDS = (
     "connect_timeout",
@@ -32,6 +32,7 @@ ADVANCED_FIELDS = (
 # The Operational status group, in the order the page shows it ("forget_webhook" only while a webhook is saved).
 HEALTH_FIELDS = (
     "health_check_minutes",
+    "sync_minutes",
     "notify_after_failures",
     "notify_emails",
     "notify_webhook_url",
@@ -73,6 +74,19 @@ class IntegrationForm(NotifyFieldsMixin, KeepsTypedSecret, WriteOnlyCredentialMi
         min_value=0,
         max_value=MAX_SCHEDULE_MINUTES,
         help_text="Runs the Test on a schedule, as if Test were pressed. Blank or 0: off.",
+        widget=forms.NumberInput(attrs={"placeholder": "off"}),
+    )
+
+    # Not a column either: the alert sweep's schedule (defender.operations.sync).
+    sync_minutes = forms.IntegerField(
+        label="Sweep alerts every (minutes)",
+        required=False,
+        min_value=0,
+        max_value=MAX_SCHEDULE_MINUTES,
+        help_text=(
+            "Reads every alert the tenant updated since the last sweep and stores those of actors (one call per "
+            "10,000 alerts, whatever the number of actors). Blank or 0: off. Remote integrations are not swept."
+        ),
         widget=forms.NumberInput(attrs={"placeholder": "off"}),
     )
 
@@ -125,6 +139,7 @@ class IntegrationForm(NotifyFieldsMixin, KeepsTypedSecret, WriteOnlyCredentialMi
         super().__init__(*args, **kwargs)
         self.keep_typed_secret(user)
         if self.instance.pk:
+            self.initial.setdefault("sync_minutes", sync.schedule_minutes(self.instance))
             self.initial.setdefault("health_check_minutes", health.schedule_minutes(self.instance))
             note = health.schedule_note(self.instance)
             if note:
@@ -141,14 +156,22 @@ class IntegrationForm(NotifyFieldsMixin, KeepsTypedSecret, WriteOnlyCredentialMi
             self.fields["location"].help_text = f"Local: this site calls Defender itself. {REMOTE_NOT_YET}"
         if self.instance.pk is None:
             self._fill_defaults()
+            self.initial.setdefault("sync_minutes", sync.DEFAULT_MINUTES)
         # Only how crispy-forms renders each field (errors inline, as on the other forms); the layout is the template's.
         self.helper = FormHelper()
         self.helper.form_tag = False
 
     def save(self, commit=True):
+        creating = self.instance.pk is None
         integration = super().save(commit=commit)
         if commit:
             health.set_schedule(integration, self.cleaned_data.get("health_check_minutes"))
+            # A POST without the field (a script, an older page) keeps the sweep as it is; a new integration then
+            # gets the default. A disabled integration keeps its schedule, and the sweep skips it.
+            if "sync_minutes" in self.data:
+                sync.set_schedule(integration, self.cleaned_data.get("sync_minutes"))
+            elif creating:
+                sync.set_schedule(integration, sync.DEFAULT_MINUTES)
         return integration
 
     @property

@@ -5,7 +5,7 @@ import defender.validators
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("defender", "0017_alert_data_path"),
+        ("defender", "0018_alert_sync"),
     ]
 
     operations = [

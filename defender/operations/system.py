@@ -29,8 +29,9 @@ class Schedule:
 
     task: PeriodicTask
     timing: str
-    # The integration whose scheduled health check this is, if it is one.
+    # The integration whose scheduled health check (or alert sweep) this is, if it is one.
     integration: Integration | None
+    what: str = "health check"
 
 
 @dataclass(frozen=True)
@@ -82,14 +83,20 @@ def worker_statuses(now: datetime) -> list[WorkerStatus]:
 
 def overview() -> Overview:
     integrations = list(Integration.objects.order_by("name"))
-    by_health_check = {
-        integration.health_check_id: integration for integration in integrations if integration.health_check_id
+    by_task = {
+        task_id: (integration, what)
+        for integration in integrations
+        for task_id, what in (
+            (integration.health_check_id, "health check"),
+            (integration.sync_schedule_id, "alert sweep"),
+        )
+        if task_id
     }
     tasks = PeriodicTask.objects.select_related("interval", "crontab", "solar", "clocked").order_by("name")
     return Overview(
         workers=worker_statuses(timezone.now()),
         queue=engine.queue(),
-        schedules=[Schedule(task, schedule_timing(task), by_health_check.get(task.pk)) for task in tasks],
+        schedules=[Schedule(task, schedule_timing(task), *by_task.get(task.pk, (None, ""))) for task in tasks],
         integrations=integrations,
         online_seconds=engine.ONLINE_SECONDS,
         call_budgets=call_budgets(integrations),

@@ -104,6 +104,8 @@ class ApiClient:
         self.api_name = API_NAMES[settings.flavour]
         self.sleep = sleep
         self.budget = budget.budget_for(settings)
+        # Every request sent, retries included: what the API counts against the tenant's budget.
+        self.calls = 0
 
     def url(self, path: str) -> str:
         return self.settings.base_url + path
@@ -119,6 +121,7 @@ class ApiClient:
             token = self.tokens.token()
             # The slot is taken after the token: a token request is not an API call.
             budget.take(self.budget)
+            self.calls += 1
             response = self.transport.send(
                 "GET",
                 url,

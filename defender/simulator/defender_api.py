@@ -95,6 +95,10 @@ class DefenderAPI:
             if route == ["alerts"]:
                 if not roles & set(scopes.ALERT_ROLES):
                     return forbidden(request, scopes.ALERT_ROLES)
+                if request.params.get("$orderby") and self.simulator.faults.refuse_orderby():
+                    raise ODataError(
+                        "Query option 'OrderBy' is not allowed. To allow it, set the 'AllowedQueryOptions'."
+                    )
                 return self.alerts(request, self.data.alerts)
             if len(route) == 2 and route[0] == "alerts":
                 if not roles & set(scopes.ALERT_ROLES):
@@ -134,6 +138,14 @@ class DefenderAPI:
     def context(request, entity_set):
         prefix = "/api/v1.0" if request.path.lower().startswith("/api/v1.0/") else "/api"
         return f"{request.origin}{prefix}/$metadata#{entity_set}"
+
+    def reindex(self, changed_alert_ids=()):
+        """After the seed data changed (a fleet seeded, an alert updated): machines found again, changed alerts
+        rendered afresh."""
+        self.machines = {machine["id"]: machine for machine in self.data.machines}
+        for alert_id in changed_alert_ids:
+            self._rendered.pop((alert_id, True), None)
+            self._rendered.pop((alert_id, False), None)
 
     def find_machine(self, key):
         """A machine by its device ID or its computer name, as GET /api/machines/{id} takes either."""
@@ -192,7 +204,8 @@ class DefenderAPI:
             alerts = [alert for alert in alerts if predicate(alert)]
         if params.get("$orderby"):
             field, descending = parse_orderby(params["$orderby"], ALERT_ORDER_FIELDS)
-            alerts = sort_records(alerts, field, descending)
+            if not self.simulator.faults.ignore_orderby():
+                alerts = sort_records(alerts, field, descending)
         top = parse_count_option(params, "$top", MAX_TOP)
         skip = parse_count_option(params, "$skip")
         drop = self.simulator.faults.drop_next_link()

@@ -71,6 +71,10 @@ DEFAULTS = {
     # GET /api/machines/{id}/alerts refuses $expand=evidence with 400 ODataError (its page documents no OData
     # options, so a tenant may answer so).
     "refuse_expand_on_machine_alerts": False,
+    # GET /api/alerts refuses $orderby with 400 ODataError, as a tenant whose API does not allow the option would.
+    "refuse_orderby_on_alerts": False,
+    # ... or takes it and ignores it, answering in its own order (by creation), as a proxy or an older API might.
+    "ignore_orderby_on_alerts": False,
     # Alerts no documented API sends ("field=kind,...; ..." per alert, see above), on the machine named here if any.
     "hostile_alerts": "",
     "hostile_alerts_on": "",
@@ -231,6 +235,14 @@ class Faults:
     def refuse_expand(self):
         with self._lock:
             return self._active["refuse_expand_on_machine_alerts"]
+
+    def refuse_orderby(self):
+        with self._lock:
+            return self._active["refuse_orderby_on_alerts"]
+
+    def ignore_orderby(self):
+        with self._lock:
+            return self._active["ignore_orderby_on_alerts"]
 
     def hostile_alerts(self):
         """(one spec per alert, machine name or "") while hostile alerts are switched on, else None."""

@@ -528,6 +528,38 @@ class SeedData:
         for alert in self.alerts:
             self.alerts_by_machine.setdefault(alert["machineId"], []).append(alert)
 
+    def seed_fleet(self, alerts, machines, hours=12, seed=None):
+        """Add ``machines`` Windows machines (fleet-001.corp.contoso.com, ...) carrying ``alerts`` alerts between them,
+        round robin, each last updated within the past ``hours``: a tenant's worth for a sweep. Returns the machines'
+        names."""
+        rng = random.Random(f"{self.seed if seed is None else seed}-fleet-{len(self.machines)}")
+        later = random.Random(f"{self.seed}-fleet-later")
+        added = []
+        for _ in range(machines):
+            name = f"fleet-{len(self.machines) + 1:03d}.{DOMAIN}"
+            added.append(self._machine(rng, name, "windows", "Windows11", "23H2", 22631, ["Fleet"]))
+            self.machines.append(added[-1])
+        for index in range(alerts):
+            machine = added[index % machines]
+            template = WINDOWS_ALERTS[index % len(WINDOWS_ALERTS)]
+            created = self.now - timedelta(seconds=round(rng.uniform(600, hours * 3600), 6))
+            first_event = created - timedelta(seconds=rng.randint(30, 900))
+            last_event = created - timedelta(seconds=rng.randint(1, 29))
+            updated = min(created + timedelta(seconds=round(rng.uniform(20, 300), 6)), self.now)
+            times = (created, first_event, last_event, updated)
+            status = rng.choice(["New", "InProgress", "Resolved"])
+            alert = self._alert_record(rng, later, machine, template, times, status, rng.randint(1000, 99999))
+            self.alerts.append(alert)
+            self.alerts_by_machine.setdefault(machine["id"], []).append(alert)
+        self.alerts.sort(key=lambda alert: (alert["alertCreationTime"], alert["id"]))
+        return [machine["computerDnsName"] for machine in added]
+
+    def update_alert(self, alert_id, when):
+        """Defender changed the alert (a status, a merged detection): its lastUpdateTime moves to ``when``."""
+        alert = next(alert for alert in self.alerts if alert["id"] == alert_id)
+        alert["lastUpdateTime"] = when
+        return alert
+
     def machine_by_name(self, name):
         return next(m for m in self.machines if m["computerDnsName"].lower() == name.lower())
 

@@ -12,6 +12,7 @@ import time
 import weakref
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -241,6 +242,26 @@ class Simulator:
         if self.alerts_on_bulk_machine:
             pairs.append((self.bulk_hostname, ""))
         return pairs
+
+    def seed_fleet(self, alerts, machines, hours=12):
+        """Seed ``alerts`` alerts over ``machines`` new machines (fleet-NNN.corp.contoso.com), updated within the past
+        ``hours``; returns the machines' names. For sweeps and their benchmark."""
+        names = self.data.seed_fleet(alerts, machines, hours)
+        self._reindex()
+        return names
+
+    def update_alert(self, alert_id, when=None):
+        """Change one alert, as Defender does when a detection merges into it: its lastUpdateTime becomes ``when``
+        (default now). Returns the alert as the API now sends it."""
+        alert = self.data.update_alert(alert_id, (when or datetime.now(UTC)).astimezone(UTC))
+        self._reindex([alert_id])
+        return DefenderAPI.render(alert, True)
+
+    def _reindex(self, changed_alert_ids=()):
+        self._defender.reindex(changed_alert_ids)
+        for api in (self._graph, self._siem):
+            api.machines = {machine["id"]: machine for machine in self.data.machines}
+        self._machines_view = self._alerts_view = None
 
     # Observability
 

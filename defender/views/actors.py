@@ -17,6 +17,7 @@ from defender import alert_export, alert_store
 from defender.filters import ANY_TIME, AlertFilter, window_counts
 from defender.forms.actors import ActorForm, AlertFetchForm
 from defender.models import Actor
+from defender.operations import sync
 from defender.operations.alerts import get_alerts, pending_alert_jobs
 from defender.tables.actors import ActorTable
 from defender.tables.alerts import AlertTable
@@ -54,6 +55,7 @@ def alerts_section(request, actor, fetch_form=None):
         "fetch_form": fetch_form,
         "fetches": [(fetch, counts.by_fetch[fetch.pk]) for fetch in fetches],
         "pending_jobs": pending_jobs,
+        "syncs": sync.last_syncs(),
         "alert_filter": alert_filter,
         "window": window,
         "counts": counts,

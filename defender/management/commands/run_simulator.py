@@ -5,7 +5,7 @@ import threading
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from defender.simulator import Simulator
 from defender.simulator.faults import HOSTILE_VALUES
@@ -24,6 +24,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=1, help="Seed of the simulated tenant's data (default 1).")
         parser.add_argument("--alerts", type=int, default=0, help="Alerts on the bulk machine, for benchmarks.")
+        parser.add_argument(
+            "--fleet",
+            type=int,
+            default=0,
+            metavar="N",
+            help="N more alerts over --fleet-machines machines (fleet-NNN.corp.contoso.com), for sweeps.",
+        )
+        parser.add_argument("--fleet-machines", type=int, default=20, help="Machines of --fleet (default 20).")
         parser.add_argument("--page-size", type=int, default=1000, help="Server page size when no $top is given.")
         parser.add_argument("--ca-path", help="Where to write the CA certificate (default var/simulator-ca.pem).")
         faults = parser.add_argument_group("faults", "failures the real services produce, for the whole run")
@@ -68,6 +76,11 @@ class Command(BaseCommand):
             hostile_alerts_on=options["hostile_alerts_on"],
             applies_to=options["faults_apply_to"],
         )
+        if options["fleet"] < 0 or options["fleet_machines"] < 1:
+            raise CommandError("--fleet takes a number of alerts (0 or more), --fleet-machines at least 1.")
+        if options["fleet"]:
+            names = simulator.seed_fleet(options["fleet"], options["fleet_machines"])
+            self.stdout.write(f"Fleet: {options['fleet']:,} alerts on {names[0]} … {names[-1]}")
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
