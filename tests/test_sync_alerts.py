@@ -2,6 +2,7 @@
 are counted by the simulator; the stored rows read back from the database (SQLite, or PostgreSQL by DATABASE_URL)."""
 
 import math
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -108,7 +109,8 @@ def test_one_sweep_stores_every_actors_alerts_within_the_page_count_and_a_second
     big_fleet.reset_counters()
     second = sync.sync_integration(integration)
     assert second.ok and big_fleet.api_calls == second.calls <= 2
-    assert second.fetched == second.stored == 0
+    # Only the clock-skew tolerance before the cursor is read again, and none of it stored or counted twice.
+    assert second.stored == second.unmatched == 0 and second.fetched == second.unchanged
     state = SyncState.objects.get(integration=integration)
     assert state.last_ok and state.last_summary["calls"] == second.calls and state.claimed_at is None
 
@@ -125,7 +127,7 @@ def test_a_changed_alert_is_stored_by_the_next_sweep_and_a_renamed_machine_stays
     try:
         fleet.reset_counters()
         summary = sync.sync_integration(integration)
-        assert summary.fetched == summary.stored == 1 and fleet.api_calls == 1
+        assert summary.stored == 1 and summary.fetched == 1 + summary.unchanged and fleet.api_calls == 1
         stored = Alert.objects.get(alert_id=alert["id"])
         assert stored.actor == actor and stored.machine_name == "renamed-laptop.corp.contoso.com"
     finally:
@@ -233,7 +235,34 @@ def test_the_command_prints_progress_and_a_summary(fleet):
     assert f"page 1, {every} fetched, {mine} stored on 1 actors" in err.getvalue()
     out = StringIO()
     call_command("sync_alerts", "fleet", stdout=out, stderr=StringIO())
-    assert "Fleet: 1 call, 0 alerts fetched" in out.getvalue()
+    assert re.search(
+        r"Fleet: 1 call, (\d+) alerts fetched, 0 matched, 0 stored on 0 actors, 0 on machines that are no actor"
+        r"(, \1 read again unchanged)?\.",
+        out.getvalue(),
+    )
+
+
+def test_an_alert_defender_shows_late_stamped_before_the_cursor_is_found_by_the_next_sweep(fleet):
+    actor = make_actor(hostname=fleet.fleet_names[0].split(".")[0])
+    integration = simulator_integration(fleet)
+    assert sync.sync_integration(integration).ok
+    cursor = SyncState.objects.get(integration=integration).cursor
+    alert = next(item for item in fleet.data.alerts if item["computerDnsName"] == fleet.fleet_names[0])
+    original = alert["lastUpdateTime"]
+    Alert.objects.filter(alert_id=alert["id"]).delete()
+    # As if Defender had not shown it to the first sweep: stamped a minute before the cursor, inside the tolerance.
+    fleet.update_alert(alert["id"], cursor - timedelta(seconds=60))
+    try:
+        summary = sync.sync_integration(integration)
+        assert summary.ok and summary.stored == 1
+        assert Alert.objects.get(alert_id=alert["id"]).actor == actor
+        # Past the tolerance, a sweep would not see it: it asks from the cursor less the tolerance.
+        Alert.objects.filter(alert_id=alert["id"]).delete()
+        cursor = SyncState.objects.get(integration=integration).cursor
+        fleet.update_alert(alert["id"], cursor - timedelta(seconds=integration.clock_skew_seconds + 60))
+        assert sync.sync_integration(integration).stored == 0
+    finally:
+        fleet.update_alert(alert["id"], original)
 
 
 def test_the_command_names_what_it_does_not_know_and_fails_on_a_failed_sweep(fleet):
@@ -333,14 +362,15 @@ def test_the_migration_schedules_a_sweep_of_every_enabled_integration():
         old.objects.create(name="Off", host="api.security.microsoft.com", tenant_id="t-1", enabled=False, **common)
         executor = MigrationExecutor(connection)
         executor.migrate(after)
+        migrated = executor.loader.project_state(after).apps.get_model("defender", "Integration")
         [task] = PeriodicTask.objects.filter(task=sync.SCHEDULED_TASK)
         assert (
             task.args == f"[{on.pk}]"
             and task.interval.every == 10
             and task.name == f"Alert sweep: On (integration {on.pk})"
         )
-        assert Integration.objects.get(name="On").sync_schedule_id == task.pk
-        assert Integration.objects.get(name="Off").sync_schedule_id is None
+        assert migrated.objects.get(name="On").sync_schedule_id == task.pk
+        assert migrated.objects.get(name="Off").sync_schedule_id is None
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())

@@ -22,7 +22,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from defender import alert_store, presets
 from defender.destinations import REFUSED_SECRETS
-from defender.models import Actor, Integration, SyncState
+from defender.models import Actor, Alert, Integration, SyncState
 from defender.operations import health, matching
 from defender.operations.placement import runs_on_node
 from defender.services import alerts as services_alerts
@@ -39,6 +39,8 @@ TIME_LIMIT_SECONDS = 1800
 HARD_TIME_LIMIT_SECONDS = TIME_LIMIT_SECONDS + 15
 # A claim older than the hard limit and a margin belongs to a worker that died: another may take the sweep.
 CLAIM_STALE_SECONDS = HARD_TIME_LIMIT_SECONDS + 120
+# Alert IDs looked up at a time: well inside every database's limit on a query's parameters.
+LOOKUP_BATCH = 5000
 
 
 class ClaimLost(Exception):
@@ -56,6 +58,7 @@ class SyncSummary:
     stored: int = 0
     unmatched: int = 0
     unreadable: int = 0
+    unchanged: int = 0  # read again (the overlap before the cursor): stored as they are, or on no actor's machine
     multiple_matches: int = 0
     actors_touched: int = 0
     pages: int = 0
@@ -80,6 +83,8 @@ class SyncSummary:
             f"{self.matched:,} matched, {self.stored:,} stored on {self.actors_touched:,} "
             f"actor{'s' if self.actors_touched != 1 else ''}, {self.unmatched:,} on machines that are no actor"
         )
+        if self.unchanged:
+            line += f", {self.unchanged:,} read again unchanged"
         if self.multiple_matches:
             line += f", {self.multiple_matches:,} matched several actors (stored on the best match)"
         if self.unreadable:
@@ -90,6 +95,20 @@ class SyncSummary:
         if self.error:
             line += f" Stopped: {self.error}"
         return line
+
+
+@dataclass(frozen=True)
+class ReadBefore:
+    """What the last sweep read: every alert updated before its cursor, and those at the cursor it names."""
+
+    cursor: datetime | None = None
+    at_cursor: frozenset[str] = frozenset()
+    full: bool = False
+
+    def read(self, alert: services_alerts.Alert) -> bool:
+        if self.cursor is None or alert.last_update is None:
+            return False
+        return alert.last_update < self.cursor or (alert.last_update == self.cursor and alert.id in self.at_cursor)
 
 
 Progress = Callable[[SyncSummary], None]
@@ -168,8 +187,15 @@ def _sweep(
     now = timezone.now()
     since: datetime = now - timedelta(hours=integration.lookback_hours)
     seen: list[str] = []
+    read_before = ReadBefore(full=full)
     if state.cursor is not None and not full:
         since, seen = state.cursor, list(state.cursor_alert_ids or [])
+        if integration.clock_skew_seconds:
+            # Read again the clock-skew tolerance before the cursor: an alert Defender makes visible late, stamped
+            # before the cursor, is found by this sweep instead of never. What the last sweep read is not counted
+            # twice.
+            read_before = ReadBefore(since, frozenset(seen))
+            since, seen = since - timedelta(seconds=integration.clock_skew_seconds), []
     tenant = alert_store.tenant_key(integration)
     actors = list(Actor.objects.only("pk", "hostname", "alternate_hostname", "ip_address").order_by("pk"))
     index = matching.ActorIndex(actors, matching.learnt_machines(tenant))
@@ -186,7 +212,7 @@ def _sweep(
             summary.unreadable += page.unreadable
             summary.note = page.note
             with transaction.atomic():
-                _store_page(integration, tenant, index, page, machine_addresses, summary)
+                _store_page(integration, tenant, index, page, machine_addresses, summary, read_before)
                 if page.cursor is not None:
                     moved = SyncState.objects.filter(pk=state.pk, claim=claim).update(
                         cursor=page.cursor, cursor_alert_ids=list(page.cursor_ids)
@@ -208,15 +234,27 @@ def _store_page(
     page: sweeps.SweepPage,
     machine_addresses: dict[str, set[str]],
     summary: SyncSummary,
+    read_before: ReadBefore,
 ) -> None:
-    """Match each alert of the page to its best actor and store it there; learn the machine IDs matched by name."""
+    """Match each alert of the page to its best actor and store it there; learn the machine IDs matched by name.
+    An alert stored already with the same last update time is left as it is; one the last sweep read and could not
+    match is not counted again."""
     per_actor: dict[int, list[services_alerts.Alert]] = {}
     learnt: set[tuple[int, str]] = set()
+    # A full sweep stores everything again (matched anew); an incremental one skips what it would not change.
+    stored = {} if read_before.full else _stored_updates(tenant, [swept.alert.id for swept in page.alerts])
     for swept in page.alerts:
+        again = read_before.read(swept.alert)
+        if swept.alert.id in stored and stored[swept.alert.id] == swept.alert.last_update:
+            summary.unchanged += 1
+            continue
         addresses = list(swept.addresses) + sorted(machine_addresses.get(swept.machine_id, ()))
         found = index.matches(swept.reported, swept.machine_id, addresses)
         if not found:
-            summary.unmatched += 1
+            if again:
+                summary.unchanged += 1
+            else:
+                summary.unmatched += 1
             continue
         best = found[0]
         summary.matched += 1
@@ -231,6 +269,15 @@ def _store_page(
         summary.touched.add(actor_id)
     if learnt:
         matching.learn(tenant, learnt)
+
+
+def _stored_updates(tenant: str, alert_ids: list[str]) -> dict[str, datetime | None]:
+    """The last update time of each of these alerts that is stored, by alert ID."""
+    found: dict[str, datetime | None] = {}
+    for start in range(0, len(alert_ids), LOOKUP_BATCH):
+        batch = alert_ids[start : start + LOOKUP_BATCH]
+        found.update(Alert.objects.filter(tenant_id=tenant, alert_id__in=batch).values_list("alert_id", "last_update"))
+    return found
 
 
 # --- which integrations, for the command and the task ---------------------------------------------------------------
