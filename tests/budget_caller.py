@@ -4,8 +4,9 @@ of a site on Redis does, and calls the simulator's Defender API when told to.
     python tests/budget_caller.py ORDERS.json
 
 ORDERS.json: {"settings": {...ConnectionSettings on the wire...}, "redis_url": ..., "waits": [seconds, ...] (one call
-per entry, each waiting up to that long for a slot), "go": a file to wait for before the first call, "events": a file
-to append one JSON line to per event}. Each event carries Redis's clock ("at"), the only clock the budget uses.
+per entry, each waiting up to that long for a slot), "marker": the alert ID each call asks for, "go": a file to wait
+for before the first call, "events": a file to append one JSON line to per event}. Each event carries Redis's clock
+("at"), the only clock the budget uses.
 """
 
 import json
@@ -51,7 +52,7 @@ def main(orders_path: str) -> int:
     for index, wait in enumerate(orders["waits"]):
         budget.use(counted, float(wait))
         try:
-            api.get(api.url("/api/alerts"), {"$top": 1})
+            api.get(api.url("/api/alerts"), {"$top": 1, "$filter": f"id eq '{orders['marker']}'"})
         except budget.BudgetSpent as spent:
             event("spent", call=index, message=str(spent))
         except DefenderError as error:
