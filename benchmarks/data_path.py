@@ -51,7 +51,7 @@ def populate(total):
     from django.contrib.auth.models import Group, User
     from django.db import connection
 
-    from defender.models import Actor, AlertFetch, Integration, recount_alerts
+    from defender.models import Actor, Alert, AlertFetch, Integration, recount_alerts
     from defender.roles import ADMINISTRATORS
 
     admin = User.objects.create_user("bench-admin", password="bench-only-password")
@@ -73,6 +73,10 @@ def populate(total):
     first_actor = Actor.objects.order_by("pk").first().pk
     first_integration = Integration.objects.order_by("pk").first().pk
     big = min(BIG, total // 10)
+    # A million rows go in several times faster with the sort indexes built once afterwards than kept row by row.
+    with connection.schema_editor() as editor:
+        for index in Alert._meta.indexes:
+            editor.remove_index(Alert, index)
     with connection.cursor() as cursor:
         # Actor 1 holds `big` alerts; the rest are spread over the other actors. Severity, status, titles and times
         # vary so that every sort and filter has work to do.
@@ -102,6 +106,11 @@ def populate(total):
             "SELECT id, %s + id %% %s, %s, %s FROM defender_alert",
             [first_integration, INTEGRATIONS, now, now],
         )
+        cursor.execute("SET maintenance_work_mem = '512MB'")
+    with connection.schema_editor() as editor:
+        for index in Alert._meta.indexes:
+            editor.add_index(Alert, index)
+    with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     recount_alerts(Actor.objects.values_list("pk", flat=True))
     for integration in Integration.objects.order_by("pk")[:2]:

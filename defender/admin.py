@@ -9,6 +9,7 @@ from defender.forms.health import NotifyFieldsMixin
 from defender.forms.write_only import WriteOnlyCredentialMixin, WriteOnlySecretMixin
 from defender.models import (
     Actor,
+    ActorMachine,
     Alert,
     AlertFetch,
     AlertSource,
@@ -16,6 +17,7 @@ from defender.models import (
     Job,
     ProxyRule,
     RemoteNode,
+    SyncState,
     TestRun,
     Worker,
 )
@@ -125,6 +127,24 @@ class AlertSourceAdmin(admin.ModelAdmin):
 class AlertFetchAdmin(admin.ModelAdmin):
     list_display = ["actor", "integration", "asked_at", "ok", "alert_count"]
     list_select_related = ["actor", "integration"]
+
+
+@admin.register(SyncState)
+class SyncStateAdmin(admin.ModelAdmin):
+    """Where each integration's sweep stands. Clearing the cursor makes the next sweep read the lookback window."""
+
+    list_display = ["integration", "cursor", "last_finished_at", "last_ok", "claimed_at"]
+    list_select_related = ["integration"]
+    readonly_fields = ["claim", "claimed_at", "last_started_at", "last_finished_at", "last_ok", "last_summary"]
+
+
+@admin.register(ActorMachine)
+class ActorMachineAdmin(admin.ModelAdmin):
+    """The Defender machine IDs learnt for each actor, which a sweep matches first; delete one to unlearn it."""
+
+    list_display = ["actor", "tenant_id", "machine_id", "learnt_at"]
+    list_select_related = ["actor"]
+    search_fields = ["actor__name", "machine_id"]
 
 
 @admin.register(RemoteNode)
