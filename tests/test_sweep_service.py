@@ -11,6 +11,7 @@ from defender import presets
 from defender.services import sweep
 from defender.simulator import Simulator
 from tests.fixtures.connection import settings_for
+from tests.fixtures.simulator import cleaned
 
 FLEET_ALERTS, FLEET_MACHINES, PAGE = 250, 3, 100
 
@@ -25,10 +26,7 @@ def fleet(tmp_path_factory):
 
 @pytest.fixture
 def clean_fleet(fleet):
-    fleet.faults.clear()
-    fleet.reset_counters()
-    yield fleet
-    fleet.faults.clear()
+    yield from cleaned(fleet)
 
 
 def updated_since(sim, since):

@@ -18,6 +18,7 @@ from defender.models import Actor, ActorMachine, Alert, Integration, RemoteNode,
 from defender.operations import sync
 from defender.simulator import Simulator
 from tests.factories import integration_form_data, make_actor, make_integration, simulator_integration
+from tests.fixtures.simulator import cleaned
 
 pytestmark = pytest.mark.django_db
 PAGE = 10000
@@ -44,10 +45,7 @@ def small_fleet(tmp_path_factory):
 
 @pytest.fixture
 def fleet(small_fleet):
-    small_fleet.faults.clear()
-    small_fleet.reset_counters()
-    yield small_fleet
-    small_fleet.faults.clear()
+    yield from cleaned(small_fleet)
 
 
 def fleet_actors(names, others):
