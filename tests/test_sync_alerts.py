@@ -438,3 +438,18 @@ def test_the_demo_integration_is_swept_every_ten_minutes_and_a_second_seed_keeps
     assert sync.schedule_minutes(integration) == sync.DEFAULT_MINUTES
     sync.set_schedule(integration, 0)
     assert sync.schedule_minutes(seed_demo(simulator)) is None
+
+
+def test_renaming_an_actor_forgets_the_machines_learnt_for_it(fleet, admin_client):
+    [first_name, *_] = fleet.fleet_names
+    actor = make_actor(hostname=first_name.split(".")[0])
+    assert sync.sync_integration(simulator_integration(fleet)).ok
+    assert ActorMachine.objects.filter(actor=actor).exists()
+    data = {"name": actor.name, "hostname": actor.hostname, "alternate_hostname": "", "ip_address": "", "notes": ""}
+    data["operating_system"] = actor.operating_system
+    kept = admin_client.post(reverse("defender:actor-edit", args=[actor.pk]), {**data, "notes": "kept"})
+    assert kept.status_code == 302
+    assert ActorMachine.objects.filter(actor=actor).exists()  # a note changed, not which endpoint it is
+    response = admin_client.post(reverse("defender:actor-edit", args=[actor.pk]), {**data, "hostname": "ws-new-99"})
+    assert response.status_code == 302
+    assert not ActorMachine.objects.filter(actor=actor).exists()

@@ -12,7 +12,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from defender.forms.choices import ModelMultipleChoiceField
-from defender.models import Actor, Integration
+from defender.models import Actor, ActorMachine, Integration
 
 # Defender keeps an endpoint's data for 180 days at most, and the integration's lookback is capped there too.
 OLDEST_WINDOW = timedelta(days=180)
@@ -39,6 +39,13 @@ class ActorForm(forms.ModelForm):
                     # An alert belongs to one actor: two actors with one name would take each other's alerts.
                     self.add_error(field, f"The actor {other.name} already has the name {value}.")
         return cleaned
+
+    def save(self, commit=True):
+        actor = super().save(commit)
+        if commit and self.changed_data and {"hostname", "alternate_hostname", "ip_address"} & set(self.changed_data):
+            # The Defender machines learnt under the old names may be another endpoint now: sweeps learn afresh.
+            ActorMachine.objects.filter(actor=actor).delete()
+        return actor
 
     def _actor_named(self, name):
         name = name.lower()
