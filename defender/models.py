@@ -640,7 +640,8 @@ class Alert(models.Model):
         "tenant ID", max_length=100, default="", help_text="The tenant of the integrations that sent it."
     )
     integrations = models.ManyToManyField(Integration, through="AlertSource", related_name="alerts")
-    actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="alerts")
+    # No index of its own: every sort index below starts with the actor, and each index costs every stored alert.
+    actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="alerts", db_index=False)
     alert_id = models.CharField("alert ID", max_length=200)
     title = models.CharField(max_length=500)
     severity = models.CharField(max_length=20, choices=Severity.choices, default=Severity.UNSPECIFIED)
@@ -724,7 +725,10 @@ class AlertSource(models.Model):
     # No foreign-key constraint in the database: checking it locks each alert row the store has just written, which
     # took half the time of storing 10,000 alerts. Only the store writes these rows, with keys read from the alerts in
     # the same transaction, and Django's delete collector removes them with their alert on every delete path.
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="sources", db_constraint=False)
+    # Nor an index of its own: the unique constraint below starts with the alert.
+    alert = models.ForeignKey(
+        Alert, on_delete=models.CASCADE, related_name="sources", db_constraint=False, db_index=False
+    )
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="alert_sources")
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()

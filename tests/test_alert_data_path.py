@@ -13,7 +13,7 @@ from django_tables2 import RequestConfig
 
 from defender import alert_store
 from defender.filters import AlertFilter
-from defender.models import Actor, Alert
+from defender.models import Actor, Alert, AlertSource
 from defender.tables.alerts import AlertTable
 from tests.factories import make_actor, make_integration
 from tests.test_alert_store import defender_alert
@@ -179,3 +179,20 @@ def test_the_csv_export_is_unchanged_by_the_streaming_rewrite(admin_client):
     rows = lines.decode().splitlines()
     assert len(rows) == 4
     assert sum("Another; " in row or "; Another" in row for row in rows) == 1
+
+
+@pytest.mark.django_db
+def test_storing_pays_for_no_index_or_foreign_key_check_that_another_index_already_covers():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        alert = connection.introspection.get_constraints(cursor, Alert._meta.db_table)
+        source = connection.introspection.get_constraints(cursor, AlertSource._meta.db_table)
+    # Every index of the alerts that starts with the actor is a sort index with more columns after it.
+    assert all(
+        len(found["columns"]) > 1 for found in alert.values() if found["index"] and found["columns"][:1] == ["actor_id"]
+    )
+    assert not any(found["foreign_key"] for found in source.values() if found["columns"] == ["alert_id"])
+    assert not any(found["index"] and found["columns"] == ["alert_id"] for found in source.values())
+    # What remains covers the lookups: the alert and its integration together, unique.
+    assert any(found["unique"] and found["columns"] == ["alert_id", "integration_id"] for found in source.values())
