@@ -10,7 +10,9 @@ import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import Aggregate, CharField, Func, QuerySet
+import orjson
+from django.db.models import Aggregate, CharField, Func, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.http import StreamingHttpResponse
 from django.utils.text import slugify
 
@@ -123,6 +125,7 @@ COLUMNS = (
 )
 STATUS_LABELS = dict(Alert.Status.choices)
 TIMES = ("created", "first_event", "last_event", "last_update", "resolved")
+JSON_COLUMNS = ("mitre_techniques", "evidence")
 
 
 def csv_lines(alerts: QuerySet[Alert]) -> Iterator[str]:
@@ -136,9 +139,12 @@ def csv_lines(alerts: QuerySet[Alert]) -> Iterator[str]:
     yield writer.writerow(CSV_HEADER)
     names = {str(pk): name for pk, name in Integration.objects.values_list("pk", "name")}
     rows = alerts.prefetch_related(None).annotate(
-        source_ids=_JoinedIds("sources__integration_id"), **{f"{name}_text": UtcText(name) for name in TIMES}
+        source_ids=_JoinedIds("sources__integration_id"),
+        **{f"{name}_text": UtcText(name) for name in TIMES},
+        # The JSON as text, decoded by orjson below: Django's JSONField decodes with the json module.
+        **{f"{name}_text": Cast(name, TextField()) for name in JSON_COLUMNS},
     )
-    columns = [f"{name}_text" if name in TIMES else name for name in COLUMNS]
+    columns = [f"{name}_text" if name in TIMES or name in JSON_COLUMNS else name for name in COLUMNS]
     lines = []
     for row in rows.values_list(*columns, "source_ids").iterator(chunk_size=CHUNK_SIZE):
         returned = "; ".join(sorted(names.get(pk, "") for pk in (row[-1] or "").split(",") if pk))
@@ -178,6 +184,10 @@ class _JoinedIds(Aggregate):
         return self.as_sql(
             compiler, connection, function="STRING_AGG", template="%(function)s(%(expressions)s::text, ',')"
         )
+
+
+def _decoded(value: str | None) -> Any:
+    return orjson.loads(value) if value else None
 
 
 def evidence_text(evidence: Any) -> str:
@@ -221,7 +231,7 @@ def _cells(row: tuple[Any, ...], integration_names: str) -> list[str]:
         neutralise(category),
         STATUS_LABELS.get(status, status),
         neutralise(detection_source),
-        neutralise("; ".join(str(technique) for technique in mitre_techniques or ())),
+        neutralise("; ".join(str(technique) for technique in _decoded(mitre_techniques) or ())),
         neutralise(machine_name),
         neutralise(matched_name),
         neutralise(integration_names),
@@ -232,5 +242,5 @@ def _cells(row: tuple[Any, ...], integration_names: str) -> list[str]:
         last_update or "",
         resolved or "",
         *(neutralise(value) for value in texts),
-        neutralise(evidence_text(evidence)),
+        neutralise(evidence_text(_decoded(evidence))),
     ]
