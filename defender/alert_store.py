@@ -35,6 +35,7 @@ UPDATED_FIELDS = [
     "title",
     "severity",
     "severity_rank",
+    "detail_rank",
     "status",
     "category",
     "detection_source",
@@ -149,26 +150,23 @@ def store_alerts(
 
 
 def _upsert(integration, tenant, rows, now):
+    # The SIEM exporter's copy of an alert is its poorest: when a Defender API or Graph integration of the tenant
+    # stored the alert, the row keeps theirs (detail_rank) and only notes that this one returned it too.
     ids = [row["alert_id"] for row in rows]
-    if integration.api_flavour == presets.SIEM:
-        # The SIEM exporter's copy of an alert is its poorest (no status, no activity times, no classification, no
-        # detection status): when a Defender API or Graph integration of the tenant returned it, the row keeps
-        # theirs and only notes that this one returned it too.
+    if not ids:
+        return
+    actor_id = rows[0]["actor_id"]
+    if connection.vendor == "postgresql":
+        # The rule is part of the upsert itself, so two integrations storing the same alert at once keep it too.
+        inserted, moved = _upsert_copied(integration, tenant, ids, rows, now)
+    else:
         richer = set()
         for start in range(0, len(ids), BATCH_SIZE):
             found = Alert.objects.filter(
-                tenant_id=tenant,
-                alert_id__in=ids[start : start + BATCH_SIZE],
-                sources__integration__api_flavour__in=[presets.MDE, presets.GRAPH],
+                tenant_id=tenant, alert_id__in=ids[start : start + BATCH_SIZE], detail_rank__gt=rows[0]["detail_rank"]
             )
             richer.update(found.values_list("alert_id", flat=True))
         rows = [row for row in rows if row["alert_id"] not in richer]
-    if not ids:
-        return
-    actor_id = rows[0]["actor_id"] if rows else None
-    if connection.vendor == "postgresql":
-        inserted, moved = _upsert_copied(integration, tenant, ids, rows, now)
-    else:
         inserted, moved = _upsert_batched(integration, tenant, ids, rows, now, actor_id)
     # Actor.alert_count: the new rows, and the rows that moved here from another actor (an alert matched anew).
     if inserted or moved:
@@ -241,14 +239,17 @@ def _upsert_copied(integration, tenant, ids, rows, now):
         cursor.execute(
             f"SELECT actor_id, count(*) FROM (SELECT alert.actor_id FROM {alert_table} alert JOIN {staged} new "  # noqa: S608
             "ON alert.tenant_id = new.tenant_id AND alert.alert_id = new.alert_id "
-            "WHERE alert.actor_id <> new.actor_id FOR UPDATE OF alert) moving GROUP BY actor_id"
+            "WHERE alert.actor_id <> new.actor_id AND alert.detail_rank <= new.detail_rank FOR UPDATE OF alert) moving "
+            "GROUP BY actor_id"
         )
         moved = dict(cursor.fetchall())
         assignments = ", ".join(f"{connection.ops.quote_name(column)} = EXCLUDED.{column}" for column in updated)
         # xmax is 0 only on a row this statement inserted: an updated row carries the updating transaction's ID.
         cursor.execute(
             f"WITH stored AS (INSERT INTO {alert_table} ({names}) SELECT {names} FROM {staged} "  # noqa: S608
-            f"ON CONFLICT (tenant_id, alert_id) DO UPDATE SET {assignments} RETURNING (xmax = 0) AS inserted) "
+            f"ON CONFLICT (tenant_id, alert_id) DO UPDATE SET {assignments} "
+            # Checked on the row as it is once a store running at the same time has committed it.
+            f"WHERE {alert_table}.detail_rank <= EXCLUDED.detail_rank RETURNING (xmax = 0) AS inserted) "
             "SELECT count(*) FILTER (WHERE inserted) FROM stored"
         )
         inserted = cursor.fetchone()[0]
@@ -310,6 +311,7 @@ def _row(actor, integration, alert, now, clean=False):
         "title": fit(alert.title, "title"),
         "severity": severity,
         "severity_rank": Alert.SEVERITY_RANKS[severity],
+        "detail_rank": 0 if integration.api_flavour == presets.SIEM else 1,
         "status": status,
         "category": fit(alert.category, "category"),
         "detection_source": fit(alert.detection_source, "detection_source"),

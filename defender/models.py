@@ -646,6 +646,9 @@ class Alert(models.Model):
     title = models.CharField(max_length=500)
     severity = models.CharField(max_length=20, choices=Severity.choices, default=Severity.UNSPECIFIED)
     severity_rank = models.PositiveSmallIntegerField(default=0)
+    # How complete this copy is: 0 the SIEM exporter's (no status, activity times, classification or detection
+    # status), 1 the Defender API's or Graph's. A poorer copy never replaces a richer one (alert_store.py).
+    detail_rank = models.PositiveSmallIntegerField(default=1)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNKNOWN)
     category = models.CharField(max_length=100, blank=True)
     detection_source = models.CharField(max_length=100, blank=True)

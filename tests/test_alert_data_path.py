@@ -9,6 +9,7 @@ import pytest
 from django.core.paginator import Paginator
 from django.test import RequestFactory
 from django.urls import reverse
+from django.utils import timezone
 from django_tables2 import RequestConfig
 
 from defender import alert_store
@@ -196,3 +197,39 @@ def test_storing_pays_for_no_index_or_foreign_key_check_that_another_index_alrea
     assert not any(found["index"] and found["columns"] == ["alert_id"] for found in source.values())
     # What remains covers the lookups: the alert and its integration together, unique.
     assert any(found["unique"] and found["columns"] == ["alert_id", "integration_id"] for found in source.values())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_ranks_the_alerts_only_the_siem_exporter_returned_as_its_poorer_copies():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("defender", "0020_alert_store_fewer_checks")], [("defender", "0021_alert_detail_rank")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps
+        Integration, Actor, Alert, AlertSource = (
+            old.get_model("defender", name) for name in ("Integration", "Actor", "Alert", "AlertSource")
+        )
+        common = {"client_id": "c", "tenant_id": "t-1", "auth_url": "https://login.microsoftonline.com"}
+        mde = Integration.objects.create(name="MDE", host="api.security.microsoft.com", api_flavour="mde", **common)
+        siem = Integration.objects.create(
+            name="SIEM", host="wdatp-alertexporter-eu.securitycenter.windows.com", api_flavour="siem", **common
+        )
+        actor = Actor.objects.create(name="ws", hostname="ws-1")
+        now = timezone.now()
+        for alert_id, returned_by in (("both", (mde, siem)), ("siem-only", (siem,)), ("mde-only", (mde,))):
+            alert = Alert.objects.create(
+                tenant_id="t-1", actor=actor, alert_id=alert_id, created=now, first_seen_at=now, updated_at=now
+            )
+            for integration in returned_by:
+                AlertSource.objects.create(alert=alert, integration=integration, first_seen_at=now, last_seen_at=now)
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        migrated = executor.loader.project_state(after).apps.get_model("defender", "Alert")
+        ranks = dict(migrated.objects.values_list("alert_id", "detail_rank"))
+        assert ranks == {"both": 1, "siem-only": 0, "mde-only": 1}
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())

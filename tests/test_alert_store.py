@@ -3,10 +3,13 @@
 Alerts built by hand cover what the simulator does not vary.
 """
 
+import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from defender import alert_store, presets
@@ -264,3 +267,59 @@ def test_no_source_row_outlives_its_alert_on_any_delete_path():
     integration.delete()
     assert not AlertSource.objects.exists()
     assert not Alert.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_siem_copy_stored_while_the_defender_api_stores_the_same_alert_never_replaces_it():
+    # Forced, not hoped for: the Defender API's store holds its transaction open until the SIEM exporter's store is
+    # seen waiting on the row (PostgreSQL's own lock view), then commits.
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("Only PostgreSQL runs two stores at once; SQLite takes one writer at a time.")
+    actor = make_actor()
+    mde = make_integration(name="Defender API")
+    siem = make_integration(name="SIEM", api_flavour=presets.SIEM, resource="https://graph.windows.net", api_version="")
+    evidence = (Evidence(entity_type="Process", process_name="powershell.exe", detection_status="Blocked"),)
+    stored, waiting, failures = threading.Event(), threading.Event(), []
+
+    def defender_api():
+        try:
+            with transaction.atomic():
+                alert_store.store_alerts(actor, mde, [defender_alert(evidence=evidence)])
+                stored.set()
+                assert waiting.wait(60), "the SIEM store never waited on the row"
+        except BaseException as error:  # reported by the test below
+            failures.append(error)
+        finally:
+            connections.close_all()
+
+    def siem_exporter():
+        try:
+            assert stored.wait(60)
+            alert_store.store_alerts(actor, siem, [defender_alert(status="Unknown", first_event=None, evidence=())])
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=defender_api), threading.Thread(target=siem_exporter)]
+    for thread in threads:
+        thread.start()
+    assert stored.wait(60)
+    deadline = time.monotonic() + 60
+    while not waiting.is_set() and time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            if cursor.fetchone()[0]:
+                waiting.set()
+        time.sleep(0.01)
+    waiting.set()
+    for thread in threads:
+        thread.join(60)
+    assert not failures, failures
+    row = Alert.objects.get()
+    assert (row.status, row.evidence[0]["detection_status"]) == ("New", "Blocked")
+    assert sorted(row.integrations.values_list("name", flat=True)) == ["Defender API", "SIEM"]
