@@ -40,6 +40,7 @@ def bare_loop(session, simulator, token, hostname, since, until):
     params = {
         "$filter": f"alertCreationTime ge {since:{stamp}} and alertCreationTime le {until:{stamp}}",
         "$top": PAGE_SIZE,
+        "$expand": "evidence",  # as the services ask: the evidence is most of each answer
     }
     found = []
     while url:
@@ -66,7 +67,16 @@ def peak_memory(function):
 def main(count=10_000, rounds=7):
     simulator = Simulator(seed=1, alerts_on_bulk_machine=count).start()
     try:
-        settings = settings_for(simulator, page_size=PAGE_SIZE, clock_skew_seconds=0, read_timeout=30.0)
+        # A budget the rounds never reach: this measures the client's cost, not Microsoft's limits (the bare loop
+        # keeps to none either).
+        settings = settings_for(
+            simulator,
+            page_size=PAGE_SIZE,
+            clock_skew_seconds=0,
+            read_timeout=30.0,
+            calls_per_minute=1_000_000,
+            calls_per_hour=1_000_000,
+        )
         hostname = simulator.bulk_hostname
         until = datetime.now(UTC)
         since = until - timedelta(days=31)

@@ -82,7 +82,8 @@ def populate(total):
         # vary so that every sort and filter has work to do.
         cursor.execute(
             """
-            INSERT INTO defender_alert (tenant_id, actor_id, alert_id, title, severity, severity_rank, status, category,
+            INSERT INTO defender_alert (tenant_id, actor_id, alert_id, title, severity, severity_rank, detail_rank,
+                status, category,
                 detection_source, created, first_event, last_event, last_update, machine_name, matched_name, device_id,
                 mitre_techniques, incident_id, incident_url, threat_family, threat_name, detector_id, classification,
                 determination, assigned_to, service_source, product_name, portal_url, evidence, raw, first_seen_at,
@@ -90,7 +91,7 @@ def populate(total):
             SELECT %(tenant)s,
                 CASE WHEN g <= %(big)s THEN %(first)s ELSE %(first)s + 1 + (g %% (%(actors)s - 1)) END,
                 'da' || g, 'Suspicious activity number ' || (g::bigint * 7919 %% 97),
-                (ARRAY['Unspecified','Informational','Low','Medium','High'])[1 + g %% 5], g %% 5,
+                (ARRAY['Unspecified','Informational','Low','Medium','High'])[1 + g %% 5], g %% 5, 1,
                 (ARRAY['New','InProgress','Resolved'])[1 + g %% 3], 'Category ' || (g %% 11), 'Source ' || (g %% 5),
                 %(now)s - g * interval '1 minute', %(now)s - g * interval '1 minute' - interval '5 minutes',
                 %(now)s - g * interval '1 minute', %(now)s, 'ws-' || (g %% 13) || '.corp.contoso.com', 'ws-fin',
