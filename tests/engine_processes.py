@@ -19,15 +19,15 @@ REDIS_URL = "redis://127.0.0.1:6379/5"
 VISIBILITY_TIMEOUT = 10
 
 
-def redis_or_skip():
-    """Redis database 5, emptied: nothing a previous run left behind is delivered to this one's workers."""
+def redis_or_skip(url=REDIS_URL):
+    """A Redis database (default 5), emptied: nothing a previous run left behind is delivered to this one."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     try:
         client.ping()
     except redis.exceptions.ConnectionError:
-        pytest.skip(f"No Redis at {REDIS_URL}: start redis-server (.ci/run starts it when it is not running).")
+        pytest.skip(f"No Redis at {url}: start redis-server (.ci/run starts it when it is not running).")
     client.flushdb()
     return client
 

@@ -14,6 +14,7 @@ import pytest
 
 from defender.remote.wire import settings_to_wire
 from defender.services import budget
+from tests.engine_processes import redis_or_skip
 from tests.fixtures.connection import settings_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,14 +26,7 @@ HANDSHAKE_TIMEOUT = 60.0
 @pytest.fixture
 def shared_redis():
     """Redis database 6, emptied before and after: the budget of these tests only."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip(f"No Redis at {REDIS_URL}: start redis-server (.ci/run starts it when it is not running).")
-    client.flushdb()
+    client = redis_or_skip(REDIS_URL)
     yield client
     client.flushdb()
 
