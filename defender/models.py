@@ -315,6 +315,15 @@ class Integration(models.Model):
         validators=[validators.validate_calls_per_hour],
         help_text="Calls an hour, likewise. Blank: Microsoft's limit (1,500; Graph none).",
     )
+    detection_window_minutes = models.PositiveIntegerField(
+        "detection window (minutes)",
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 60)],
+        help_text=(
+            "How long after a procedure stops Defender may take to report it, before it counts as Missed. "
+            "An import may set its own. Default 60."
+        ),
+    )
     enabled = models.BooleanField(default=True, help_text="Disabled integrations are not asked for alerts.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -997,3 +1006,187 @@ class Worker(models.Model):
 
     def __str__(self):
         return self.hostname
+
+
+class Outcome(models.TextChoices):
+    """What Defender did about one procedure, best first (VECTR's priority: Blocked, Alerted, Logged, None)."""
+
+    PREVENTED = "prevented", "Prevented"
+    ALERTED = "alerted", "Alerted"
+    DETECTED = "detected", "Detected"
+    MISSED = "missed", "Missed"
+    PENDING = "pending", "Pending"
+
+
+# Higher is better; the best outcome of a technique is the highest rank among its procedures.
+OUTCOME_RANK = {
+    Outcome.PREVENTED: 4,
+    Outcome.ALERTED: 3,
+    Outcome.DETECTED: 2,
+    Outcome.MISSED: 1,
+    Outcome.PENDING: 0,
+}
+
+
+class Execution(models.Model):
+    """One run of attack procedures on an actor: an ATTiRe log, a body posted to the API, or procedures typed in."""
+
+    class Source(models.TextChoices):
+        ATTIRE = "attire", "ATTiRe file"
+        API = "api", "API"
+        MANUAL = "manual", "Manual"
+
+    source = models.CharField(max_length=10, choices=Source.choices)
+    # ATTiRe's execution-data.execution-id; the same ID imported twice is one execution.
+    external_id = models.CharField("execution ID", max_length=200, blank=True)
+    execution_source = models.CharField(
+        max_length=200, blank=True, help_text="What ran the procedures, as it says (e.g. Invoke-AtomicRedTeam)."
+    )
+    target_host = models.CharField(max_length=253, blank=True, help_text="The target host as the log reports it.")
+    target_ip = models.CharField("target IP", max_length=64, blank=True)
+    target_user = models.CharField(max_length=256, blank=True)
+    actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="executions")
+    time_generated = models.DateTimeField(null=True, blank=True, help_text="When the log was written.")
+    detection_window_minutes = models.PositiveIntegerField(
+        "detection window (minutes)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 60)],
+        help_text="Blank: each integration's own (default 60).",
+    )
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    imported_at = models.DateTimeField(auto_now_add=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-imported_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_id"], condition=~models.Q(external_id=""), name="execution_external_id_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["actor", "-imported_at"], name="execution_actor_recent")]
+
+    def __str__(self):
+        return self.external_id or f"Execution {self.pk}"
+
+    def get_absolute_url(self):
+        return reverse("defender:execution-detail", args=[self.pk])
+
+
+class Procedure(models.Model):
+    """One attack procedure of an execution, and what Defender did about it.
+
+    ``outcome`` is what the pages, filters and exports show: the override when an administrator set one, else the
+    engine's ``evaluated_outcome``. Keep both through ``set_evaluated`` and ``set_override``.
+    """
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="procedures")
+    order = models.PositiveIntegerField(default=0)
+    technique_id = models.CharField("MITRE technique", max_length=16, validators=[validators.validate_technique_id])
+    name = models.CharField(max_length=500, blank=True)
+    procedure_id = models.CharField("procedure ID", max_length=64, blank=True, help_text="The procedure's GUID.")
+    description = models.TextField(blank=True)
+    executor = models.CharField(max_length=100, blank=True)
+    command = models.TextField(blank=True)
+    output = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    stopped_at = models.DateTimeField()
+    steps = models.JSONField(default=list, blank=True, help_text="The steps as imported.")
+    # When Defender's time to report it runs out: stop + the detection window. Pending until then.
+    window_closes_at = models.DateTimeField()
+
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+    evaluated_outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+    # Why, in words: "telemetry not checked: grant AdvancedQuery.Read.All", "could not ask Defender EU: ...".
+    outcome_note = models.TextField(blank=True)
+    # Per integration asked: [{"integration": id, "name": ..., "ok": bool, "message": ...}].
+    checks = models.JSONField(default=list, blank=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+
+    override_outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
+    override_reason = models.TextField(blank=True)
+    override_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    override_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["execution", "order", "pk"]
+        indexes = [
+            models.Index(fields=["execution", "order"], name="procedure_in_order"),
+            models.Index(fields=["technique_id"], name="procedure_technique"),
+            models.Index(fields=["outcome"], name="procedure_outcome"),
+            models.Index(
+                fields=["window_closes_at"],
+                condition=models.Q(evaluated_outcome="pending"),
+                name="procedure_pending",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.technique_id} {self.name}".strip()
+
+    @property
+    def overridden(self) -> bool:
+        return bool(self.override_outcome)
+
+    def set_evaluated(self, outcome: str) -> None:
+        """Record the engine's outcome; the shown outcome follows unless an administrator overrode it."""
+        self.evaluated_outcome = outcome
+        self.outcome = self.override_outcome or outcome
+
+    def set_override(self, outcome: str, reason: str, user) -> None:
+        """An administrator's outcome, with why, who and when; an empty outcome clears the override."""
+        self.override_outcome = outcome
+        self.override_reason = reason if outcome else ""
+        self.override_by = user if outcome else None
+        self.override_at = timezone.now() if outcome else None
+        self.outcome = outcome or self.evaluated_outcome
+
+
+class ProcedureMatch(models.Model):
+    """A stored alert that matches a procedure, and which rules matched, so the page can say why."""
+
+    class Rule(models.TextChoices):
+        TECHNIQUE = "technique", "MITRE technique"
+        COMMAND = "command", "command line"
+        FILE = "file", "file"
+        HASH = "hash", "file hash"
+
+    procedure = models.ForeignKey(Procedure, on_delete=models.CASCADE, related_name="matches")
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="procedure_matches")
+    rules = models.JSONField(default=list, help_text="The Rule values that matched.")
+    reason = models.CharField(max_length=500, help_text="Why, in words: technique T1003 is the parent of T1003.001.")
+    prevented = models.BooleanField(default=False, help_text="Its evidence or remediation says blocked or prevented.")
+
+    class Meta:
+        ordering = ["procedure", "alert"]
+        constraints = [models.UniqueConstraint(fields=["procedure", "alert"], name="procedure_match_unique")]
+
+    def __str__(self):
+        return f"{self.procedure_id} ~ {self.alert_id}"
+
+
+class ApiToken(models.Model):
+    """A user's token for the REST API: shown once, stored as its SHA-256, revocable; it may do what the user may."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What uses it, e.g. the Atomic Red Team runner.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    hint = models.CharField(max_length=12, editable=False, help_text="The token's first characters.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.hint}…)"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

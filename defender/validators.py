@@ -151,3 +151,16 @@ validate_calls_per_minute = RangeValidator(1, 10000, "Enter between 1 and 10,000
 validate_calls_per_hour = RangeValidator(1, 600000, "Enter between 1 and 600,000 calls an hour, or leave it blank.")
 validate_lookback = RangeValidator(1, 24 * 180, "Enter a lookback window between 1 hour and 180 days (4320 hours).")
 validate_clock_skew = RangeValidator(0, 3600, "Enter a clock-skew tolerance between 0 and 3600 seconds.")
+
+
+TECHNIQUE_ID = re.compile(r"^T\d{4}(\.\d{3})?$")
+
+
+def validate_technique_id(value):
+    """A MITRE ATT&CK technique or sub-technique ID as ATT&CK writes it: T1003 or T1003.001."""
+    if not TECHNIQUE_ID.match(str(value)):
+        raise ValidationError(
+            "Enter a MITRE ATT&CK technique ID such as T1059 or T1003.001 (a capital T, four digits, and for a"
+            " sub-technique a dot and three digits).",
+            code="invalid_technique",
+        )
