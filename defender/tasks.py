@@ -6,8 +6,8 @@ import logging
 
 from celery import shared_task
 
-from defender.models import Integration, TestRun
-from defender.operations import alerts, answers, checks, health, sync
+from defender.models import Execution, Integration, TestRun
+from defender.operations import alerts, answers, checks, health, outcomes, sync
 
 logger = logging.getLogger(__name__)
 
@@ -60,3 +60,14 @@ def sync_alerts(integration_id: int | None = None) -> None:
     for integration in chosen:
         summary = sync.sync_integration(integration)
         logger.info("%s", summary.text())
+
+
+@shared_task
+def evaluate_outcomes(execution_id: int | None = None) -> None:
+    """Evaluate one execution's procedures, or (periodic, without an id) every execution still Pending."""
+    if execution_id is None:
+        outcomes.evaluate_pending()
+        return
+    execution = Execution.objects.select_related("actor").filter(pk=execution_id).first()
+    if execution is not None:  # deleted since it was queued: nothing to do
+        outcomes.evaluate_execution(execution)

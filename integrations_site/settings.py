@@ -112,6 +112,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "defender.tasks.remote_job_housekeeping",
         "schedule": env.integer("REMOTE_JOB_HOUSEKEEPING_SECONDS", 10),
     },
+    # Pending procedures are evaluated again until their detection windows close.
+    "Evaluate pending outcomes": {
+        "task": "defender.tasks.evaluate_outcomes",
+        "schedule": env.integer("OUTCOME_EVALUATION_SECONDS", 300),
+    },
 }
 # On, a task runs before the request that queued it returns (for tests that run inside one database transaction,
 # which a worker cannot see); off on the site.

@@ -554,6 +554,37 @@ class SeedData:
         self.alerts.sort(key=lambda alert: (alert["alertCreationTime"], alert["id"]))
         return [machine["computerDnsName"] for machine in added]
 
+    def procedure_ran(self, machine_name, technique_id, command, started, stopped, response, file_name=""):
+        """An attack procedure ran on the machine, and Defender responded: "prevented" (an antivirus alert whose
+        evidence says Blocked or Prevented), "alerted" (an EDR alert, evidence Detected), or "missed" (nothing).
+        The alert names the technique and carries the command as process evidence. Returns its ID, or None."""
+        if response == "missed":
+            return None
+        if response not in ("prevented", "alerted"):
+            raise ValueError(f"unknown response {response!r}: prevented, alerted or missed")
+        machine = self.machine_by_name(machine_name)
+        rng = random.Random(f"{self.seed}-procedure-{len(self.alerts)}")
+        program = file_name or (command.split()[0].rsplit("\\", 1)[-1] if command.split() else "cmd.exe")
+        source = "WindowsDefenderAv" if response == "prevented" else "WindowsDefenderAtp"
+        title = f"Suspicious activity of {program}" if response == "alerted" else f"'{program}' was blocked"
+        template = (
+            title,
+            "Execution",
+            source,
+            "High",
+            [technique_id],
+            None,
+            None,
+            (program, r"C:\Windows\Temp", command),
+        )
+        created = stopped + timedelta(seconds=5)
+        times = (created, started, stopped, created + timedelta(seconds=20))
+        alert = self._alert_record(rng, rng, machine, template, times, "New", rng.randint(1000, 99999))
+        self.alerts.append(alert)
+        self.alerts.sort(key=lambda item: (item["alertCreationTime"], item["id"]))
+        self.alerts_by_machine.setdefault(machine["id"], []).append(alert)
+        return alert["id"]
+
     def update_alert(self, alert_id, when):
         """Defender changed the alert (a status, a merged detection): its lastUpdateTime moves to ``when``."""
         alert = next(alert for alert in self.alerts if alert["id"] == alert_id)

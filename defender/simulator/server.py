@@ -257,6 +257,19 @@ class Simulator:
         self._reindex([alert_id])
         return DefenderAPI.render(alert, True)
 
+    def procedure_ran(
+        self, machine_name, technique_id, command, started, stopped=None, response="alerted", file_name=""
+    ):
+        """Tell the simulator an attack procedure ran on a machine and how Defender responded (prevented, alerted or
+        missed): the alert it raised is then served like any other. Returns the alert's ID, or None."""
+        stopped = stopped or started
+        alert_id = self.data.procedure_ran(
+            machine_name, technique_id, command, started.astimezone(UTC), stopped.astimezone(UTC), response, file_name
+        )
+        if alert_id:
+            self._reindex([alert_id])
+        return alert_id
+
     def _reindex(self, changed_alert_ids=()):
         self._defender.reindex(changed_alert_ids)
         for api in (self._graph, self._siem):

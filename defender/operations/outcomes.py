@@ -1,0 +1,173 @@
+"""Evaluate procedures: which stored alerts match each, and so whether Defender prevented, alerted on or missed it.
+
+The alerts come from the store, which the sync sweep keeps current. For an enabled Local integration that is not
+swept, the actor's window is asked of Defender first (through the call budget, as background work). An integration
+that could not be asked, or whose last sweep failed, is reported on the procedure, which then stays Pending: the
+absence of an alert proves nothing when Defender was not heard. Telemetry (Detected) is not asked for yet: the note
+says so, so nobody reads "Missed" as "Defender saw nothing".
+"""
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from defender.models import Alert, Execution, Integration, Outcome, Procedure, ProcedureMatch
+from defender.operations import alerts as alert_use_case
+from defender.operations import background, sync
+from defender.services import budget
+from defender.services import outcomes as rules
+
+logger = logging.getLogger(__name__)
+
+TELEMETRY_NOT_CHECKED = "Telemetry (advanced hunting) is not checked by this site, so no procedure is scored Detected."
+DEFAULT_CLOCK_SKEW_SECONDS = 300
+
+
+def queue_evaluation(execution_id: int) -> None:
+    """Evaluate the execution in a worker once the transaction that stored it commits."""
+    from defender import tasks  # tasks import the operations
+
+    background.submit(tasks.evaluate_outcomes, execution_id)
+
+
+def _alert_facts(alert: Mapping[str, Any]) -> rules.AlertFacts:
+    return rules.AlertFacts(
+        pk=alert["pk"],
+        techniques=tuple(alert["mitre_techniques"] or ()),
+        evidence=tuple(item for item in alert["evidence"] or () if isinstance(item, dict)),
+        first_event=alert["first_event"],
+        last_event=alert["last_event"],
+        created=alert["created"],
+        last_update=alert["last_update"],
+    )
+
+
+def _candidates(execution: Execution, since: datetime, until: datetime) -> list[rules.AlertFacts]:
+    """The actor's stored alerts whose activity may overlap [since, until] (the rules check each exactly)."""
+    rows = (
+        Alert.objects.filter(actor_id=execution.actor_id)
+        .filter(Q(last_event__gte=since) | Q(last_update__gte=since) | Q(created__gte=since))
+        .filter(Q(first_event__lte=until) | Q(created__lte=until) | Q(last_update__lte=until))
+        .values("pk", "mitre_techniques", "evidence", "first_event", "last_event", "created", "last_update")
+    )
+    return [_alert_facts(row) for row in rows]
+
+
+def _check(integration: Integration, ok: bool, message: str) -> dict:
+    return {"integration": integration.pk, "name": integration.name, "ok": ok, "message": message}
+
+
+def _hear_integrations(execution: Execution, since: datetime, until: datetime, ask_defender: bool) -> list[dict]:
+    """Make the store current for the window where a sweep does not, and say what each integration answered."""
+    checks = []
+    to_ask = []
+    for integration in Integration.objects.filter(enabled=True).order_by("name"):
+        if integration.location != Integration.Location.LOCAL:
+            checks.append(_check(integration, True, "Remote: its node's stored alerts are used."))
+            continue
+        if sync.schedule_minutes(integration) is not None:
+            state = getattr(integration, "sync_state", None)
+            if state is not None and state.last_ok is False:
+                checks.append(
+                    _check(integration, False, f"its last sweep failed: {state.last_error or 'no reason recorded'}")
+                )
+            elif state is None or state.last_finished_at is None:
+                checks.append(_check(integration, False, "it has not been swept yet: wait for its first sweep."))
+            elif state.cursor is not None and state.cursor < until and until <= timezone.now():
+                checks.append(_check(integration, False, "its sweep has not reached the window's end yet."))
+            else:
+                checks.append(_check(integration, True, "swept"))
+            continue
+        to_ask.append(integration)
+    if to_ask and ask_defender:
+        with budget.background():
+            fetches = alert_use_case.fetch_alerts(execution.actor, to_ask, since, min(until, timezone.now()))
+        checks.extend(_check(fetch.integration, fetch.ok, fetch.message) for fetch in fetches)
+    elif to_ask:
+        checks.extend(_check(integration, True, "stored alerts only") for integration in to_ask)
+    return checks
+
+
+def evaluate_execution(execution: Execution, *, ask_defender: bool = True) -> list[Procedure]:
+    """Evaluate every procedure of the execution, store the matches and outcomes, and return the procedures."""
+    procedures = list(execution.procedures.order_by("order", "pk"))
+    if not procedures:
+        return procedures
+    skew_seconds = max(
+        Integration.objects.filter(enabled=True).values_list("clock_skew_seconds", flat=True),
+        default=DEFAULT_CLOCK_SKEW_SECONDS,
+    )
+    skew = timedelta(seconds=skew_seconds)
+    since = min(procedure.started_at for procedure in procedures) - skew
+    until = max(procedure.window_closes_at for procedure in procedures)
+    checks = _hear_integrations(execution, since, until, ask_defender)
+    failed = [check for check in checks if not check["ok"]]
+    candidates = _candidates(execution, since, until)
+    now = timezone.now()
+    with transaction.atomic():
+        ProcedureMatch.objects.filter(procedure__execution=execution).delete()
+        new_matches: list[ProcedureMatch] = []
+        for procedure in procedures:
+            facts = rules.ProcedureFacts(
+                procedure.technique_id, procedure.command, procedure.started_at, procedure.stopped_at
+            )
+            window = procedure.window_closes_at - procedure.stopped_at
+            found = rules.matches(facts, candidates, skew, window)
+            closed = procedure.window_closes_at <= now
+            outcome = rules.outcome(found, telemetry_seen=False, window_closed=closed, unanswered=bool(failed))
+            procedure.set_evaluated(outcome)
+            procedure.checks = checks
+            procedure.outcome_note = _note(outcome, failed, closed)
+            procedure.evaluated_at = now
+            new_matches.extend(
+                ProcedureMatch(
+                    procedure=procedure,
+                    alert_id=item.alert_pk,
+                    rules=list(item.rules),
+                    reason=item.reason,
+                    prevented=item.prevented,
+                )
+                for item in found
+            )
+        Procedure.objects.bulk_update(
+            procedures, ["outcome", "evaluated_outcome", "checks", "outcome_note", "evaluated_at"]
+        )
+        ProcedureMatch.objects.bulk_create(new_matches)
+        Execution.objects.filter(pk=execution.pk).update(evaluated_at=now)
+    return procedures
+
+
+def _note(outcome: str, failed: list[dict], closed: bool) -> str:
+    if failed:
+        heard = "; ".join(f"could not ask {check['name']}: {check['message']}" for check in failed)
+        if outcome in (Outcome.PREVENTED, Outcome.ALERTED):
+            return heard
+        return f"{heard}. It stays Pending until every integration has answered for its window."
+    if outcome == Outcome.MISSED:
+        return f"No alert matched before the window closed. {TELEMETRY_NOT_CHECKED}"
+    if outcome == Outcome.PENDING and not closed:
+        return "Defender may still report it: the detection window is open."
+    return ""
+
+
+def evaluate_pending(now: datetime | None = None) -> int:
+    """Evaluate again every execution with a procedure still Pending (the periodic task); returns how many
+    procedures were evaluated. One execution failing is logged and leaves the others evaluated."""
+    execution_ids = (
+        Procedure.objects.filter(evaluated_outcome=Outcome.PENDING)
+        .values_list("execution_id", flat=True)
+        .distinct()
+        .order_by("execution_id")
+    )
+    done = 0
+    for execution in Execution.objects.filter(pk__in=list(execution_ids)).select_related("actor"):
+        try:
+            done += len(evaluate_execution(execution))
+        except Exception:
+            logger.exception("Evaluating execution %s failed", execution.pk)
+    return done
