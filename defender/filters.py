@@ -16,7 +16,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from defender.forms.actors import AlertFetchForm, DateTimeLocalInput, in_zone
-from defender.models import Alert, AlertSource
+from defender.models import Actor, Alert, AlertSource, Execution, Outcome, Procedure
 from defender.services.alerts import clock_skew_text
 
 ASKED = "asked"
@@ -254,3 +254,38 @@ def window_counts(alerts, window: TimeWindow, fetches, total=None, in_window=Non
         outside=counts["total"] - counts["in_window"],
         by_fetch={fetch.pk: counts[f"fetch_{fetch.pk}"] for fetch in fetches},
     )
+
+
+class ExecutionFilter(django_filters.FilterSet):
+    """The Executions list: by actor, by the outcome or technique of any of its procedures, by import date."""
+
+    actor = django_filters.ModelChoiceFilter(queryset=None)
+    outcome = django_filters.ChoiceFilter(
+        label="Outcome", choices=Outcome.choices, method="with_procedure", empty_label="Any outcome"
+    )
+    technique = django_filters.CharFilter(label="Technique", method="with_procedure", help_text="e.g. T1003")
+    imported = django_filters.DateFromToRangeFilter(
+        field_name="imported_at",
+        label="Imported between",
+        widget=django_filters.widgets.RangeWidget(attrs={"type": "date", **RANGE_ATTRS}),
+    )
+
+    class Meta:
+        model = Execution
+        fields = ["actor"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.filters["actor"].queryset = Actor.objects.order_by("name")
+
+    def with_procedure(self, queryset, name, value):
+        """Executions with a procedure of that outcome or technique (a sub-technique counts for its parent): an
+        EXISTS, so that no execution is listed twice and no DISTINCT is needed."""
+        if not value:
+            return queryset
+        if name == "technique":
+            value = value.strip().upper()
+            condition = Q(technique_id=value) | Q(technique_id__startswith=f"{value}.")
+        else:
+            condition = Q(outcome=value)
+        return queryset.filter(Exists(Procedure.objects.filter(condition, execution=OuterRef("pk"))))

@@ -1,5 +1,15 @@
 from defender.remote import node_api
-from defender.views import actors, integrations, jobs, proxy_rules, remote_nodes, system, test_runs
+from defender.views import (
+    actors,
+    coverage,
+    executions,
+    integrations,
+    jobs,
+    proxy_rules,
+    remote_nodes,
+    system,
+    test_runs,
+)
 
 app_name = "defender"
 
@@ -10,6 +20,8 @@ urlpatterns = (
     + jobs.urlpatterns
     + test_runs.urlpatterns
     + actors.urlpatterns
+    + executions.urlpatterns
+    + coverage.urlpatterns
     + node_api.urlpatterns
     + system.urlpatterns
 )

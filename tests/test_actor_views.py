@@ -594,14 +594,14 @@ def test_the_actor_page_with_ten_thousand_alerts_takes_a_fixed_number_of_queries
 
     # Eleven for the page and its table (one of them counts the window and each status line, one reads the
     # integrations that returned the page's alerts), one for the Get alerts still waiting on remote nodes, one for
-    # when each integration last synced.
-    with django_assert_max_num_queries(13):
+    # when each integration last synced, one for its latest executions with their outcomes counted.
+    with django_assert_max_num_queries(14):
         response = admin_client.get(actor_url(actor) + "?sort=-severity")
 
     assert len(response.context["table"].page.object_list) == 50
     assert response.context["counts"].outside == 0
     for period in ("1h", "all", "custom&since=2026-04-30T00:00&until=2026-05-01T00:00"):
-        with django_assert_max_num_queries(13):
+        with django_assert_max_num_queries(14):
             admin_client.get(actor_url(actor) + f"?sort=-severity&severity=High&period={period}")
     with django_assert_max_num_queries(9):
         csv_response = admin_client.get(actor_url(actor, "actor-alerts-csv"))

@@ -16,13 +16,16 @@ from django_tables2 import RequestConfig, SingleTableView
 from defender import alert_export, alert_store
 from defender.filters import ANY_TIME, AlertFilter, window_counts
 from defender.forms.actors import ActorForm, AlertFetchForm
-from defender.models import Actor
+from defender.models import Actor, Execution
 from defender.operations import sync
 from defender.operations.alerts import get_alerts, pending_alert_jobs
 from defender.tables.actors import ActorTable
 from defender.tables.alerts import AlertTable
+from defender.views.executions import with_outcome_counts
 
 ALERTS_PER_PAGE = 50
+# The actor page lists its latest executions; the Executions list filtered by the actor has them all.
+EXECUTIONS_SHOWN = 5
 
 
 # The time filter's fields: a Get alerts resets them, so the table shows the window just asked.
@@ -131,7 +134,11 @@ class ActorDetailView(PermissionRequiredMixin, DetailView):
         return replace_url(response, self.request.get_full_path()) if self.request.htmx else response
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(**kwargs) | alerts_section(self.request, self.object)
+        context = super().get_context_data(**kwargs) | alerts_section(self.request, self.object)
+        if not self.request.htmx:
+            recent = Execution.objects.filter(actor=self.object).select_related("imported_by")
+            context["executions"] = with_outcome_counts(recent)[:EXECUTIONS_SHOWN]
+        return context
 
 
 class GetAlertsView(PermissionRequiredMixin, View):
