@@ -1,6 +1,7 @@
 from defender.remote import node_api
 from defender.views import (
     actors,
+    api_tokens,
     coverage,
     executions,
     integrations,
@@ -22,6 +23,7 @@ urlpatterns = (
     + actors.urlpatterns
     + executions.urlpatterns
     + coverage.urlpatterns
+    + api_tokens.urlpatterns
     + node_api.urlpatterns
     + system.urlpatterns
 )

@@ -14,6 +14,7 @@ account_patterns = [
 urlpatterns = [
     path("accounts/", include(account_patterns)),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("defender.api.urls")),
     path("", include("defender.urls")),
 ]
 
