@@ -314,6 +314,8 @@ SPECTACULAR_SETTINGS = {
     "coverage as an ATT&CK Navigator layer. Authenticate with `Authorization: Bearer <API token>`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Like every page of the site, the schema and its docs are for signed-in users (or a token).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
