@@ -34,3 +34,20 @@ def test_seeding_twice_keeps_one_integration_and_three_actors(simulator):
     seed_demo(simulator)
     assert Integration.objects.count() == 1
     assert Actor.objects.count() == 3
+
+
+def test_the_demo_execution_shows_what_defender_prevented_alerted_on_and_missed(tmp_path):
+    from defender.demo import DEMO_EXECUTION_ID, seed_demo_execution
+    from defender.models import Execution
+    from defender.simulator import Simulator
+
+    # A simulator of its own: the demo tells it procedures ran, which adds alerts the shared one must not have.
+    with Simulator(seed=1, ca_path=tmp_path / "ca.pem") as sim:
+        integration = seed_demo(sim)
+        execution = seed_demo_execution(sim, integration)
+        again = seed_demo_execution(sim, integration)
+
+    assert again == execution and Execution.objects.filter(external_id=DEMO_EXECUTION_ID).count() == 1
+    assert execution.actor.name == "Finance workstation"
+    outcomes = dict(execution.procedures.values_list("technique_id", "outcome"))
+    assert outcomes == {"T1003.001": "prevented", "T1059.001": "alerted", "T1046": "missed"}

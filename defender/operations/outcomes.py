@@ -78,8 +78,12 @@ def _hear_integrations(execution: Execution, since: datetime, until: datetime, a
                 )
             elif state is None or state.last_finished_at is None:
                 checks.append(_check(integration, False, "it has not been swept yet: wait for its first sweep."))
-            elif state.cursor is not None and state.cursor < until and until <= timezone.now():
-                checks.append(_check(integration, False, "its sweep has not reached the window's end yet."))
+            elif until <= timezone.now() and (state.last_started_at is None or state.last_started_at < until):
+                # A sweep reads what Defender changed up to its start: one that started before the window closed
+                # cannot speak for the rest of it.
+                checks.append(
+                    _check(integration, False, "its last sweep ran before the window closed; the next covers it.")
+                )
             else:
                 checks.append(_check(integration, True, "swept"))
             continue

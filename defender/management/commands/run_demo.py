@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from defender.demo import seed_demo
+from defender.demo import seed_demo, seed_demo_execution
 from defender.simulator import Simulator
 from defender.simulator.instructions import form_values, start_or_explain
 
@@ -38,6 +38,9 @@ class Command(BaseCommand):
         start_or_explain(simulator, "--simulator-port")
         try:
             integration = seed_demo(simulator)
+            execution = seed_demo_execution(simulator, integration)
+            if execution is not None:
+                self.stdout.write(f"Execution '{execution}' on {execution.actor}: open Executions to see its outcomes.")
             self.stdout.write(
                 self.style.SUCCESS(f"Simulator on {simulator.base_url}; integration '{integration.name}' points at it.")
             )
