@@ -19,6 +19,7 @@ pytestmark = pytest.mark.django_db
 LSASS = r"rundll32.exe C:\Windows\System32\comsvcs.dll, MiniDump 624 C:\Temp\lsass.dmp full"
 ENCODED = "powershell.exe -NoProfile -EncodedCommand SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAKQA="
 SCAN = "nmap -sS 10.20.30.0/24"
+NETCONFIG = r'cmd.exe /c "ipconfig /all > C:\Users\Public\net.txt"'
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,12 @@ def endpoint_simulator(tmp_path_factory):
     with Simulator(seed=21, ca_path=tmp_path_factory.mktemp("outcomes") / "ca.pem") as sim:
         sim.endpoint = sim.seed_fleet(0, 1)[0]
         sim.ran_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-        steps = [("T1003.001", LSASS, "prevented"), ("T1059.001", ENCODED, "alerted"), ("T1046", SCAN, "missed")]
+        steps = [
+            ("T1003.001", LSASS, "prevented"),
+            ("T1059.001", ENCODED, "alerted"),
+            ("T1046", SCAN, "missed"),
+            ("T1016", NETCONFIG, "detected"),
+        ]
         for index, (technique, command, response) in enumerate(steps):
             start = sim.ran_at + timedelta(minutes=2 * index)
             sim.procedure_ran(sim.endpoint, technique, command, start, start + timedelta(seconds=20), response)
@@ -49,6 +55,7 @@ def ran(sim, actor, *extra):
                 ("T1003.001", "LSASS dump", LSASS),
                 ("T1059.001", "Encoded PowerShell", ENCODED),
                 ("T1046", "Network scan", SCAN),
+                ("T1016", "Network configuration", NETCONFIG),
             ]
         )
     ]
@@ -73,21 +80,21 @@ def test_each_procedure_is_prevented_alerted_or_missed_as_defender_responded(end
         "T1003.001": "prevented",
         "T1059.001": "alerted",
         "T1046": "missed",
+        "T1016": "detected",
     }
     prevented = scored["T1003.001"].matches.get()
-    assert prevented.prevented and set(prevented.rules) == {"technique", "command", "file"}
+    assert prevented.prevented and set(prevented.rules) == {"technique", "command"}
     assert prevented.alert.actor == actor
     assert "ran the procedure's command" in prevented.reason
     assert not scored["T1059.001"].matches.get().prevented
     assert "No alert matched before the window closed" in scored["T1046"].outcome_note
-    assert scored["T1046"].checks == [
-        {
-            "integration": scored["T1046"].checks[0]["integration"],
-            "name": "Defender EU",
-            "ok": True,
-            "message": scored["T1046"].checks[0]["message"],
-        }
+    assert "hunting found no process" in scored["T1046"].outcome_note
+    assert [(check["name"], check["ok"], check["message"]) for check in scored["T1046"].checks] == [
+        ("Defender EU", True, scored["T1046"].checks[0]["message"]),
+        ("Defender EU", True, "hunting found no such process"),
     ]
+    assert "recorded the procedure's process" in scored["T1016"].outcome_note
+    assert scored["T1016"].matches.count() == 0
 
 
 def test_a_procedure_whose_window_is_open_is_pending_until_it_closes(endpoint_simulator):
@@ -113,7 +120,7 @@ def test_a_procedure_whose_window_is_open_is_pending_until_it_closes(endpoint_si
     assert "the detection window is open" in late.outcome_note
 
     Procedure.objects.filter(pk=late.pk).update(window_closes_at=now - timedelta(seconds=1))
-    assert outcomes.evaluate_pending() == 4  # the execution's procedures, evaluated again together
+    assert outcomes.evaluate_pending() == 5  # the execution's procedures, evaluated again together
 
     late.refresh_from_db()
     assert late.outcome == "missed"
@@ -137,7 +144,7 @@ def test_an_integration_that_cannot_be_asked_keeps_the_unalerted_procedures_pend
     assert scan.outcome == "pending"
     assert scan.outcome_note.startswith("could not ask Defender US: ")
     assert "stays Pending until every integration has answered" in scan.outcome_note
-    assert [check["ok"] for check in scan.checks] == [True, False]
+    assert [check["ok"] for check in scan.checks] == [True, False, True, False]  # alerts, then hunting
 
 
 def test_an_override_is_shown_and_survives_the_next_evaluation(endpoint_simulator, admin_user):
@@ -170,3 +177,32 @@ def test_the_command_prints_each_procedures_outcome_and_why(endpoint_simulator):
     assert "T1059.001  Alerted   Encoded PowerShell" in printed
     assert "T1046      Missed    Network scan" in printed
     assert "ran the procedure's command" in printed
+
+
+def test_without_the_hunting_permission_the_note_says_what_to_grant(endpoint_simulator):
+    sim = endpoint_simulator
+    app = sim.app_without_hunting
+    simulator_integration(sim, name="Defender EU", client_id=app.client_id, client_secret=app.client_secret)
+    actor = make_actor(name="Fleet endpoint", hostname=sim.endpoint)
+
+    execution = ran(sim, actor)
+    outcomes.evaluate_execution(execution)
+
+    scored = by_technique(execution)
+    assert scored["T1003.001"].outcome == "prevented"
+    scan, netconfig = scored["T1046"], scored["T1016"]
+    assert (scan.outcome, netconfig.outcome) == ("missed", "missed")  # no alert, and Defender could not be asked
+    assert "telemetry not checked: grant AdvancedQuery.Read.All to the app of Defender EU" in netconfig.outcome_note
+
+
+def test_graph_integrations_hunt_with_run_hunting_query(endpoint_simulator):
+    sim = endpoint_simulator
+    simulator_integration(sim, name="Defender Graph", api_flavour="graph", resource="https://graph.microsoft.com")
+    actor = make_actor(name="Fleet endpoint", hostname=sim.endpoint)
+    sim.reset_counters()
+
+    execution = ran(sim, actor)
+    outcomes.evaluate_execution(execution)
+
+    assert by_technique(execution)["T1016"].outcome == "detected"
+    assert any(r.path == "/v1.0/security/runHuntingQuery" and r.method == "POST" for r in sim.requests)

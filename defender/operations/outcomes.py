@@ -16,15 +16,91 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from defender.destinations import REFUSED_SECRETS
 from defender.models import Alert, Execution, Integration, Outcome, Procedure, ProcedureMatch
 from defender.operations import alerts as alert_use_case
 from defender.operations import background, sync
-from defender.services import budget
+from defender.services import budget, hunting
 from defender.services import outcomes as rules
+from defender.services.errors import DefenderError
 
 logger = logging.getLogger(__name__)
 
-TELEMETRY_NOT_CHECKED = "Telemetry (advanced hunting) is not checked by this site, so no procedure is scored Detected."
+TELEMETRY_NOT_CHECKED = "Telemetry was not checked: no enabled Local integration has advanced hunting."
+# Names of the actor's machine as its stored alerts give them, added to its own names for the hunting query.
+MACHINE_NAMES_READ = 20
+
+
+class Telemetry:
+    """Advanced hunting for one evaluation: which integrations can be asked, and what each answered per procedure.
+
+    Asked only for procedures no alert matched (an alert already says more), once per procedure and integration,
+    as background work within the call budget. The answer of each integration is a check on the procedure: ok True
+    (asked), None (not checked, e.g. the permission is missing, with what to grant), False (the call failed).
+    """
+
+    def __init__(self, execution: Execution, ask_defender: bool) -> None:
+        self.execution = execution
+        self.ask = ask_defender
+        self._settings: list[tuple[Integration, Any]] | None = None
+        self._names: list[str] | None = None
+
+    def _integrations(self) -> list[tuple[Integration, Any]]:
+        if self._settings is None:
+            self._settings = []
+            for integration in Integration.objects.filter(enabled=True).order_by("name"):
+                if integration.location != Integration.Location.LOCAL or integration.api_flavour not in hunting.PATHS:
+                    continue
+                try:
+                    self._settings.append((integration, integration.to_settings()))
+                except REFUSED_SECRETS as error:
+                    self._settings.append((integration, error))
+        return self._settings
+
+    def _device_names(self) -> list[str]:
+        if self._names is None:
+            actor = self.execution.actor
+            names = {name.lower() for name in actor.hostnames()} | {
+                name.split(".")[0].lower() for name in actor.hostnames()
+            }
+            seen = (
+                Alert.objects.filter(actor=actor)
+                .exclude(machine_name="")
+                .order_by()
+                .values_list("machine_name", flat=True)
+            )
+            names |= {name.lower() for name in seen.distinct()[:MACHINE_NAMES_READ]}
+            self._names = sorted(names)
+        return self._names
+
+    def look(self, procedure: Procedure, skew: timedelta) -> tuple[bool, list[dict]]:
+        """(whether hunting saw the procedure's process, the per-integration checks)."""
+        if not self.ask or not procedure.command.strip():
+            return False, []
+        seen, checks = False, []
+        text = hunting.query(
+            self._device_names(), procedure.started_at - skew, procedure.window_closes_at, procedure.command
+        )
+        for integration, settings in self._integrations():
+            if isinstance(settings, Exception):
+                checks.append({**_check(integration, False, str(settings)), "hunting": True})
+                continue
+            try:
+                with budget.background():
+                    answer = hunting.run(settings, text)
+            except hunting.HuntingUnavailable as unavailable:
+                checks.append({**_check(integration, True, str(unavailable)), "ok": None, "hunting": True})
+                continue
+            except DefenderError as error:
+                checks.append({**_check(integration, False, f"advanced hunting failed: {error}"), "hunting": True})
+                continue
+            found = hunting.ran(answer.rows, procedure.command)
+            seen = seen or found
+            message = "hunting found the process" if found else "hunting found no such process"
+            checks.append({**_check(integration, True, message), "hunting": True})
+        return seen, checks
+
+
 DEFAULT_CLOCK_SKEW_SECONDS = 300
 
 
@@ -112,6 +188,7 @@ def evaluate_execution(execution: Execution, *, ask_defender: bool = True) -> li
     checks = _hear_integrations(execution, since, until, ask_defender)
     failed = [check for check in checks if not check["ok"]]
     candidates = _candidates(execution, since, until)
+    telemetry = Telemetry(execution, ask_defender)
     now = timezone.now()
     with transaction.atomic():
         ProcedureMatch.objects.filter(procedure__execution=execution).delete()
@@ -123,10 +200,12 @@ def evaluate_execution(execution: Execution, *, ask_defender: bool = True) -> li
             window = procedure.window_closes_at - procedure.stopped_at
             found = rules.matches(facts, candidates, skew, window)
             closed = procedure.window_closes_at <= now
-            outcome = rules.outcome(found, telemetry_seen=False, window_closed=closed, unanswered=bool(failed))
+            seen, hunted = (False, []) if found else telemetry.look(procedure, skew)
+            unheard = failed + [check for check in hunted if check["ok"] is False]
+            outcome = rules.outcome(found, telemetry_seen=seen, window_closed=closed, unanswered=bool(unheard))
             procedure.set_evaluated(outcome)
-            procedure.checks = checks
-            procedure.outcome_note = _note(outcome, failed, closed)
+            procedure.checks = checks + hunted
+            procedure.outcome_note = _note(outcome, unheard, closed, hunted)
             procedure.evaluated_at = now
             new_matches.extend(
                 ProcedureMatch(
@@ -146,14 +225,21 @@ def evaluate_execution(execution: Execution, *, ask_defender: bool = True) -> li
     return procedures
 
 
-def _note(outcome: str, failed: list[dict], closed: bool) -> str:
+def _note(outcome: str, failed: list[dict], closed: bool, hunted: list[dict]) -> str:
     if failed:
         heard = "; ".join(f"could not ask {check['name']}: {check['message']}" for check in failed)
-        if outcome in (Outcome.PREVENTED, Outcome.ALERTED):
+        if outcome in (Outcome.PREVENTED, Outcome.ALERTED, Outcome.DETECTED):
             return heard
         return f"{heard}. It stays Pending until every integration has answered for its window."
+    unchecked = "; ".join(check["message"] for check in hunted if check["ok"] is None)
+    if outcome == Outcome.DETECTED:
+        return "No alert, but Defender recorded the procedure's process (advanced hunting)."
     if outcome == Outcome.MISSED:
-        return f"No alert matched before the window closed. {TELEMETRY_NOT_CHECKED}"
+        if not hunted:
+            return f"No alert matched before the window closed. {TELEMETRY_NOT_CHECKED}"
+        return "No alert matched before the window closed" + (
+            f"; {unchecked}." if unchecked else ", and hunting found no process."
+        )
     if outcome == Outcome.PENDING and not closed:
         return "Defender may still report it: the detection window is open."
     return ""

@@ -26,6 +26,11 @@ HASH_PATTERN = re.compile(r"\b(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32}
 FILE_PATTERN = re.compile(
     r"([^\\/\s\"']+\.(?:exe|dll|ps1|psm1|bat|cmd|vbs|js|hta|scr|sys|msi|dmp|sh|py|elf|so|dylib))\b", re.IGNORECASE
 )
+# Programs that launch every other procedure: naming one says nothing about which procedure an alert is about.
+LAUNCHERS = frozenset(
+    "cmd.exe powershell.exe pwsh.exe conhost.exe rundll32.exe regsvr32.exe mshta.exe wscript.exe cscript.exe "
+    "wmic.exe msiexec.exe explorer.exe svchost.exe python.exe bash.exe".split()
+)
 # The shortest command worth comparing inside another: shorter ones (`whoami`) would be in every command line.
 LEAST_CONTAINED = 12
 
@@ -108,7 +113,8 @@ def _technique_rule(wanted: str, techniques: Iterable[str]) -> str:
 
 
 def _files_named(command: str) -> set[str]:
-    return {name.lower() for name in FILE_PATTERN.findall(command.replace("\\", "/"))}
+    """The files a command names, leaving out the launchers every procedure uses."""
+    return {name.lower() for name in FILE_PATTERN.findall(command.replace("\\", "/"))} - LAUNCHERS
 
 
 def match(procedure: ProcedureFacts, alert: AlertFacts) -> MatchFound | None:

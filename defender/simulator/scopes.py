@@ -29,14 +29,22 @@ RESOURCES = {
 
 # The application permissions each resource defines; a token carries only those of its own resource.
 ROLES_BY_API = {
-    DEFENDER: {"Alert.Read.All", "Alert.ReadWrite.All", "Machine.Read.All", "Machine.ReadWrite.All"},
-    GRAPH: {"SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All"},
+    DEFENDER: {
+        "Alert.Read.All",
+        "Alert.ReadWrite.All",
+        "Machine.Read.All",
+        "Machine.ReadWrite.All",
+        "AdvancedQuery.Read.All",
+    },
+    GRAPH: {"SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All", "ThreatHunting.Read.All"},
     SIEM: set(),
 }
 
 ALERT_ROLES = ("Alert.ReadWrite.All", "Alert.Read.All")
 MACHINE_ROLES = ("Machine.ReadWrite.All", "Machine.Read.All")
 SECURITY_ALERT_ROLES = ("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All")
+ADVANCED_QUERY_ROLES = ("AdvancedQuery.Read.All",)
+THREAT_HUNTING_ROLES = ("ThreatHunting.Read.All",)
 
 
 def normalise(resource):

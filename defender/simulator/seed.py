@@ -491,7 +491,10 @@ class SeedData:
         self.tenant_id = _guid(rng)
         self.tenant_domain = TENANT_DOMAIN
         self.tenant_name = TENANT_NAME
-        every_role = ("Alert.Read.All", "Machine.Read.All", "SecurityAlert.Read.All")
+        every_role = (
+            "Alert.Read.All", "Machine.Read.All", "SecurityAlert.Read.All", "AdvancedQuery.Read.All",
+            "ThreatHunting.Read.All",
+        )  # fmt: skip
         self.apps = {
             name: AppCredential(name, _guid(rng), _secret(rng), _guid(rng), roles, expired)
             for name, roles, expired in [
@@ -501,6 +504,12 @@ class SeedData:
                 ("app_expired_secret", every_role, True),
             ]
         }
+        # An app granted the alert and machine roles but not advanced hunting's, from a stream of its own so that
+        # the seed drawn after the other apps stays as it was.
+        hunting_rng = random.Random(f"{seed}-app-without-hunting")
+        self.apps["app_without_hunting"] = AppCredential(
+            "app_without_hunting", _guid(hunting_rng), _secret(hunting_rng), _guid(hunting_rng), every_role[:3], False
+        )
         # The demo app also has a certificate registered, for integrations that sign in with one.
         app = self.apps["app"]
         self.apps["app"] = AppCredential(
@@ -524,6 +533,8 @@ class SeedData:
         self.alerts += self._alerts(random.Random(f"{seed}-bulk"), bulk, "windows", alerts_on_bulk_machine, False)
         self.alerts.sort(key=lambda alert: (alert["alertCreationTime"], alert["id"]))
         self.email_alerts = self._email_alerts(random.Random(f"{seed}-email"))
+        # DeviceProcessEvents rows of the procedures the simulator was told ran (advanced hunting's table).
+        self.telemetry = []
         self.alerts_by_machine = {}
         for alert in self.alerts:
             self.alerts_by_machine.setdefault(alert["machineId"], []).append(alert)
@@ -556,15 +567,28 @@ class SeedData:
 
     def procedure_ran(self, machine_name, technique_id, command, started, stopped, response, file_name=""):
         """An attack procedure ran on the machine, and Defender responded: "prevented" (an antivirus alert whose
-        evidence says Blocked or Prevented), "alerted" (an EDR alert, evidence Detected), or "missed" (nothing).
+        evidence says Blocked or Prevented), "alerted" (an EDR alert, evidence Detected), "detected" (its process
+        recorded for advanced hunting, no alert) or "missed" (nothing). Every response but "missed" records the
+        process as telemetry.
         The alert names the technique and carries the command as process evidence. Returns its ID, or None."""
+        if response not in ("prevented", "alerted", "detected", "missed"):
+            raise ValueError(f"unknown response {response!r}: prevented, alerted, detected or missed")
         if response == "missed":
             return None
-        if response not in ("prevented", "alerted"):
-            raise ValueError(f"unknown response {response!r}: prevented, alerted or missed")
         machine = self.machine_by_name(machine_name)
         rng = random.Random(f"{self.seed}-procedure-{len(self.alerts)}")
         program = file_name or (command.split()[0].rsplit("\\", 1)[-1] if command.split() else "cmd.exe")
+        self.telemetry.append(
+            {
+                "Timestamp": started, "DeviceId": machine["id"], "DeviceName": machine["computerDnsName"].lower(),
+                "ActionType": "ProcessCreated", "FileName": program, "FolderPath": rf"C:\Windows\Temp\{program}",
+                "SHA1": _digest("sha1", command), "SHA256": _digest("sha256", command),
+                "ProcessCommandLine": command, "AccountName": "tester",
+                "InitiatingProcessFileName": "basagent.exe", "InitiatingProcessCommandLine": "basagent.exe --run",
+            }
+        )  # fmt: skip
+        if response == "detected":
+            return None
         source = "WindowsDefenderAv" if response == "prevented" else "WindowsDefenderAtp"
         title = f"Suspicious activity of {program}" if response == "alerted" else f"'{program}' was blocked"
         template = (

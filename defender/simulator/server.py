@@ -27,6 +27,7 @@ from .faults import Faults, hostile_alert
 from .graph_api import GraphAPI
 from .graph_api import error as graph_error
 from .graph_api import throttled as graph_throttled
+from .hunting import hunting_reply
 from .reply import Reply
 from .seed import ACTOR_HOSTNAMES, BULK_MACHINE, SeedData, jsonable
 from .siem_api import SiemAPI
@@ -212,6 +213,11 @@ class Simulator:
         return self.data.apps["app_without_roles"]
 
     @property
+    def app_without_hunting(self):
+        """An app with the alert and machine roles but neither AdvancedQuery.Read.All nor ThreatHunting.Read.All."""
+        return self.data.apps["app_without_hunting"]
+
+    @property
     def app_expired_secret(self):
         return self.data.apps["app_expired_secret"]
 
@@ -370,7 +376,10 @@ class Simulator:
         if lowered[0] == "api":
             route = parts[2:] if lowered[1:2] == ["v1.0"] else parts[1:]
             return "api", lambda: self.api(request, route)
-        if lowered[:1] in (["v1.0"], ["beta"]) and lowered[1:] == ["security", "alerts_v2"]:
+        if lowered[:1] in (["v1.0"], ["beta"]) and lowered[1:] in (
+            ["security", "alerts_v2"],
+            ["security", "runhuntingquery"],
+        ):
             return "api", lambda: self.graph(request, lowered[0])
         return "api", lambda: defender_error(request, 404, "NotFound", f"The requested resource {path} was not found.")
 
@@ -516,6 +525,8 @@ class Simulator:
                 f"The token's audience '{claims.get('aud')}' is not valid for this API.",
                 {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="The audience is invalid"'},
             )
+        if [part.lower() for part in route] == ["advancedqueries", "run"]:
+            return hunting_reply(request, claims, self.data.telemetry, graph=False)
         if request.method != "GET":
             return defender_error(request, 405, "BadRequest", f"The HTTP method {request.method} is not supported.")
         return self._defender.handle(request, route, claims)
@@ -555,6 +566,8 @@ class Simulator:
             return graph_error(
                 request, 401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."
             )
+        if request.path.rstrip("/").lower().endswith("/security/runhuntingquery"):
+            return hunting_reply(request, claims, self.data.telemetry, graph=True)
         if request.method != "GET":
             return graph_error(
                 request, 405, "Request_BadRequest", f"The HTTP method {request.method} is not supported."
