@@ -28,8 +28,23 @@ FILE_PATTERN = re.compile(
 )
 # Programs that launch every other procedure: naming one says nothing about which procedure an alert is about.
 LAUNCHERS = frozenset(
-    "cmd.exe powershell.exe pwsh.exe conhost.exe rundll32.exe regsvr32.exe mshta.exe wscript.exe cscript.exe "
-    "wmic.exe msiexec.exe explorer.exe svchost.exe python.exe bash.exe".split()
+    [
+        "cmd.exe",
+        "powershell.exe",
+        "pwsh.exe",
+        "conhost.exe",
+        "rundll32.exe",
+        "regsvr32.exe",
+        "mshta.exe",
+        "wscript.exe",
+        "cscript.exe",
+        "wmic.exe",
+        "msiexec.exe",
+        "explorer.exe",
+        "svchost.exe",
+        "python.exe",
+        "bash.exe",
+    ]
 )
 # The shortest command worth comparing inside another: shorter ones (`whoami`) would be in every command line.
 LEAST_CONTAINED = 12
