@@ -88,6 +88,13 @@ def tasks_inline(request, settings):
     yield from _worker(request)
 
 
+@pytest.fixture
+def evaluation_left_to_a_worker(tasks_inline, settings):
+    """An import queues its outcome evaluation for a worker, which these tests leave queued: they look at what was
+    stored, and the engine's own tests evaluate."""
+    settings.TASKS_RUN_INLINE = False
+
+
 def _worker(request):
     """A real Celery worker (threads, in this process, so that it uses the test database) for a live-server test."""
     from celery.contrib.testing.worker import start_worker

@@ -14,15 +14,10 @@ from defender.api import tokens
 from defender.models import Alert, ApiToken, Execution
 from tests.factories import make_actor
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("evaluation_left_to_a_worker")]
 
 LOG_FILE = Path(__file__).parent / "fixtures" / "attire" / "finance-workstation.json"
 START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def evaluation_left_to_a_worker(tasks_inline, settings):
-    settings.TASKS_RUN_INLINE = False
 
 
 def api(user):

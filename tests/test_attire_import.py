@@ -15,15 +15,9 @@ from defender.models import Actor, Execution, Procedure
 from defender.operations.executions import ExecutionRejected, import_attire, record_procedures, resolve_actor
 from tests.factories import make_actor, make_integration
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("evaluation_left_to_a_worker")]
 
 LOG_FILE = Path(__file__).parent / "fixtures" / "attire" / "finance-workstation.json"
-
-
-@pytest.fixture(autouse=True)
-def evaluation_left_to_a_worker(tasks_inline, settings):
-    """Imports queue the outcome evaluation for a worker; these tests look at what was stored, not evaluated."""
-    settings.TASKS_RUN_INLINE = False
 
 
 @pytest.fixture

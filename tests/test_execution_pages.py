@@ -16,16 +16,10 @@ from defender.operations.coverage import coverage, navigator_layer
 from defender.operations.executions import record_procedures
 from tests.factories import make_actor
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("evaluation_left_to_a_worker")]
 
 LOG_FILE = Path(__file__).parent / "fixtures" / "attire" / "finance-workstation.json"
 START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def evaluation_left_to_a_worker(tasks_inline, settings):
-    """The pages show what is stored; the engine's own tests evaluate."""
-    settings.TASKS_RUN_INLINE = False
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ execution ID imported again is the same execution, left as it was.
 """
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -153,54 +153,42 @@ def import_attire(
     earlier = Execution.objects.filter(external_id=log.execution_id).first()
     if earlier is not None:
         return ImportResult(earlier, created=False)
-    default_minutes = default_detection_window()
-    try:
-        with transaction.atomic():
-            actor = resolve_actor(log.target_host, log.target_ip)
-            if actor is None:
-                if not create_actors:
-                    raise _unknown_target(log)
-                actor = _created_actor(log)
-            execution = Execution.objects.create(
-                source=source,
-                external_id=log.execution_id,
-                execution_source=log.execution_source,
-                target_host=log.target_host,
-                target_ip=log.target_ip,
-                target_user=log.target_user,
-                actor=actor,
-                time_generated=log.time_generated,
-                detection_window_minutes=detection_window_minutes,
-                imported_by=user,
-            )
-            Procedure.objects.bulk_create(
-                [
-                    Procedure(
-                        execution=execution,
-                        order=run.order,
-                        technique_id=run.technique_id,
-                        name=run.name,
-                        procedure_id=run.procedure_id,
-                        description=run.description,
-                        executor=run.executor,
-                        command=run.command,
-                        output=run.output,
-                        started_at=run.started_at,
-                        stopped_at=run.stopped_at,
-                        steps=run.steps_as_json(),
-                        window_closes_at=window_closes_at(execution, run.stopped_at, default_minutes),
-                    )
-                    for run in log.procedures
-                ]
-            )
-    except IntegrityError:
-        # Imported at the same moment by another request: that one is the execution.
-        earlier = Execution.objects.filter(external_id=log.execution_id).first()
-        if earlier is None:
-            raise
-        return ImportResult(earlier, created=False)
-    _queue_evaluation(execution)
-    return ImportResult(execution, created=True)
+
+    def actor_for() -> Actor:
+        actor = resolve_actor(log.target_host, log.target_ip)
+        if actor is not None:
+            return actor
+        if not create_actors:
+            raise _unknown_target(log)
+        return _created_actor(log)
+
+    fields = {
+        "source": source,
+        "execution_source": log.execution_source,
+        "target_host": log.target_host,
+        "target_ip": log.target_ip,
+        "target_user": log.target_user,
+        "time_generated": log.time_generated,
+        "detection_window_minutes": detection_window_minutes,
+        "imported_by": user,
+    }
+    rows = [
+        {
+            "order": run.order,
+            "technique_id": run.technique_id,
+            "name": run.name,
+            "procedure_id": run.procedure_id,
+            "description": run.description,
+            "executor": run.executor,
+            "command": run.command,
+            "output": run.output,
+            "started_at": run.started_at,
+            "stopped_at": run.stopped_at,
+            "steps": run.steps_as_json(),
+        }
+        for run in log.procedures
+    ]
+    return _store(log.execution_id, fields, rows, actor_for)
 
 
 def _value(procedure: Mapping[str, Any], key: str, index: int, most: int = 0, required: bool = False) -> str:
@@ -283,29 +271,35 @@ def record_procedures(
                 "stopped_at": stopped,
             }
         )
+    fields = {
+        "source": source,
+        "target_host": actor.hostname,
+        "target_ip": actor.ip_address or "",
+        "detection_window_minutes": detection_window_minutes,
+        "imported_by": user,
+    }
+    return _store(external_id[:200], fields, rows, lambda: actor)
+
+
+def _store(
+    external_id: str, fields: dict[str, Any], rows: list[dict[str, Any]], actor_for: Callable[[], Actor]
+) -> ImportResult:
+    """The execution and its procedures in one transaction (the actor found or created inside it), then queued for
+    evaluation."""
     default_minutes = default_detection_window()
     try:
         with transaction.atomic():
-            execution = Execution.objects.create(
-                source=source,
-                external_id=external_id[:200],
-                target_host=actor.hostname,
-                target_ip=actor.ip_address or "",
-                actor=actor,
-                detection_window_minutes=detection_window_minutes,
-                imported_by=user,
-            )
+            execution = Execution.objects.create(actor=actor_for(), external_id=external_id, **fields)
             Procedure.objects.bulk_create(
-                [
-                    Procedure(
-                        execution=execution,
-                        window_closes_at=window_closes_at(execution, row["stopped_at"], default_minutes),
-                        **row,
-                    )
-                    for row in rows
-                ]
+                Procedure(
+                    execution=execution,
+                    window_closes_at=window_closes_at(execution, row["stopped_at"], default_minutes),
+                    **row,
+                )
+                for row in rows
             )
     except IntegrityError:
+        # The same execution ID stored at the same moment by another request: that one is the execution.
         earlier = Execution.objects.filter(external_id=external_id).first() if external_id else None
         if earlier is None:
             raise
