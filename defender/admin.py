@@ -3,6 +3,7 @@ input that never refills, and a kept secret follows the destination rule: see de
 
 from django import forms
 from django.contrib import admin
+from django.utils import timezone
 
 from defender import destinations
 from defender.forms.health import NotifyFieldsMixin
@@ -13,8 +14,12 @@ from defender.models import (
     Alert,
     AlertFetch,
     AlertSource,
+    ApiToken,
+    Execution,
     Integration,
     Job,
+    Procedure,
+    ProcedureMatch,
     ProxyRule,
     RemoteNode,
     SyncState,
@@ -189,3 +194,55 @@ class WorkerAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class ProcedureInline(admin.TabularInline):
+    model = Procedure
+    extra = 0
+    fields = ["order", "technique_id", "name", "started_at", "stopped_at", "outcome", "override_outcome"]
+    readonly_fields = ["outcome"]
+    show_change_link = True
+
+
+@admin.register(Execution)
+class ExecutionAdmin(admin.ModelAdmin):
+    inlines = [ProcedureInline]
+    list_display = ["__str__", "actor", "source", "imported_at", "imported_by", "evaluated_at"]
+    list_filter = ["source"]
+    search_fields = ["external_id", "target_host", "actor__name"]
+    list_select_related = ["actor", "imported_by"]
+    raw_id_fields = ["actor", "imported_by"]
+
+
+@admin.register(Procedure)
+class ProcedureAdmin(admin.ModelAdmin):
+    list_display = ["technique_id", "name", "execution", "outcome", "evaluated_outcome", "window_closes_at"]
+    list_filter = ["outcome", "evaluated_outcome"]
+    search_fields = ["technique_id", "name", "execution__external_id"]
+    list_select_related = ["execution"]
+    raw_id_fields = ["execution", "override_by"]
+
+
+@admin.register(ProcedureMatch)
+class ProcedureMatchAdmin(admin.ModelAdmin):
+    list_display = ["procedure", "alert", "reason", "prevented"]
+    list_select_related = ["procedure", "alert"]
+    raw_id_fields = ["procedure", "alert"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are created by their users (Settings > API tokens); here they can be seen and revoked, never read."""
+
+    list_display = ["name", "user", "hint", "created_at", "last_used_at", "revoked_at"]
+    list_select_related = ["user"]
+    exclude = ["key_hash"]
+    readonly_fields = ["user", "name", "hint", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        queryset.filter(revoked_at=None).update(revoked_at=timezone.now())

@@ -111,6 +111,7 @@ def integration_form_data(**overrides):
         "page_size": "1000",
         "lookback_hours": "24",
         "clock_skew_seconds": "300",
+        "detection_window_minutes": "60",
         "secret_expires_on": "",
         "notify_after_failures": "3",
     }

@@ -23,6 +23,7 @@ ADVANCED_FIELDS = (
     "page_size",
     "lookback_hours",
     "clock_skew_seconds",
+    "detection_window_minutes",
     "calls_per_minute",
     "calls_per_hour",
     "graph_all_products",
