@@ -48,13 +48,16 @@ def seed_demo(simulator):
 
 
 # The demo's execution: procedures run on the Finance workstation two hours before the demo starts, to which the
-# simulator's Defender responded in each of the ways the engine tells apart.
+# simulator's Defender responded in each of the ways the engine tells apart: prevented, alerted on, recorded only
+# (found by advanced hunting), and missed.
 DEMO_EXECUTION_ID = "demo-finance-workstation"
 DEMO_PROCEDURES = [
     ("T1003.001", "Dump LSASS memory with comsvcs.dll",
      r"rundll32.exe C:\Windows\System32\comsvcs.dll, MiniDump 672 C:\Users\Public\lsass.dmp full", "prevented"),
     ("T1059.001", "Encoded PowerShell download cradle",
      "powershell.exe -NoProfile -EncodedCommand SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAKQA=", "alerted"),
+    ("T1016", "System network configuration discovery", r"cmd.exe /c ipconfig /all > C:\Users\Public\net.txt",
+     "detected"),
     ("T1046", "Network service discovery", "nmap -sS -p 445,3389 10.20.30.0/24", "missed"),
 ]  # fmt: skip
 

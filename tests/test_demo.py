@@ -36,7 +36,7 @@ def test_seeding_twice_keeps_one_integration_and_three_actors(simulator):
     assert Actor.objects.count() == 3
 
 
-def test_the_demo_execution_shows_what_defender_prevented_alerted_on_and_missed(tmp_path):
+def test_the_demo_execution_shows_every_outcome(tmp_path):
     from defender.demo import DEMO_EXECUTION_ID, seed_demo_execution
     from defender.models import Execution
     from defender.simulator import Simulator
@@ -50,4 +50,4 @@ def test_the_demo_execution_shows_what_defender_prevented_alerted_on_and_missed(
     assert again == execution and Execution.objects.filter(external_id=DEMO_EXECUTION_ID).count() == 1
     assert execution.actor.name == "Finance workstation"
     outcomes = dict(execution.procedures.values_list("technique_id", "outcome"))
-    assert outcomes == {"T1003.001": "prevented", "T1059.001": "alerted", "T1046": "missed"}
+    assert outcomes == {"T1003.001": "prevented", "T1059.001": "alerted", "T1016": "detected", "T1046": "missed"}
