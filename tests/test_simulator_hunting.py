@@ -33,6 +33,7 @@ def ids(query):
         ('where ProcessCommandLine has "minidump"', ["rundll32.exe"]),
         ('where ProcessCommandLine has "mini"', []),  # has: whole terms only
         ('where ProcessCommandLine contains "mini"', ["rundll32.exe"]),
+        ('where DeviceName startswith "WS-FIN-07."', ["rundll32.exe"]),
         ('where DeviceName in~ ("ws-hr-02.corp.contoso.com", "other")', ["cmd.exe"]),
         (
             "where Timestamp between (datetime(2026-12-01T10:00:00Z) .. datetime(2026-12-01T10:00:00Z))",

@@ -58,10 +58,14 @@ def search_term(command: str) -> str:
 
 def query(device_names: Iterable[str], since: datetime, until: datetime, command: str) -> str:
     names = sorted({name.strip().lower().rstrip(".") for name in device_names if name and name.strip()})
+    # Defender names a device by its FQDN: a short name also matches any FQDN it starts.
+    shorts = [name for name in names if "." not in name]
+    devices = f"DeviceName in~ ({', '.join(kql_string(name) for name in names)})"
+    devices += "".join(f" or DeviceName startswith {kql_string(name + '.')}" for name in shorts)
     lines = [
         "DeviceProcessEvents",
         f"| where Timestamp between ({kql_time(since)} .. {kql_time(until)})",
-        f"| where DeviceName in~ ({', '.join(kql_string(name) for name in names)})",
+        f"| where {devices}",
     ]
     term = search_term(command)
     if term:

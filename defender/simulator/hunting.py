@@ -1,12 +1,12 @@
 """Advanced hunting in the simulator: a strict evaluator of the small KQL subset the site sends, over the
 DeviceProcessEvents rows of the procedures it was told ran.
 
-Supported: a table name, then ``| where`` with ``==``, ``=~``, ``!=``, ``has``, ``contains``, ``in~ (...)`` and
-``between (datetime(X) .. datetime(Y))`` joined by ``and``/``or`` (``and`` binds tighter, parentheses group);
-``| project a, b``; ``| take N`` or ``| limit N``; ``| order by C asc|desc``. Anything else is refused with the 400
-that Microsoft's service sends for a query it cannot run. KQL's ``has`` matches a whole term, case-insensitively;
-``contains`` any substring, case-insensitively; ``=~`` and ``in~`` compare case-insensitively; ``between`` is
-inclusive on both ends.
+Supported: a table name, then ``| where`` with ``==``, ``=~``, ``!=``, ``has``, ``contains``, ``startswith``,
+``in~ (...)`` and ``between (datetime(X) .. datetime(Y))`` joined by ``and``/``or`` (``and`` binds tighter,
+parentheses group); ``| project a, b``; ``| take N`` or ``| limit N``; ``| order by C asc|desc``. Anything else is
+refused with the 400 that Microsoft's service sends for a query it cannot run. KQL's ``has`` matches a whole term,
+case-insensitively; ``contains`` any substring and ``startswith`` a prefix, case-insensitively; ``=~`` and ``in~``
+compare case-insensitively; ``between`` is inclusive on both ends.
 """
 
 import re
@@ -106,7 +106,7 @@ class _Parser:
         kind, op = self.peek()
         op = op.lower()
         self.index += 1
-        if op in ("==", "=~", "!=", "has", "contains"):
+        if op in ("==", "=~", "!=", "has", "contains", "startswith"):
             wanted = self.value()
             return lambda row: _compare(row.get(column), op, wanted)
         if op == "in~":
@@ -152,6 +152,8 @@ def _compare(actual: Any, op: str, wanted: Any) -> bool:
         return text == target
     if op == "contains":
         return target in text
+    if op == "startswith":
+        return text.startswith(target)
     # has: the value is a whole term of the text (terms are runs of letters and digits).
     return target in re.findall(r"[a-z0-9]+", text) if re.fullmatch(r"[a-z0-9]+", target) else target in text
 
