@@ -94,14 +94,17 @@ def test_msal_gets_a_defender_token_with_roles_aud_tid_and_exp(simulator, msal_e
     assert claims["aud"] == "https://api.securitycenter.microsoft.com"
     assert claims["tid"] == simulator.tenant_id
     assert claims["azp"] == simulator.app.client_id and claims["ver"] == "2.0"
-    assert sorted(claims["roles"]) == ["Alert.Read.All", "Machine.Read.All"]
+    assert sorted(claims["roles"]) == ["AdvancedQuery.Read.All", "Alert.Read.All", "Machine.Read.All"]
     assert claims["nbf"] <= time.time() < claims["exp"] <= claims["iat"] + 3599
 
 
 def test_msal_accepts_the_tenant_domain_and_a_graph_token_carries_only_graph_roles(simulator, msal_env):
     app = msal_app(simulator, simulator.app, tenant=simulator.tenant_domain)
     claims = decode_claims(app.acquire_token_for_client(scopes=[GRAPH_SCOPE])["access_token"])
-    assert claims["aud"] == "https://graph.microsoft.com" and claims["roles"] == ["SecurityAlert.Read.All"]
+    assert claims["aud"] == "https://graph.microsoft.com" and sorted(claims["roles"]) == [
+        "SecurityAlert.Read.All",
+        "ThreatHunting.Read.All",
+    ]
 
 
 @pytest.mark.parametrize(
