@@ -8,7 +8,7 @@ execution ID imported again is the same execution, left as it was.
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -210,11 +210,16 @@ def _time(value: Any, field: str) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ExecutionRejected(f"{field} needs a time zone.", field)
-        return value
+    else:
+        try:
+            value = attire.parse_time(value, field)
+        except attire.AttireInvalid as exc:
+            raise ExecutionRejected(str(exc), field) from None
+    # Stored in UTC: PostgreSQL refuses offsets past ±15:59, which ISO 8601 allows.
     try:
-        return attire.parse_time(value, field)
-    except attire.AttireInvalid as exc:
-        raise ExecutionRejected(str(exc), field) from None
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ExecutionRejected(f"{field} is out of range.", field) from None
 
 
 def record_procedures(
