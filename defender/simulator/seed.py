@@ -565,18 +565,21 @@ class SeedData:
         self.alerts.sort(key=lambda alert: (alert["alertCreationTime"], alert["id"]))
         return [machine["computerDnsName"] for machine in added]
 
-    def procedure_ran(self, machine_name, technique_id, command, started, stopped, response, file_name=""):
+    def procedure_ran(
+        self, machine_name, technique_id, command, started, stopped, response, file_name="", delay=timedelta(0)
+    ):
         """An attack procedure ran on the machine, and Defender responded: "prevented" (an antivirus alert whose
         evidence says Blocked or Prevented), "alerted" (an EDR alert, evidence Detected), "detected" (its process
         recorded for advanced hunting, no alert) or "missed" (nothing). Every response but "missed" records the
         process as telemetry.
-        The alert names the technique and carries the command as process evidence. Returns its ID, or None."""
+        The alert names the technique, carries the command as process evidence and is created ``delay`` (at least
+        5 seconds) after the procedure stopped. Returns the alert, not yet stored (`add_alert`), or None."""
         if response not in ("prevented", "alerted", "detected", "missed"):
             raise ValueError(f"unknown response {response!r}: prevented, alerted, detected or missed")
         if response == "missed":
             return None
         machine = self.machine_by_name(machine_name)
-        rng = random.Random(f"{self.seed}-procedure-{len(self.alerts)}")
+        rng = random.Random(f"{self.seed}-procedure-{len(self.telemetry)}")  # one per procedure, held or not
         program = file_name or (command.split()[0].rsplit("\\", 1)[-1] if command.split() else "cmd.exe")
         self.telemetry.append(
             {
@@ -601,13 +604,15 @@ class SeedData:
             None,
             (program, r"C:\Windows\Temp", command),
         )
-        created = stopped + timedelta(seconds=5)
+        created = stopped + max(delay, timedelta(seconds=5))
         times = (created, started, stopped, created + timedelta(seconds=20))
-        alert = self._alert_record(rng, rng, machine, template, times, "New", rng.randint(1000, 99999))
+        return self._alert_record(rng, rng, machine, template, times, "New", rng.randint(1000, 99999))
+
+    def add_alert(self, alert):
+        """Store an alert raised after seeding: served from now on, in creation order."""
         self.alerts.append(alert)
         self.alerts.sort(key=lambda item: (item["alertCreationTime"], item["id"]))
-        self.alerts_by_machine.setdefault(machine["id"], []).append(alert)
-        return alert["id"]
+        self.alerts_by_machine.setdefault(alert["machineId"], []).append(alert)
 
     def update_alert(self, alert_id, when):
         """Defender changed the alert (a status, a merged detection): its lastUpdateTime moves to ``when``."""

@@ -12,7 +12,7 @@ import time
 import weakref
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -123,6 +123,7 @@ class Simulator:
         self._server = self._siem_server = None
         self._thread = self._siem_thread = None
         self._machines_view = self._alerts_view = None
+        self._held_alerts = []  # raised by procedure_ran, not yet reported
 
     # Lifecycle
 
@@ -264,17 +265,50 @@ class Simulator:
         return DefenderAPI.render(alert, True)
 
     def procedure_ran(
-        self, machine_name, technique_id, command, started, stopped=None, response="alerted", file_name=""
+        self,
+        machine_name,
+        technique_id,
+        command,
+        started,
+        stopped=None,
+        response="alerted",
+        file_name="",
+        delay=timedelta(0),
     ):
-        """Tell the simulator an attack procedure ran on a machine and how Defender responded (prevented, alerted or
-        missed): the alert it raised is then served like any other. Returns the alert's ID, or None."""
+        """Tell the simulator an attack procedure ran on a machine and how Defender responded (prevented, alerted,
+        detected or missed). The alert it raises is created ``delay`` after the procedure stopped and, like
+        Defender's, is not served before that moment; then it is served like any other. Returns the alert's ID, or
+        None."""
         stopped = stopped or started
-        alert_id = self.data.procedure_ran(
-            machine_name, technique_id, command, started.astimezone(UTC), stopped.astimezone(UTC), response, file_name
+        alert = self.data.procedure_ran(
+            machine_name,
+            technique_id,
+            command,
+            started.astimezone(UTC),
+            stopped.astimezone(UTC),
+            response,
+            file_name,
+            delay,
         )
-        if alert_id:
-            self._reindex([alert_id])
-        return alert_id
+        if alert is None:
+            return None
+        with self._lock:
+            self._held_alerts.append(alert)
+        self._release_due_alerts()
+        return alert["id"]
+
+    def _release_due_alerts(self):
+        """Store the held alerts whose creation time has come (checked before every request is answered)."""
+        if not self._held_alerts:
+            return
+        now = datetime.now(UTC)
+        with self._lock:
+            due = [alert for alert in self._held_alerts if alert["alertCreationTime"] <= now]
+            self._held_alerts = [alert for alert in self._held_alerts if alert["alertCreationTime"] > now]
+        for alert in due:
+            self.data.add_alert(alert)
+        if due:
+            self._reindex([alert["id"] for alert in due])
 
     def _reindex(self, changed_alert_ids=()):
         self._defender.reindex(changed_alert_ids)
@@ -332,6 +366,7 @@ class Simulator:
         thread."""
         kind, reply = "api", None
         try:
+            self._release_due_alerts()
             kind, route = self.classify_siem(request) if siem else self.classify(request)
             reply = self.with_faults(request, kind, route, siem) if kind in ("api", "token") else route()
         except Exception:
@@ -575,8 +610,9 @@ class Simulator:
         return self._graph.handle(request, version, claims)
 
     def control(self, request, route):
-        """/_simulator/faults (GET, POST/PUT to set, DELETE to clear), /_simulator/counters (GET, DELETE to reset)
-        and /_simulator/requests (GET): the in-process controls, for a simulator in another process."""
+        """/_simulator/faults (GET, POST/PUT to set, DELETE to clear), /_simulator/counters (GET, DELETE to reset),
+        /_simulator/procedures (POST: a procedure ran, as `procedure_ran`) and /_simulator/requests (GET): the
+        in-process controls, for a simulator in another process."""
         if route == ["faults"]:
             if request.method in ("POST", "PUT", "PATCH"):
                 try:
@@ -590,9 +626,40 @@ class Simulator:
             if request.method == "DELETE":
                 self.reset_counters()
             return Reply(200, self.counters())
+        if route == ["procedures"] and request.method == "POST":
+            return self._procedure_control(request)
         if route == ["requests"] and request.method == "GET":
             return Reply(200, [asdict(record) for record in self.requests])
         return Reply(404, {"error": {"code": "NotFound", "message": "Unknown simulator control."}})
+
+    def _procedure_control(self, request):
+        """POST /_simulator/procedures {"machine", "technique", "command", "started", "stopped"?, "response"?,
+        "fileName"?, "delaySeconds"?}: 201 with the alert's ID (null when Defender raises none)."""
+        try:
+            body = request.json()
+            if not isinstance(body, dict):
+                raise TypeError("the body is a JSON object")
+            started = datetime.fromisoformat(str(body["started"]))
+            stopped = datetime.fromisoformat(str(body.get("stopped") or body["started"]))
+            if started.tzinfo is None or stopped.tzinfo is None:
+                raise ValueError("started and stopped carry a UTC offset")
+            alert_id = self.procedure_ran(
+                str(body["machine"]),
+                str(body["technique"]),
+                str(body.get("command", "")),
+                started,
+                stopped,
+                str(body.get("response", "alerted")),
+                str(body.get("fileName", "")),
+                timedelta(seconds=float(body.get("delaySeconds", 0))),
+            )
+        except KeyError as exc:
+            return Reply(400, {"error": {"code": "InvalidInput", "message": f"missing field {exc.args[0]!r}"}})
+        except StopIteration:
+            return Reply(404, {"error": {"code": "NotFound", "message": "No machine has that name."}})
+        except (ValueError, TypeError, OverflowError) as exc:
+            return Reply(400, {"error": {"code": "InvalidInput", "message": str(exc)}})
+        return Reply(201, {"alertId": alert_id})
 
     def __repr__(self):
         state = f"{self.base_url} SIEM {self.siem_base_url}" if self._server else "stopped"
