@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jsonschema
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -20,6 +21,10 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("evaluation_left_to
 
 LOG_FILE = Path(__file__).parent / "fixtures" / "attire" / "finance-workstation.json"
 START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+# The ATT&CK Navigator's layer format 4.5, as a JSON Schema: what an exported layer must satisfy to open there.
+LAYER_FORMAT = jsonschema.Draft202012Validator(
+    json.loads((Path(__file__).parent / "schemas" / "navigator_layer_4_5.json").read_text())
+)
 
 
 @pytest.fixture
@@ -237,10 +242,8 @@ def test_the_navigator_layer_follows_layer_format_4_5(admin_client, actor):
     layer = json.loads(response.content)
 
     assert response["Content-Disposition"].startswith("attachment")
-    # Required by the format: name, domain, versions.layer "4.5" and versions.navigator at least 4.9.0.
-    assert layer["name"] and layer["domain"] == "enterprise-attack"
-    assert layer["versions"]["layer"] == "4.5"
-    assert tuple(int(part) for part in layer["versions"]["navigator"].split(".")) >= (4, 9, 0)
+    LAYER_FORMAT.validate(layer)
+    assert layer["domain"] == "enterprise-attack"
     by_id = {item["techniqueID"]: item for item in layer["techniques"]}
     assert set(by_id) == {"T1003.001", "T1046", "T1082"}
     assert by_id["T1003.001"]["score"] == 100 and by_id["T1046"]["score"] == 0
@@ -251,6 +254,25 @@ def test_the_navigator_layer_follows_layer_format_4_5(admin_client, actor):
     gradient = layer["gradient"]
     assert len(gradient["colors"]) >= 2 and gradient["maxValue"] > gradient["minValue"]
     assert navigator_layer(coverage())["techniques"] == layer["techniques"]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"versions": {"navigator": "4.8.0", "layer": "4.5"}},
+        {"versions": {"navigator": "5.1.0", "layer": "4.4"}},
+        {"domain": "enterprise"},
+        {"techniques": [{"techniqueID": "T1003.1"}]},
+        {"techniques": [{"techniqueID": "T1046", "colour": "#ff0000"}]},
+        {"legendItems": [{"label": "Missed", "color": "red"}]},
+        {"gradient": {"colors": ["#dc3545"], "minValue": 0, "maxValue": 100}},
+    ],
+)
+def test_the_layer_format_schema_refuses_what_the_format_does_not_allow(broken):
+    layer = navigator_layer(coverage()) | broken
+
+    with pytest.raises(jsonschema.ValidationError):
+        LAYER_FORMAT.validate(layer)
 
 
 def test_a_procedure_started_on_the_until_day_is_in_the_period(actor):
