@@ -9,6 +9,7 @@ import pytest
 
 from defender import presets
 from defender.services import sweep
+from defender.services.auth import api_client
 from defender.simulator import Simulator
 from tests.fixtures.connection import settings_for
 from tests.fixtures.simulator import cleaned
@@ -34,7 +35,7 @@ def updated_since(sim, since):
 
 
 def swept(sim, since, seen=(), page_size=PAGE):
-    api = sweep.client(settings_for(sim))
+    api = api_client(settings_for(sim))
     return list(sweep.sweep(api, since, seen, page_size))
 
 
@@ -128,7 +129,7 @@ def test_swept_alerts_name_their_machine_by_name_and_id(clean_fleet):
 
 
 def test_machine_addresses_take_one_call(clean_fleet):
-    api = sweep.client(settings_for(clean_fleet))
+    api = api_client(settings_for(clean_fleet))
     addresses = sweep.machine_addresses(api)
     assert api.calls == clean_fleet.api_calls == 1
     machine = clean_fleet.data.machines[0]
@@ -143,7 +144,7 @@ def test_graph_and_siem_sweeps_read_the_alerts_updated_since_the_cursor(clean_fl
         clean_fleet, flavour, resource=RESOURCES[flavour], api_version=presets.DEFAULT_API_VERSION[flavour]
     )
     since = clean_fleet.data.now - timedelta(hours=24)
-    pages = list(sweep.sweep(sweep.client(settings), since))
+    pages = list(sweep.sweep(api_client(settings), since))
     ids = ids_of(pages)
     assert len(ids) == len(set(ids))
     # Graph has every Defender for Endpoint alert; the SIEM exporter those it processed in the window.

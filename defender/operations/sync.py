@@ -28,6 +28,7 @@ from defender.operations.placement import runs_on_node
 from defender.services import alerts as services_alerts
 from defender.services import budget
 from defender.services import sweep as sweeps
+from defender.services.auth import api_client
 from defender.services.errors import DefenderError
 
 logger = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ def _sweep(
     tenant = alert_store.tenant_key(integration)
     actors = list(Actor.objects.only("pk", "hostname", "alternate_hostname", "ip_address").order_by("pk"))
     index = matching.ActorIndex(actors, matching.learnt_machines(tenant))
-    api = sweeps.client(settings)
+    api = api_client(settings)  # one client for the whole sweep: one token source, one session
     machine_addresses: dict[str, set[str]] = {}
     try:
         if index.wants_addresses and settings.flavour == presets.MDE:

@@ -24,8 +24,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from defender import presets
-from defender.services.auth import TokenSource
-from defender.services.client import ApiClient
+from defender.services.auth import api_client
 from defender.services.connection import ConnectionSettings
 from defender.services.errors import ApiFailed, NotFound, Throttled
 from defender.services.untrusted import identifier, moment, text, text_list
@@ -161,15 +160,10 @@ def probe_path(settings: Any) -> tuple[str, dict[str, int]]:
     return f"{api_prefix(settings)}/alerts", {"$top": 1}
 
 
-def _client(settings: Any) -> Any:
-    """The integration's API client; Any to this module until the client module is typed."""
-    return ApiClient(settings, TokenSource(settings))
-
-
 def probe_api(settings: Any) -> str:
     """Make the cheap call and say what came back; raises a DefenderError (401, 403, ...) otherwise."""
     path, params = probe_path(settings)
-    api = _client(settings)
+    api = api_client(settings)
     headers = GRAPH_HEADERS if settings.flavour == presets.GRAPH else None
     data = api.get_json(api.url(path), params, headers=headers)
     items = data if isinstance(data, list) else (data.get("value") if isinstance(data, dict) else None)
@@ -190,7 +184,7 @@ def alerts_for_actor(
     since = _aware(since) or until - timedelta(hours=settings.lookback_hours)
     skew = timedelta(seconds=settings.clock_skew_seconds)
     window = Window(since - skew, until + skew)
-    api = _client(settings)
+    api = api_client(settings)
     fetch = {presets.MDE: _mde_alerts, presets.GRAPH: _graph_alerts, presets.SIEM: _siem_alerts}[settings.flavour]
     alerts, message = fetch(api, settings, names, window)
     alerts.sort(key=_newest_first)

@@ -28,7 +28,7 @@ from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msal.oauth2cli.assertion import JwtAssertionCreator
 
 from defender import presets
-from defender.services.client import retry_after_seconds
+from defender.services.client import ApiClient, retry_after_seconds
 from defender.services.client_certificate import CertificateCredential, parse_certificate_credential
 from defender.services.connection import ConnectionSettings
 from defender.services.errors import BadResponse, Throttled, TokenFailed, aadsts_advice, redact
@@ -504,3 +504,9 @@ class TokenSource:
 
     def drop(self) -> None:
         drop_token(self.settings)
+
+
+def api_client(settings: ConnectionSettings) -> ApiClient:
+    """The integration's API client: its token source (msal's app is kept per credential set), its route and budget,
+    and one HTTP session for every call it makes."""
+    return ApiClient(settings, TokenSource(settings))

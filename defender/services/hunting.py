@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from defender import presets
-from defender.services.alerts import _client
+from defender.services.auth import api_client
 from defender.services.connection import ConnectionSettings
 from defender.services.errors import ApiFailed, DefenderError
 from defender.services.outcomes import normalise_command
@@ -79,7 +79,7 @@ def run(settings: ConnectionSettings, text: str) -> HuntingAnswer:
     path = PATHS.get(settings.flavour)
     if path is None:
         raise HuntingUnavailable(f"telemetry not checked: the {settings.name or 'SIEM'} API has no advanced hunting.")
-    api = _client(settings)
+    api = api_client(settings)
     try:
         response = api.post_json(api.url(path), {"Query": text})
     except ApiFailed as failure:

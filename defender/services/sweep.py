@@ -16,9 +16,7 @@ from typing import Any
 
 from defender import presets
 from defender.services import alerts as parse
-from defender.services.auth import TokenSource
 from defender.services.client import MAX_PAGES, ApiClient
-from defender.services.connection import ConnectionSettings
 from defender.services.errors import ApiFailed, BadResponse, NotFound, Throttled
 from defender.services.untrusted import identifier, moment, text
 
@@ -69,11 +67,6 @@ class _Keyset:
         if updated == self.cursor:
             self.ids.add(alert_id)
         return True
-
-
-def client(settings: ConnectionSettings) -> ApiClient:
-    """One client for the whole sweep: one token source (msal's app is kept per credential set) and one session."""
-    return ApiClient(settings, TokenSource(settings))
 
 
 def sweep(
