@@ -7,9 +7,11 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from defender.models import Execution, Procedure
-from defender.operations import outcomes
+from defender.models import Execution, Procedure, SyncState
+from defender.operations import outcomes, sync
 from defender.operations.executions import record_procedures
 from defender.simulator import Simulator
 from tests.factories import make_actor, simulator_integration
@@ -206,3 +208,30 @@ def test_graph_integrations_hunt_with_run_hunting_query(endpoint_simulator):
 
     assert by_technique(execution)["T1016"].outcome == "detected"
     assert any(r.path == "/v1.0/security/runHuntingQuery" and r.method == "POST" for r in sim.requests)
+
+
+def test_evaluating_asks_the_database_as_often_with_six_swept_integrations_as_with_one(endpoint_simulator):
+    """Each integration's sweep schedule and state come with it: no query per integration."""
+    sim = endpoint_simulator
+    actor = make_actor(name="Fleet endpoint", hostname=sim.endpoint)
+    execution = ran(sim, actor)
+
+    def swept(name):
+        integration = simulator_integration(sim, name=name)
+        sync.set_schedule(integration, 10)
+        SyncState.objects.create(
+            integration=integration, last_started_at=datetime.now(UTC), last_finished_at=datetime.now(UTC), last_ok=True
+        )
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            outcomes.evaluate_execution(execution, ask_defender=False)
+        return len(captured)
+
+    swept("Defender EU")
+    with_one = queries()
+    for index in range(5):
+        swept(f"Defender {index}")
+
+    assert queries() == with_one
+    assert {check["message"] for p in execution.procedures.all() for check in p.checks} == {"swept"}

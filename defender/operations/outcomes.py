@@ -142,7 +142,8 @@ def _hear_integrations(execution: Execution, since: datetime, until: datetime, a
     """Make the store current for the window where a sweep does not, and say what each integration answered."""
     checks = []
     to_ask = []
-    for integration in Integration.objects.filter(enabled=True).order_by("name"):
+    integrations = Integration.objects.filter(enabled=True).select_related("sync_schedule__interval", "sync_state")
+    for integration in integrations.order_by("name"):
         if integration.location != Integration.Location.LOCAL:
             checks.append(_check(integration, True, "Remote: its node's stored alerts are used."))
             continue

@@ -309,10 +309,14 @@ def sweepable() -> list[Integration]:
 
 
 def schedule_minutes(integration: Integration) -> int | None:
-    """Every how many minutes the integration is swept; None when it is not."""
+    """Every how many minutes the integration is swept; None when it is not. Free of queries when the integration
+    was loaded with select_related("sync_schedule__interval")."""
     if integration.sync_schedule_id is None:
         return None
-    task = PeriodicTask.objects.select_related("interval").filter(pk=integration.sync_schedule_id).first()
+    try:
+        task = integration.sync_schedule
+    except PeriodicTask.DoesNotExist:  # deleted behind the cached integration's back
+        return None
     if task is None or not task.enabled or task.interval is None:
         return None
     seconds = float(task.interval.every) * health.SECONDS_PER_PERIOD.get(str(task.interval.period), 60)

@@ -1,8 +1,9 @@
 """Evaluate executions' procedures now, in the foreground, and print each one's outcome and why."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Prefetch, prefetch_related_objects
 
-from defender.models import Execution
+from defender.models import Execution, ProcedureMatch
 from defender.operations import outcomes
 
 
@@ -30,10 +31,15 @@ class Command(BaseCommand):
                 return
         for execution in chosen:
             self.stdout.write(f"{execution} on {execution.actor}:")
-            for procedure in outcomes.evaluate_execution(execution):
+            procedures = outcomes.evaluate_execution(execution)
+            # One query for every procedure's matches and their alerts, not one per procedure.
+            prefetch_related_objects(
+                procedures, Prefetch("matches", queryset=ProcedureMatch.objects.select_related("alert").order_by("pk"))
+            )
+            for procedure in procedures:
                 outcome = procedure.get_outcome_display()
                 self.stdout.write(f"  {procedure.order:>3} {procedure.technique_id:<10} {outcome:<9} {procedure.name}")
-                for match in procedure.matches.select_related("alert"):
+                for match in procedure.matches.all():
                     self.stdout.write(f"        alert {match.alert.alert_id}: {match.reason}")
                 if procedure.outcome_note:
                     self.stdout.write(f"        {procedure.outcome_note}")
