@@ -168,22 +168,18 @@ class ProceduresCsvView(PermissionRequiredMixin, View):
 
     permission_required = "defender.view_execution"
 
-    def get(self, request):
-        return procedures_csv(request)
-
-
-def procedures_csv(request: HttpRequest) -> StreamingHttpResponse:
-    executions = ExecutionFilter(request.GET, queryset=Execution.objects.all()).qs
-    matches = ProcedureMatch.objects.select_related("alert").order_by("pk")
-    procedures = (
-        Procedure.objects.filter(execution__in=executions.values("pk"))
-        .select_related("execution__actor")
-        .prefetch_related(Prefetch("matches", matches))
-        .order_by("execution__imported_at", "execution_id", "order", "pk")
-    )
-    response = StreamingHttpResponse(_procedure_lines(procedures), content_type="text/csv")
-    response["Content-Disposition"] = 'attachment; filename="procedures.csv"'
-    return response
+    def get(self, request: HttpRequest) -> StreamingHttpResponse:
+        executions = ExecutionFilter(request.GET, queryset=Execution.objects.all()).qs
+        matches = ProcedureMatch.objects.select_related("alert").order_by("pk")
+        procedures = (
+            Procedure.objects.filter(execution__in=executions.values("pk"))
+            .select_related("execution__actor")
+            .prefetch_related(Prefetch("matches", matches))
+            .order_by("execution__imported_at", "execution_id", "order", "pk")
+        )
+        response = StreamingHttpResponse(_procedure_lines(procedures), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="procedures.csv"'
+        return response
 
 
 urlpatterns = [
