@@ -250,3 +250,36 @@ def test_a_limit_out_of_range_is_refused_with_a_clear_message():
     assert refused.value.message_dict["calls_per_hour"] == [
         "Enter between 1 and 600,000 calls an hour, or leave it blank."
     ]
+
+
+@pytest.mark.django_db
+def test_advanced_hunting_takes_from_the_tenants_hunting_budget_not_the_alert_apis(clean_simulator, counted):
+    from defender.services import hunting
+
+    settings = settings_for(clean_simulator, name="Defender A")
+    graph = settings_for(clean_simulator, flavour="graph", name="Defender G")
+    query = 'DeviceProcessEvents | where FileName == "cmd.exe" | take 1'
+
+    hunting.run(settings, query)
+    hunting.run(graph, query)
+
+    shared = budget.hunting_budget_for(settings)
+    assert shared.key == budget.hunting_budget_for(graph).key
+    assert (shared.per_minute, shared.per_hour, shared.label) == (45, 1500, "Advanced hunting")
+    assert counted.usage(shared.key).minute == 2  # both apps' queries: one per-tenant count
+    assert counted.usage(budget.budget_for(settings).key).minute == 0
+    assert counted.usage(budget.budget_for(graph).key).minute == 0
+
+
+@pytest.mark.django_db
+def test_settings_system_lists_each_tenants_hunting_budget(admin_client, simulator):
+    simulator_integration(simulator, name="Defender A", calls_per_minute=30)
+    simulator_integration(simulator, name="Defender B")
+    make_integration(name="Defender S", api_flavour="siem", host="wdatp-alertexporter-eu.securitycenter.windows.com")
+    budget.take(budget.hunting_budget_for(settings_for(simulator)))
+
+    html = admin_client.get("/settings/system/").content.decode()
+
+    row = next(row for row in html.split("<tr>") if "Advanced hunting" in row)
+    assert "Defender A" in row and "Defender B" in row and "Defender S" not in row
+    assert "1 of 30" in row and "1 of 1500" in row  # the lower of Microsoft's 45 and the limit set on Defender A

@@ -15,6 +15,7 @@ from django_celery_beat.models import PeriodicTask
 from defender.models import Integration, Worker
 from defender.operations import engine
 from defender.services import budget
+from defender.services import hunting as hunting_api
 
 
 @dataclass(frozen=True)
@@ -106,22 +107,33 @@ def overview() -> Overview:
 
 def call_budgets(integrations: list[Integration]) -> list[CallBudget]:
     """Each budget the integrations call on, with the smallest limits set among them (Microsoft's where none is),
-    in the order of their first integration's name. Keyed without any secret."""
+    in the order of their first integration's name, then each tenant's advanced-hunting budget. Keyed without any
+    secret."""
     groups: dict[str, list[Integration]] = {}
+    hunting: dict[str, list[Integration]] = {}
     for integration in integrations:
         key = budget.budget_key(integration.client_id, integration.tenant_id, integration.api_flavour)
         groups.setdefault(key, []).append(integration)
+        if integration.api_flavour in hunting_api.PATHS and integration.location == Integration.Location.LOCAL:
+            hunting.setdefault(budget.hunting_budget_key(integration.tenant_id), []).append(integration)
     listed = []
     for key, group in groups.items():
         default = budget.DEFAULT_LIMITS[group[0].api_flavour]
         per_minute = min((i.calls_per_minute for i in group if i.calls_per_minute), default=default.per_minute)
         per_hour = min((i.calls_per_hour for i in group if i.calls_per_hour), default=default.per_hour)
-        api = budget.API_LABELS[group[0].api_flavour]
-        try:
-            used = budget.usage(key)
-        except budget.BudgetUnavailable:
-            listed.append(CallBudget(group, api, per_minute, per_hour, None, None, None))
-            continue
-        paused = datetime.fromtimestamp(used.paused_until, UTC) if used.paused_until else None
-        listed.append(CallBudget(group, api, per_minute, per_hour, used.minute, used.hour, paused))
+        listed.append(_call_budget(key, group, budget.API_LABELS[group[0].api_flavour], per_minute, per_hour))
+    for key, group in hunting.items():
+        limits = [budget.hunting_limits(i.calls_per_minute, i.calls_per_hour) for i in group]
+        per_minute = min(limit.per_minute for limit in limits)
+        per_hour = min((limit.per_hour for limit in limits if limit.per_hour), default=None)
+        listed.append(_call_budget(key, group, budget.API_LABELS[budget.HUNTING], per_minute, per_hour))
     return listed
+
+
+def _call_budget(key: str, group: list[Integration], api: str, per_minute: int, per_hour: int | None) -> CallBudget:
+    try:
+        used = budget.usage(key)
+    except budget.BudgetUnavailable:
+        return CallBudget(group, api, per_minute, per_hour, None, None, None)
+    paused = datetime.fromtimestamp(used.paused_until, UTC) if used.paused_until else None
+    return CallBudget(group, api, per_minute, per_hour, used.minute, used.hour, paused)

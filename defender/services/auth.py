@@ -28,6 +28,7 @@ from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msal.oauth2cli.assertion import JwtAssertionCreator
 
 from defender import presets
+from defender.services import budget
 from defender.services.client import ApiClient, retry_after_seconds
 from defender.services.client_certificate import CertificateCredential, parse_certificate_credential
 from defender.services.connection import ConnectionSettings
@@ -506,7 +507,7 @@ class TokenSource:
         drop_token(self.settings)
 
 
-def api_client(settings: ConnectionSettings) -> ApiClient:
-    """The integration's API client: its token source (msal's app is kept per credential set), its route and budget,
-    and one HTTP session for every call it makes."""
-    return ApiClient(settings, TokenSource(settings))
+def api_client(settings: ConnectionSettings, call_budget: budget.Budget | None = None) -> ApiClient:
+    """The integration's API client: its token source (msal's app is kept per credential set), its route and budget
+    (``call_budget`` instead, for calls with a budget of their own), and one HTTP session for every call it makes."""
+    return ApiClient(settings, TokenSource(settings), call_budget=call_budget)

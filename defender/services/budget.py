@@ -57,7 +57,17 @@ DEFAULT_LIMITS: dict[str, Limits] = {
     presets.GRAPH: Limits(150, None),
     presets.SIEM: Limits(100, 1500),
 }
-API_LABELS: dict[str, str] = {presets.MDE: "Defender API", presets.GRAPH: "Microsoft Graph", presets.SIEM: "SIEM API"}
+# Advanced hunting has quotas of its own, counted per tenant whatever the app or API that runs the query: 45 calls
+# a minute and 1,500 an hour (Defender for Endpoint's advanced hunting API; Defender XDR's, which Graph's
+# runHuntingQuery fronts, documents "at least 45 calls per minute per tenant"). Its calls take from this budget only.
+HUNTING = "hunting"
+HUNTING_LIMITS = Limits(45, 1500)
+API_LABELS: dict[str, str] = {
+    presets.MDE: "Defender API",
+    presets.GRAPH: "Microsoft Graph",
+    presets.SIEM: "SIEM API",
+    HUNTING: "Advanced hunting",
+}
 
 
 def budget_key(client_id: str, tenant_id: str, api: str) -> str:
@@ -98,6 +108,24 @@ def budget_for(settings: ConnectionSettings) -> Budget:
         per_hour=settings.calls_per_hour or default.per_hour,
         name=settings.name,
     )
+
+
+def hunting_budget_key(tenant_id: str) -> str:
+    """The tenant's advanced-hunting budget: one for every app of the tenant."""
+    return budget_key("", tenant_id, HUNTING)
+
+
+def hunting_limits(calls_per_minute: int | None, calls_per_hour: int | None) -> Limits:
+    """Advanced hunting's limits, within an integration's own when they are lower (an app shared with another tool
+    keeps its share)."""
+    minute, hour = HUNTING_LIMITS.per_minute, HUNTING_LIMITS.per_hour or 0
+    return Limits(min(calls_per_minute or minute, minute), min(calls_per_hour or hour, hour) or None)
+
+
+def hunting_budget_for(settings: ConnectionSettings) -> Budget:
+    """The budget an advanced-hunting query takes from: the tenant's."""
+    limits = hunting_limits(settings.calls_per_minute, settings.calls_per_hour)
+    return Budget(hunting_budget_key(settings.tenant_id), HUNTING, limits.per_minute, limits.per_hour, settings.name)
 
 
 class BudgetSpent(Throttled):
@@ -460,6 +488,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "background",
     "budget_for",
+    "hunting_budget_for",
     "budget_key",
     "configure",
     "pause",

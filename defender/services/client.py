@@ -96,14 +96,19 @@ class ApiClient:
     """
 
     def __init__(
-        self, settings: ConnectionSettings, tokens: Tokens, sleep: Callable[[float], None] = time.sleep
+        self,
+        settings: ConnectionSettings,
+        tokens: Tokens,
+        sleep: Callable[[float], None] = time.sleep,
+        call_budget: budget.Budget | None = None,
     ) -> None:
         self.settings = settings
         self.tokens = tokens
         self.transport = Transport(settings)
         self.api_name = API_NAMES[settings.flavour]
         self.sleep = sleep
-        self.budget = budget.budget_for(settings)
+        # The integration's API budget unless the calls have one of their own (advanced hunting's).
+        self.budget = call_budget or budget.budget_for(settings)
         # Every request sent, retries included: what the API counts against the tenant's budget.
         self.calls = 0
 

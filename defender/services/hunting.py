@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from defender import presets
+from defender.services import budget
 from defender.services.auth import api_client
 from defender.services.connection import ConnectionSettings
 from defender.services.errors import ApiFailed, DefenderError
@@ -75,11 +76,12 @@ def query(device_names: Iterable[str], since: datetime, until: datetime, command
 
 
 def run(settings: ConnectionSettings, text: str) -> HuntingAnswer:
-    """Run the query through the integration's client (its token, route, budget and retries)."""
+    """Run the query through the integration's client (its token, route and retries), taking from the tenant's
+    advanced-hunting budget rather than the alert API's."""
     path = PATHS.get(settings.flavour)
     if path is None:
         raise HuntingUnavailable(f"telemetry not checked: the {settings.name or 'SIEM'} API has no advanced hunting.")
-    api = api_client(settings)
+    api = api_client(settings, budget.hunting_budget_for(settings))
     try:
         response = api.post_json(api.url(path), {"Query": text})
     except ApiFailed as failure:
