@@ -29,6 +29,8 @@ REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
     # The SIEM exporter predates app roles in tokens; it only needs the Azure AD Graph resource token.
     SIEM: (),
 }
+# The role advanced hunting needs (detection outcomes' telemetry checks); not needed for alerts.
+HUNTING_ROLES: dict[str, str] = {MDE: "AdvancedQuery.Read.All", GRAPH: "ThreatHunting.Read.All"}
 
 # "Current by default": the Defender for Endpoint API is versioned under /api/{version}; Graph under /{version}.
 DEFAULT_API_VERSION: dict[str, str] = {MDE: "v1.0", GRAPH: "v1.0", SIEM: ""}

@@ -340,3 +340,15 @@ def test_an_https_proxy_with_an_untrusted_certificate_fails_the_tcp_step_naming_
         f"The certificate for the proxy 127.0.0.1:{https_proxy.port} is signed by an unknown CA."
     )
     assert "the proxy's CA in the proxy rule" in result.steps[1].message
+
+
+@pytest.mark.parametrize(("flavour", "role"), [("mde", "AdvancedQuery.Read.All"), ("graph", "ThreatHunting.Read.All")])
+def test_the_permission_step_says_whether_outcomes_can_check_telemetry(simulator, flavour, role):
+    granted = run_test(settings_for(simulator, flavour=flavour))
+    lacking = run_test(settings_for(simulator, flavour=flavour, app=simulator.app_without_hunting))
+
+    assert granted.ok and lacking.ok  # alerts need no hunting role: the Test passes either way
+    assert f"With {role}, detection outcomes check telemetry too." in granted.steps[4].message
+    message = lacking.steps[4].message
+    assert f"It lacks {role}: detection outcomes cannot check telemetry" in message
+    assert f"Grant {role} in the Azure portal" in message

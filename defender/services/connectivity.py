@@ -235,7 +235,15 @@ class _Probe:
             raise PermissionMissing(
                 f"The token lacks {' and '.join(missing)}{has}.", permission_advice(self.settings.flavour, missing)
             )
-        return PASSED, f"The token holds {', '.join(required)}."
+        holds = f"The token holds {', '.join(required)}."
+        hunting = presets.HUNTING_ROLES.get(self.settings.flavour)
+        if hunting and hunting not in roles:
+            # Alerts work without it; only the outcome engine's telemetry check (Detected) needs it.
+            return PASSED, (
+                f"{holds} It lacks {hunting}: detection outcomes cannot check telemetry, so a procedure without "
+                f"an alert cannot be Detected. {permission_advice(self.settings.flavour, [hunting])}"
+            )
+        return PASSED, f"{holds} With {hunting}, detection outcomes check telemetry too." if hunting else holds
 
     def api_call(self) -> Outcome:
         probe: Callable[[ConnectionSettings], str] = alerts.probe_api  # its signature; alerts is not annotated yet

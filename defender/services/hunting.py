@@ -25,7 +25,6 @@ from defender.services.errors import ApiFailed, DefenderError
 from defender.services.outcomes import normalise_command
 
 PATHS = {presets.MDE: "/api/advancedqueries/run", presets.GRAPH: "/v1.0/security/runHuntingQuery"}
-PERMISSIONS = {presets.MDE: "AdvancedQuery.Read.All", presets.GRAPH: "ThreatHunting.Read.All"}
 ROWS_READ = 100
 COLUMNS = "Timestamp, DeviceId, DeviceName, FileName, FolderPath, SHA256, ProcessCommandLine, AccountName"
 TERM = re.compile(r"[A-Za-z0-9]{4,}")
@@ -87,7 +86,7 @@ def run(settings: ConnectionSettings, text: str) -> HuntingAnswer:
     except ApiFailed as failure:
         if failure.code == 403:
             raise HuntingUnavailable(
-                f"telemetry not checked: grant {PERMISSIONS[settings.flavour]} to the app of {settings.name} "
+                f"telemetry not checked: grant {presets.HUNTING_ROLES[settings.flavour]} to the app of {settings.name} "
                 "(Azure portal > App registrations > API permissions, then admin consent)."
             ) from None
         raise
