@@ -157,6 +157,38 @@ def test_a_bad_attire_log_is_400_naming_the_field_and_procedure(admin_api, actor
     assert Execution.objects.count() == 0
 
 
+def test_an_attire_log_for_an_unknown_host_creates_its_actor_only_when_asked(admin_api):
+    log = json.loads(LOG_FILE.read_text())
+
+    refused = post_json(admin_api, "/api/v1/executions/", log)
+    created = post_json(admin_api, "/api/v1/executions/?create_actors=true&detection_window_minutes=90", log)
+
+    assert refused.status_code == 400 and "WS-FIN-07" in refused.json()["detail"]
+    assert created.status_code == 201
+    execution = Execution.objects.get()
+    assert execution.actor.hostname.lower() == "ws-fin-07" and execution.detection_window_minutes == 90
+    first = execution.procedures.order_by("order").first()
+    assert first.window_closes_at - first.stopped_at == timedelta(minutes=90)
+
+
+def test_creating_actors_through_the_api_needs_the_permission_to_add_actors(django_user_model):
+    from django.contrib.auth.models import Permission
+
+    runner = django_user_model.objects.create_user("runner", password="unused-in-this-test")
+    runner.user_permissions.add(
+        *Permission.objects.filter(codename__in=["add_execution", "view_execution"], content_type__app_label="defender")
+    )
+    client = api(runner)[0]
+    log = json.loads(LOG_FILE.read_text())
+
+    denied = post_json(client, "/api/v1/executions/?create_actors=true", log)
+    bad_window = post_json(client, "/api/v1/executions/?detection_window_minutes=0", log)
+
+    assert denied.status_code == 403 and "permission to add actors" in denied.json()["detail"]
+    assert bad_window.status_code == 400 and bad_window.json()["field"] == "detection_window_minutes"
+    assert Execution.objects.count() == 0
+
+
 def test_a_list_of_procedures_posted_becomes_an_execution(admin_api, actor):
     body = {
         "actor": actor.pk,

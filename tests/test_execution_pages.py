@@ -150,6 +150,23 @@ def test_uploading_a_log_imports_it_and_opens_the_execution(admin_client, actor)
     assert execution.procedures.count() == 2
 
 
+def test_creating_the_actor_on_upload_needs_the_permission_to_add_actors(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    runner = django_user_model.objects.create_user("runner", password="unused-in-this-test")
+    runner.user_permissions.add(
+        *Permission.objects.filter(codename__in=["add_execution", "view_execution"], content_type__app_label="defender")
+    )
+    client.force_login(runner)
+    upload = SimpleUploadedFile("run.json", LOG_FILE.read_bytes(), content_type="application/json")
+
+    page = client.post(reverse("defender:execution-import"), {"log": upload, "create_actors": "on"})
+
+    assert page.status_code == 200
+    assert "needs the permission to add actors" in page.context["form"].errors["create_actors"][0]
+    assert Execution.objects.count() == 0
+
+
 def test_a_bad_log_is_refused_next_to_the_file_field_and_the_other_inputs_are_kept(admin_client, actor):
     upload = SimpleUploadedFile("run.json", b'{"attire-version": "1.1", "procedures": []}')
 

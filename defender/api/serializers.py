@@ -121,6 +121,17 @@ class ProceduresInSerializer(serializers.Serializer):
     procedures = ProcedureInSerializer(many=True, allow_empty=False, max_length=2000)  # type: ignore[call-arg]
 
 
+class AttireOptionsSerializer(serializers.Serializer):
+    """The query parameters of an ATTiRe import (the body is the log itself, as the logger wrote it)."""
+
+    detection_window_minutes = serializers.IntegerField(
+        min_value=1, max_value=7 * 24 * 60, required=False, help_text="Default: each integration's"
+    )
+    create_actors = serializers.BooleanField(
+        default=False, help_text="Create the actor when no actor is the log's target host (needs add_actor)"
+    )
+
+
 class RejectedSerializer(serializers.Serializer):
     detail = serializers.CharField()
     field = serializers.CharField(allow_blank=True, required=False, help_text="Which field is wrong")

@@ -113,6 +113,8 @@ class ExecutionViewSet(
 
     @extend_schema(
         summary="Add an execution: an ATTiRe log, or an actor and a list of procedures",
+        description="An ATTiRe log is taken as the logger wrote it; its import options are query parameters.",
+        parameters=[serializers.AttireOptionsSerializer],
         request={"application/json": OpenApiTypes.OBJECT},
         responses={
             201: serializers.ExecutionSerializer,
@@ -124,15 +126,16 @@ class ExecutionViewSet(
         body = request.data
         try:
             if isinstance(body, dict) and "attire-version" in body:
-                result = import_attire(body, source=Execution.Source.API, user=request.user)
+                options = serializers.AttireOptionsSerializer(data=request.query_params)
+                if not options.is_valid():
+                    return _rejected(options.errors)
+                if options.validated_data["create_actors"] and not request.user.has_perm("defender.add_actor"):
+                    self.permission_denied(request, "Creating actors needs the permission to add actors.")
+                result = import_attire(body, source=Execution.Source.API, user=request.user, **options.validated_data)
             else:
                 given = serializers.ProceduresInSerializer(data=body)
                 if not given.is_valid():
-                    field = next(iter(given.errors), "")
-                    return Response(
-                        {"detail": _first_error(given.errors), "field": field, "procedure": ""},
-                        status=status.HTTP_400_BAD_REQUEST,
-                    )
+                    return _rejected(given.errors)
                 data = given.validated_data
                 result = record_procedures(
                     actor=data["actor"],
@@ -150,6 +153,14 @@ class ExecutionViewSet(
         execution = self.get_queryset().get(pk=result.execution.pk)
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(serializers.ExecutionSerializer(execution).data, status=code)
+
+
+def _rejected(errors) -> Response:
+    """A 400 in the API's rejection shape: the first of DRF's errors, and the field it is about."""
+    field = next(iter(errors), "")
+    return Response(
+        {"detail": _first_error(errors), "field": field, "procedure": ""}, status=status.HTTP_400_BAD_REQUEST
+    )
 
 
 def _first_error(errors, path: str = "") -> str:

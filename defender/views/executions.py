@@ -65,6 +65,8 @@ class ExecutionImportView(PermissionRequiredMixin, View):
 
     def post(self, request):
         form = AttireUploadForm(request.POST, request.FILES)
+        if form.is_valid() and form.cleaned_data["create_actors"] and not request.user.has_perm("defender.add_actor"):
+            form.add_error("create_actors", "Creating actors needs the permission to add actors; ask an administrator.")
         if form.is_valid():
             data = form.cleaned_data
             try:
