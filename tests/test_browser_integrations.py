@@ -22,6 +22,9 @@ def open_add_form(page):
     page.get_by_role("button", name="Add Integration").click()
     page.get_by_role("link", name="Defender ATP").click()
     expect(page.get_by_role("heading", name="Add Integration: Defender ATP")).to_be_visible()
+    # The heading shows before the scripts at the end of the page have run; a field changed before then would not
+    # be seen by the form's script. The load event comes after them.
+    page.wait_for_load_state("load")
 
 
 def type_simulator_values(page, simulator, port=None):
@@ -108,6 +111,12 @@ def test_the_test_on_the_form_with_an_error_shows_it_next_to_its_field(page, liv
 
 def test_switching_the_api_flavour_never_overwrites_a_typed_host(page, live_server, log_in, admin_user):
     log_in(admin_user.username, PASSWORD)
+
+    def late(route):  # the form's script arrives late, as on a slow link: the form is used only once it has run
+        page.wait_for_timeout(1000)  # yields to the test meanwhile, unlike a sleep
+        route.continue_()
+
+    page.route("**/js/integration-form*.js", late)
     open_add_form(page)
     graph = presets.default_preset(presets.GRAPH)
     siem = presets.default_preset(presets.SIEM)
