@@ -40,12 +40,20 @@ def totally_ordered(queryset: QuerySet[Any]) -> bool:
     return bool(field.primary_key or field.unique)
 
 
+# Past this many rows skipped, a page reads its keys first (from the sort's index alone) and then only its own rows:
+# an OFFSET over whole rows reads and sorts every skipped row's columns, which spilled to disk at 50,000.
+KEYS_FIRST_AFTER = 1_000
+
+
 class IndexedPaginator(Paginator):
-    """Pages past the middle are read from the far end, in the reversed order, then put back in order.
+    """Pages past the middle are read from the far end, in the reversed order, then put back in order; deep pages
+    read their keys first.
 
     An OFFSET reads and throws away every row before the page: the last page of 100,000 alerts read 100,000 rows and
     spilled its sort to disk. Read backwards along the same index, the last page costs what the first does, and no
-    page costs more than half the rows. Page numbers and links are those of Django's Paginator.
+    page skips more than half the rows; those it skips, it skips in the index (an index-only scan of the sort's
+    columns and the key), and then it reads its own rows by key. Page numbers and links are those of Django's
+    Paginator.
     """
 
     def page(self, number: Any) -> Page:
@@ -55,10 +63,21 @@ class IndexedPaginator(Paginator):
         if top + self.orphans >= self.count:
             top = self.count
         queryset = _queryset(self.object_list)
-        if queryset is None or bottom <= self.count // 2 or not totally_ordered(queryset):
+        if queryset is None or not totally_ordered(queryset):
             return super().page(number)
-        records = list(queryset.reverse()[self.count - top : self.count - bottom])
-        records.reverse()
+        backwards = bottom > self.count // 2
+        if backwards:
+            queryset, bottom, top = queryset.reverse(), self.count - top, self.count - bottom
+        if bottom <= KEYS_FIRST_AFTER:
+            if not backwards:
+                return super().page(number)
+            records = list(queryset[bottom:top])
+        else:
+            keys = list(queryset.values_list("pk", flat=True)[bottom:top])
+            by_key = {record.pk: record for record in queryset.filter(pk__in=keys)}
+            records = [by_key[key] for key in keys if key in by_key]
+        if backwards:
+            records.reverse()
         bound: Any = self.object_list
         rows = BoundRows(records, bound.table, getattr(bound, "pinned_data", None))
         return Page(rows, number, self)
