@@ -235,3 +235,47 @@ def test_evaluating_asks_the_database_as_often_with_six_swept_integrations_as_wi
 
     assert queries() == with_one
     assert {check["message"] for p in execution.procedures.all() for check in p.checks} == {"swept"}
+
+
+def hunting_queries(sim):
+    return sum(1 for record in sim.requests if record.path.endswith(("advancedqueries/run", "runHuntingQuery")))
+
+
+def test_telemetry_is_asked_only_once_the_window_has_closed(endpoint_simulator):
+    sim = endpoint_simulator
+    simulator_integration(sim, name="Defender EU")
+    actor = make_actor(name="Fleet endpoint", hostname=sim.endpoint)
+    execution = ran(sim, actor)
+    execution.procedures.update(window_closes_at=datetime.now(UTC) + timedelta(hours=1))
+    before = hunting_queries(sim)
+
+    outcomes.evaluate_execution(execution)
+
+    netconfig = by_technique(execution)["T1016"]  # recorded by Defender, no alert: an alert may still come
+    assert netconfig.outcome == "pending" and "Telemetry is checked when it closes" in netconfig.outcome_note
+    assert hunting_queries(sim) == before
+    execution.procedures.update(window_closes_at=datetime.now(UTC) - timedelta(seconds=1))
+
+    assert outcomes.evaluate_pending() == 4
+
+    assert by_technique(execution)["T1016"].outcome == "detected"
+    assert hunting_queries(sim) > before
+
+
+def test_procedures_are_evaluated_again_until_evaluated_after_their_windows_closed(endpoint_simulator):
+    """An Alerted procedure may yet turn out Prevented while Defender reports within its window."""
+    sim = endpoint_simulator
+    simulator_integration(sim, name="Defender EU")
+    actor = make_actor(name="Fleet endpoint", hostname=sim.endpoint)
+    execution = ran(sim, actor)
+    execution.procedures.exclude(technique_id__in=["T1003.001", "T1059.001"]).delete()
+    execution.procedures.update(window_closes_at=datetime.now(UTC) + timedelta(hours=1))
+    outcomes.evaluate_execution(execution)
+    assert {p.outcome for p in execution.procedures.all()} == {"prevented", "alerted"}  # none Pending
+
+    assert outcomes.evaluate_pending() == 2  # windows open: asked again
+    # A minute later, the windows have closed since that evaluation.
+    now = datetime.now(UTC)
+    execution.procedures.update(window_closes_at=now - timedelta(seconds=1), evaluated_at=now - timedelta(minutes=1))
+    assert outcomes.evaluate_pending() == 2  # the first evaluation after they closed
+    assert outcomes.evaluate_pending() == 0  # final

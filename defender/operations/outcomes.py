@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from defender.destinations import REFUSED_SECRETS
@@ -201,7 +201,9 @@ def evaluate_execution(execution: Execution, *, ask_defender: bool = True) -> li
             window = procedure.window_closes_at - procedure.stopped_at
             found = rules.matches(facts, candidates, skew, window)
             closed = procedure.window_closes_at <= now
-            seen, hunted = (False, []) if found else telemetry.look(procedure, skew)
+            # Telemetry is asked once the window has closed: until then an alert may still come, and a query every
+            # evaluation would spend the tenant's hunting budget (45 a minute) on an answer that cannot be final.
+            seen, hunted = (False, []) if found or not closed else telemetry.look(procedure, skew)
             unheard = failed + [check for check in hunted if check["ok"] is False]
             outcome = rules.outcome(found, telemetry_seen=seen, window_closed=closed, unanswered=bool(unheard))
             procedure.set_evaluated(outcome)
@@ -242,15 +244,20 @@ def _note(outcome: str, failed: list[dict], closed: bool, hunted: list[dict]) ->
             f"; {unchecked}." if unchecked else ", and hunting found no process."
         )
     if outcome == Outcome.PENDING and not closed:
-        return "Defender may still report it: the detection window is open."
+        return "Defender may still report it: the detection window is open. Telemetry is checked when it closes."
     return ""
 
 
 def evaluate_pending(now: datetime | None = None) -> int:
-    """Evaluate again every execution with a procedure still Pending (the periodic task); returns how many
-    procedures were evaluated. One execution failing is logged and leaves the others evaluated."""
+    """Evaluate again every execution with a procedure still Pending or not evaluated since its window closed (an
+    Alerted one may yet turn out Prevented, while Defender reports within the window); returns how many procedures
+    were evaluated. One execution failing is logged and leaves the others evaluated."""
     execution_ids = (
-        Procedure.objects.filter(evaluated_outcome=Outcome.PENDING)
+        Procedure.objects.filter(
+            Q(evaluated_outcome=Outcome.PENDING)
+            | Q(evaluated_at__isnull=True)
+            | Q(evaluated_at__lt=F("window_closes_at"))
+        )
         .values_list("execution_id", flat=True)
         .distinct()
         .order_by("execution_id")
