@@ -592,16 +592,17 @@ def test_the_actor_page_with_ten_thousand_alerts_takes_a_fixed_number_of_queries
         asked(actor, integration, datetime(2026, 4, 24, 12, 0, tzinfo=UTC), datetime(2026, 5, 1, 12, 0, tzinfo=UTC))
     assert Alert.objects.count() >= 10_000
 
-    # Eleven for the page and its table (one of them counts the window and each status line, one reads the
-    # integrations that returned the page's alerts), one for the Get alerts still waiting on remote nodes, one for
-    # when each integration last synced, one for its latest executions with their outcomes counted.
-    with django_assert_max_num_queries(14):
+    # Twelve for the page and its table (one of them counts the window and each status line, one reads the page's
+    # keys by the sort's index, one its rows, one the integrations that returned them), one for the Get alerts still
+    # waiting on remote nodes, one for when each integration last synced, one for its latest executions with their
+    # outcomes counted.
+    with django_assert_max_num_queries(15):
         response = admin_client.get(actor_url(actor) + "?sort=-severity")
 
     assert len(response.context["table"].page.object_list) == 50
     assert response.context["counts"].outside == 0
     for period in ("1h", "all", "custom&since=2026-04-30T00:00&until=2026-05-01T00:00"):
-        with django_assert_max_num_queries(14):
+        with django_assert_max_num_queries(15):
             admin_client.get(actor_url(actor) + f"?sort=-severity&severity=High&period={period}")
     with django_assert_max_num_queries(9):
         csv_response = admin_client.get(actor_url(actor, "actor-alerts-csv"))
@@ -918,3 +919,27 @@ def test_a_status_the_siem_exporter_does_not_send_is_shown_as_not_reported(admin
     [row] = response.context["table"].page.object_list
     assert row.get_cell("status") == "Not reported"
     assert ">Unknown<" not in response.content.decode()
+
+
+def test_the_any_time_table_of_a_large_actor_is_paged_by_its_kept_count(
+    admin_client, monkeypatch, django_assert_max_num_queries
+):
+    from defender import filters
+    from defender.views import actors as actor_views
+
+    for module in (filters, actor_views):  # "large" from six alerts on
+        monkeypatch.setattr(module, "COUNTED_UP_TO", 5, raising=False)
+    actor = make_actor()
+    store(actor, 60)
+
+    with django_assert_max_num_queries(20) as queries:
+        response = admin_client.get(actor_url(actor) + "?period=all&page=2")
+    # Read before the next request: a request empties the connection's query log.
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"] and "defender_alert" in q["sql"]]
+    filtered = admin_client.get(actor_url(actor) + "?period=all&severity=High")
+
+    assert counts == []  # neither the table nor the status line counted the alerts again
+    assert response.context["table"].paginator.count == 60 == Actor.objects.get(pk=actor.pk).alert_count
+    assert len(response.context["table"].page.object_list) == 10
+    high = Alert.objects.filter(actor=actor, severity="High").count()
+    assert filtered.context["table"].paginator.count == high < 60  # a filter is counted, as the kept count cannot

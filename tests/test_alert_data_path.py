@@ -101,10 +101,10 @@ def page_of(actor, query):
     "sort", ["created", "severity", "title", "category", "detection_source", "status", "machine_name"]
 )
 @pytest.mark.parametrize("descending", [False, True])
-@pytest.mark.parametrize("keys_first_after", [paging.KEYS_FIRST_AFTER, 15], ids=["whole-rows", "keys-first"])
-def test_every_page_of_every_sort_equals_the_offset_page(sort, descending, keys_first_after, monkeypatch):
-    # Lowered, the keys-first read serves every page that skips more than 15 rows, from either end.
-    monkeypatch.setattr(paging, "KEYS_FIRST_AFTER", keys_first_after)
+@pytest.mark.parametrize("keys_first_above", [paging.KEYS_FIRST_ABOVE, 15], ids=["whole-rows", "keys-first"])
+def test_every_page_of_every_sort_equals_the_offset_page(sort, descending, keys_first_above, monkeypatch):
+    # Lowered, the keys-first read serves every page of these 95 rows, from either end.
+    monkeypatch.setattr(paging, "KEYS_FIRST_ABOVE", keys_first_above)
     actor, integration = make_actor(), make_integration()
     alert_store.store_alerts(actor, integration, alerts(95))
     order = f"-{sort}" if descending else sort

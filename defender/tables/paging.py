@@ -40,14 +40,15 @@ def totally_ordered(queryset: QuerySet[Any]) -> bool:
     return bool(field.primary_key or field.unique)
 
 
-# Past this many rows skipped, a page reads its keys first (from the sort's index alone) and then only its own rows:
-# an OFFSET over whole rows reads and sorts every skipped row's columns, which spilled to disk at 50,000.
-KEYS_FIRST_AFTER = 1_000
+# In a table of more than this many rows, a page reads its keys first (the sort's columns and the key, from the
+# sort's index alone) and then only its own rows: an OFFSET over whole rows read and sorted every skipped row's
+# columns (it spilled to disk at 50,000), and a sort no index serves in full sorted whole rows for a page of 50.
+KEYS_FIRST_ABOVE = 1_000
 
 
 class IndexedPaginator(Paginator):
-    """Pages past the middle are read from the far end, in the reversed order, then put back in order; deep pages
-    read their keys first.
+    """Pages past the middle are read from the far end, in the reversed order, then put back in order; pages of a
+    large table read their keys first.
 
     An OFFSET reads and throws away every row before the page: the last page of 100,000 alerts read 100,000 rows and
     spilled its sort to disk. Read backwards along the same index, the last page costs what the first does, and no
@@ -55,6 +56,13 @@ class IndexedPaginator(Paginator):
     columns and the key), and then it reads its own rows by key. Page numbers and links are those of Django's
     Paginator.
     """
+
+    def __init__(self, *args: Any, known_count: int | None = None, **kwargs: Any) -> None:
+        """``known_count``: the number of rows when it is kept elsewhere (an actor's alert count), so that the page
+        does not count them again."""
+        super().__init__(*args, **kwargs)
+        if known_count is not None:
+            self.__dict__["count"] = known_count  # Paginator.count is a cached_property: this is its cached value
 
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
@@ -68,7 +76,7 @@ class IndexedPaginator(Paginator):
         backwards = bottom > self.count // 2
         if backwards:
             queryset, bottom, top = queryset.reverse(), self.count - top, self.count - bottom
-        if bottom <= KEYS_FIRST_AFTER:
+        if self.count <= KEYS_FIRST_ABOVE:
             if not backwards:
                 return super().page(number)
             records = list(queryset[bottom:top])

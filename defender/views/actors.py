@@ -14,7 +14,7 @@ from django_htmx.http import replace_url
 from django_tables2 import RequestConfig, SingleTableView
 
 from defender import alert_export, alert_store
-from defender.filters import ANY_TIME, AlertFilter, window_counts
+from defender.filters import ANY_TIME, COUNTED_UP_TO, AlertFilter, window_counts
 from defender.forms.actors import ActorForm, AlertFetchForm
 from defender.models import Actor, Execution
 from defender.operations import sync
@@ -46,7 +46,12 @@ def alerts_section(request, actor, fetch_form=None):
     fetches = list(alert_store.last_fetches(actor))
     # Alerts only come from integrations that were asked: with one, an Integration column would say the same thing.
     alert_filter, table = shown_alerts(request, actor, fetches, exclude=("integration",) if len(fetches) < 2 else ())
-    RequestConfig(request, paginate={"per_page": ALERTS_PER_PAGE}).configure(table)
+    paginate: dict[str, Any] = {"per_page": ALERTS_PER_PAGE}
+    every_alert = alert_filter.is_valid() and not alert_filter.is_filtering and alert_filter.window.is_any_time
+    if every_alert and actor.alert_count > COUNTED_UP_TO:
+        # Every stored alert is in the table: the actor's kept count says how many, once there are many to count.
+        paginate["known_count"] = actor.alert_count
+    RequestConfig(request, paginate=paginate).configure(table)
     if request.user.has_perm("defender.fetch_alerts"):
         fetch_form = fetch_form or AlertFetchForm(remembered=AlertFetchForm.recall(request.session, actor))
     window = alert_filter.window
