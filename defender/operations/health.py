@@ -136,7 +136,11 @@ def email_addresses(text: str) -> list[str]:
 def schedule_minutes(integration: Integration) -> int | None:
     """Every how many minutes the integration is tested: None when it is not scheduled (or its schedule is not an
     interval, see ``schedule_note``). An interval an administrator set in another unit gives the nearest minutes."""
-    task = _task_of(integration)
+    return interval_minutes(_task_of(integration))
+
+
+def interval_minutes(task: PeriodicTask | None) -> int | None:
+    """Every how many whole minutes (at least one) an enabled interval task runs; None for any other task."""
     if task is None or not task.enabled or task.interval is None:
         return None
     seconds = float(task.interval.every) * SECONDS_PER_PERIOD.get(str(task.interval.period), 60)

@@ -317,10 +317,7 @@ def schedule_minutes(integration: Integration) -> int | None:
         task = integration.sync_schedule
     except PeriodicTask.DoesNotExist:  # deleted behind the cached integration's back
         return None
-    if task is None or not task.enabled or task.interval is None:
-        return None
-    seconds = float(task.interval.every) * health.SECONDS_PER_PERIOD.get(str(task.interval.period), 60)
-    return max(1, round(seconds / 60))
+    return health.interval_minutes(task)
 
 
 def set_schedule(integration: Integration, minutes: int | None) -> None:

@@ -483,6 +483,10 @@ def _digest(algorithm, *parts):
     return hashlib.new(algorithm, "|".join(parts).encode()).hexdigest()
 
 
+class UnknownMachine(LookupError):
+    """A procedure or a seed asked for a machine the tenant does not have."""
+
+
 class SeedData:
     def __init__(self, seed=1, alerts_on_bulk_machine=0, now=None):
         self.seed = seed
@@ -621,7 +625,11 @@ class SeedData:
         return alert
 
     def machine_by_name(self, name):
-        return next(m for m in self.machines if m["computerDnsName"].lower() == name.lower())
+        """The machine of that computer name (any case); UnknownMachine when there is none."""
+        found = next((m for m in self.machines if m["computerDnsName"].lower() == name.lower()), None)
+        if found is None:
+            raise UnknownMachine(f"No machine is named {name!r}.")
+        return found
 
     def _machine(self, rng, dns_name, platform, os_platform, version, os_build, tags):
         host_octet = rng.randint(10, 250)

@@ -29,7 +29,7 @@ from .graph_api import error as graph_error
 from .graph_api import throttled as graph_throttled
 from .hunting import hunting_reply
 from .reply import Reply
-from .seed import ACTOR_HOSTNAMES, BULK_MACHINE, SeedData, jsonable
+from .seed import ACTOR_HOSTNAMES, BULK_MACHINE, SeedData, UnknownMachine, jsonable
 from .siem_api import SiemAPI
 from .siem_api import error as siem_error
 from .tokens import InvalidToken, TokenSigner
@@ -653,10 +653,10 @@ class Simulator:
                 str(body.get("fileName", "")),
                 timedelta(seconds=float(body.get("delaySeconds", 0))),
             )
+        except UnknownMachine as exc:
+            return Reply(404, {"error": {"code": "NotFound", "message": str(exc)}})
         except KeyError as exc:
             return Reply(400, {"error": {"code": "InvalidInput", "message": f"missing field {exc.args[0]!r}"}})
-        except StopIteration:
-            return Reply(404, {"error": {"code": "NotFound", "message": "No machine has that name."}})
         except (ValueError, TypeError, OverflowError) as exc:
             return Reply(400, {"error": {"code": "InvalidInput", "message": str(exc)}})
         return Reply(201, {"alertId": alert_id})
