@@ -51,7 +51,7 @@ def populate(total):
     from django.contrib.auth.models import Group, User
     from django.db import connection
 
-    from defender.models import Actor, Alert, AlertFetch, Integration, recount_alerts
+    from defender.models import Actor, Alert, AlertFetch, AlertSource, Integration, recount_alerts
     from defender.roles import ADMINISTRATORS
 
     admin = User.objects.create_user("bench-admin", password="bench-only-password")
@@ -75,8 +75,9 @@ def populate(total):
     big = min(BIG, total // 10)
     # A million rows go in several times faster with the sort indexes built once afterwards than kept row by row.
     with connection.schema_editor() as editor:
-        for index in Alert._meta.indexes:
-            editor.remove_index(Alert, index)
+        for model in (Alert, AlertSource):
+            for index in model._meta.indexes:
+                editor.remove_index(model, index)
     with connection.cursor() as cursor:
         # Actor 1 holds `big` alerts; the rest are spread over the other actors. Severity, status, titles and times
         # vary so that every sort and filter has work to do.
@@ -103,14 +104,15 @@ def populate(total):
             {"tenant": TENANT, "big": big, "first": first_actor, "actors": ACTORS, "now": now, "total": total},
         )
         cursor.execute(
-            "INSERT INTO defender_alertsource (alert_id, integration_id, first_seen_at, last_seen_at) "
-            "SELECT id, %s + id %% %s, %s, %s FROM defender_alert",
+            "INSERT INTO defender_alertsource (alert_id, actor_id, integration_id, first_seen_at, last_seen_at) "
+            "SELECT id, actor_id, %s + id %% %s, %s, %s FROM defender_alert",
             [first_integration, INTEGRATIONS, now, now],
         )
         cursor.execute("SET maintenance_work_mem = '512MB'")
     with connection.schema_editor() as editor:
-        for index in Alert._meta.indexes:
-            editor.add_index(Alert, index)
+        for model in (Alert, AlertSource):
+            for index in model._meta.indexes:
+                editor.add_index(model, index)
     with connection.cursor() as cursor:
         # What autovacuum does soon after a bulk load (PostgreSQL 13+ vacuums after inserts too): statistics, and
         # the visibility map that lets a page skip rows in an index alone.

@@ -192,20 +192,28 @@ def _upsert_batched(integration, tenant, ids, rows, now, actor_id):
         update_fields=UPDATED_FIELDS,
     )
     # Read the keys back rather than trust bulk_create to set them: not every database returns them on a conflict.
+    # The actor is the row's own: a richer copy kept its actor.
     sources = []
     for start in range(0, len(ids), BATCH_SIZE):
         keys = Alert.objects.filter(tenant_id=tenant, alert_id__in=ids[start : start + BATCH_SIZE])
         sources += [
-            AlertSource(alert_id=pk, integration=integration, first_seen_at=now, last_seen_at=now)
-            for pk in keys.values_list("pk", flat=True)
+            AlertSource(alert_id=pk, actor_id=owner, integration=integration, first_seen_at=now, last_seen_at=now)
+            for pk, owner in keys.values_list("pk", "actor_id")
         ]
     AlertSource.objects.bulk_create(
         sources,
         batch_size=BATCH_SIZE,
         update_conflicts=True,
         unique_fields=["alert", "integration"],
-        update_fields=["last_seen_at"],
+        update_fields=["last_seen_at", "actor"],
     )
+    if moved:
+        # The other integrations' sources of an alert that moved here move with it.
+        for start in range(0, len(upserted), BATCH_SIZE):
+            here = Alert.objects.filter(
+                tenant_id=tenant, actor_id=actor_id, alert_id__in=upserted[start : start + BATCH_SIZE]
+            )
+            AlertSource.objects.filter(alert__in=here).exclude(actor_id=actor_id).update(actor_id=actor_id)
     return inserted, moved
 
 
@@ -253,12 +261,22 @@ def _upsert_copied(integration, tenant, ids, rows, now):
             "SELECT count(*) FILTER (WHERE inserted) FROM stored"
         )
         inserted = cursor.fetchone()[0]
+        # The source's actor is the row's own (a richer copy kept its actor), and the other integrations' sources of
+        # an alert that moved here move with it.
         cursor.execute(
-            f"INSERT INTO {source_table} (alert_id, integration_id, first_seen_at, last_seen_at) "  # noqa: S608
-            f"SELECT id, %s, %s, %s FROM {alert_table} WHERE tenant_id = %s AND alert_id = ANY(%s) "
-            "ON CONFLICT (alert_id, integration_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at",
+            f"INSERT INTO {source_table} (alert_id, actor_id, integration_id, first_seen_at, last_seen_at) "  # noqa: S608
+            f"SELECT id, actor_id, %s, %s, %s FROM {alert_table} WHERE tenant_id = %s AND alert_id = ANY(%s) "
+            "ON CONFLICT (alert_id, integration_id) DO UPDATE "
+            "SET last_seen_at = EXCLUDED.last_seen_at, actor_id = EXCLUDED.actor_id",
             [integration.pk, now, now, tenant, ids],
         )
+        if moved:
+            cursor.execute(
+                f"UPDATE {source_table} source SET actor_id = alert.actor_id FROM {alert_table} alert "  # noqa: S608
+                "WHERE alert.tenant_id = %s AND alert.alert_id = ANY(%s) AND source.alert_id = alert.id "
+                "AND source.actor_id <> alert.actor_id",
+                [tenant, ids],
+            )
         cursor.execute(f"DROP TABLE pg_temp.{staged}")
     return inserted, moved
 

@@ -143,6 +143,37 @@ def test_the_window_last_asked_shows_each_alert_once_when_two_integrations_retur
     assert len(response.context["table"].page.object_list) == 5
 
 
+def test_an_alert_matched_to_another_actor_is_in_its_window_by_every_integration_that_returned_it(admin_client):
+    first, second = make_actor(name="first"), make_actor(name="second", hostname="ws-2")
+    integration, other = make_integration(), make_integration(name="Other")
+    alert_store.store_alerts(first, integration, alerts(10))
+    alert_store.store_alerts(first, other, alerts(10))
+    alert_store.store_alerts(second, integration, alerts(4))  # matched anew: four move, with both their sources
+    sources = AlertSource.objects.values_list("actor_id", "alert__actor_id")
+    assert all(source == alert for source, alert in sources)
+    # The second actor's window last asked of the other integration: the four it returned, though it never asked
+    # for them on this actor.
+    since, until = datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)
+    alert_store.record_outcome(second, alert_store.Outcome(other, True, "ok", since, until), until)
+    response = admin_client.get(reverse("defender:actor-detail", args=[second.pk]))
+    assert {row.record.alert_id for row in response.context["table"].page.object_list} == {f"da{i}" for i in range(4)}
+    alert_store.record_outcome(first, alert_store.Outcome(other, True, "ok", since, until), until)
+    response = admin_client.get(reverse("defender:actor-detail", args=[first.pk]))
+    assert {row.record.alert_id for row in response.context["table"].page.object_list} == {
+        f"da{i}" for i in range(4, 10)
+    }
+
+
+def test_an_alert_moved_to_another_actor_in_the_admin_takes_its_sources_along():
+    first, second = make_actor(name="first"), make_actor(name="second", hostname="ws-2")
+    alert_store.store_alerts(first, make_integration(), alerts(2))
+    alert = Alert.objects.get(alert_id="da0")
+    alert.actor = second
+    alert.save()
+    assert set(AlertSource.objects.filter(alert=alert).values_list("actor_id", flat=True)) == {second.pk}
+    assert AlertSource.objects.get(alert__alert_id="da1").actor_id == first.pk
+
+
 def grow(actor, integration, count):
     alert_store.store_alerts(actor, integration, alerts(count, prefix=f"{actor.pk}-"))
 
@@ -234,6 +265,40 @@ def test_the_migration_ranks_the_alerts_only_the_siem_exporter_returned_as_its_p
         migrated = executor.loader.project_state(after).apps.get_model("defender", "Alert")
         ranks = dict(migrated.objects.values_list("alert_id", "detail_rank"))
         assert ranks == {"both": 1, "siem-only": 0, "mde-only": 1}
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_each_source_its_alerts_actor():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("defender", "0022_executions_and_outcomes")], [("defender", "0023_alert_source_actor")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps
+        Integration, Actor, Alert, AlertSource = (
+            old.get_model("defender", name) for name in ("Integration", "Actor", "Alert", "AlertSource")
+        )
+        common = {"client_id": "c", "tenant_id": "t-1", "auth_url": "https://login.microsoftonline.com"}
+        mde = Integration.objects.create(name="MDE", host="api.security.microsoft.com", **common)
+        other = Integration.objects.create(name="Other", host="api.security.microsoft.com", **common)
+        now = timezone.now()
+        for name in ("ws-1", "ws-2"):
+            actor = Actor.objects.create(name=name, hostname=name)
+            alert = Alert.objects.create(
+                tenant_id="t-1", actor=actor, alert_id=name, created=now, first_seen_at=now, updated_at=now
+            )
+            for integration in (mde, other):
+                AlertSource.objects.create(alert=alert, integration=integration, first_seen_at=now, last_seen_at=now)
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        migrated = executor.loader.project_state(after).apps.get_model("defender", "AlertSource")
+        pairs = sorted(migrated.objects.values_list("alert__alert_id", "actor__name"))
+        assert pairs == [("ws-1", "ws-1"), ("ws-1", "ws-1"), ("ws-2", "ws-2"), ("ws-2", "ws-2")]
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
