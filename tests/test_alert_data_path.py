@@ -234,23 +234,35 @@ def test_storing_pays_for_no_index_or_foreign_key_check_that_another_index_alrea
     assert any(found["unique"] and found["columns"] == ["alert_id", "integration_id"] for found in source.values())
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_migration_ranks_the_alerts_only_the_siem_exporter_returned_as_its_poorer_copies():
+def across_migration(before, after, fill, check):
+    """Migrate back to ``before``, ``fill(Integration, Actor, Alert, AlertSource)`` as the models were then, migrate
+    to ``after`` and ``check(apps)`` with the models as they are then; the database ends at the latest migration."""
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    before, after = [("defender", "0020_alert_store_fewer_checks")], [("defender", "0021_alert_detail_rank")]
+    before, after = [("defender", before)], [("defender", after)]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     try:
         old = executor.loader.project_state(before).apps
-        Integration, Actor, Alert, AlertSource = (
-            old.get_model("defender", name) for name in ("Integration", "Actor", "Alert", "AlertSource")
-        )
-        common = {"client_id": "c", "tenant_id": "t-1", "auth_url": "https://login.microsoftonline.com"}
-        mde = Integration.objects.create(name="MDE", host="api.security.microsoft.com", api_flavour="mde", **common)
+        fill(*(old.get_model("defender", name) for name in ("Integration", "Actor", "Alert", "AlertSource")))
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        check(executor.loader.project_state(after).apps)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+COMMON = {"client_id": "c", "tenant_id": "t-1", "auth_url": "https://login.microsoftonline.com"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_ranks_the_alerts_only_the_siem_exporter_returned_as_its_poorer_copies():
+    def fill(Integration, Actor, Alert, AlertSource):
+        mde = Integration.objects.create(name="MDE", host="api.security.microsoft.com", api_flavour="mde", **COMMON)
         siem = Integration.objects.create(
-            name="SIEM", host="wdatp-alertexporter-eu.securitycenter.windows.com", api_flavour="siem", **common
+            name="SIEM", host="wdatp-alertexporter-eu.securitycenter.windows.com", api_flavour="siem", **COMMON
         )
         actor = Actor.objects.create(name="ws", hostname="ws-1")
         now = timezone.now()
@@ -260,32 +272,19 @@ def test_the_migration_ranks_the_alerts_only_the_siem_exporter_returned_as_its_p
             )
             for integration in returned_by:
                 AlertSource.objects.create(alert=alert, integration=integration, first_seen_at=now, last_seen_at=now)
-        executor = MigrationExecutor(connection)
-        executor.migrate(after)
-        migrated = executor.loader.project_state(after).apps.get_model("defender", "Alert")
-        ranks = dict(migrated.objects.values_list("alert_id", "detail_rank"))
+
+    def check(apps):
+        ranks = dict(apps.get_model("defender", "Alert").objects.values_list("alert_id", "detail_rank"))
         assert ranks == {"both": 1, "siem-only": 0, "mde-only": 1}
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    across_migration("0020_alert_store_fewer_checks", "0021_alert_detail_rank", fill, check)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_gives_each_source_its_alerts_actor():
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    before, after = [("defender", "0022_executions_and_outcomes")], [("defender", "0023_alert_source_actor")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    try:
-        old = executor.loader.project_state(before).apps
-        Integration, Actor, Alert, AlertSource = (
-            old.get_model("defender", name) for name in ("Integration", "Actor", "Alert", "AlertSource")
-        )
-        common = {"client_id": "c", "tenant_id": "t-1", "auth_url": "https://login.microsoftonline.com"}
-        mde = Integration.objects.create(name="MDE", host="api.security.microsoft.com", **common)
-        other = Integration.objects.create(name="Other", host="api.security.microsoft.com", **common)
+    def fill(Integration, Actor, Alert, AlertSource):
+        mde = Integration.objects.create(name="MDE", host="api.security.microsoft.com", **COMMON)
+        other = Integration.objects.create(name="Other", host="api.security.microsoft.com", **COMMON)
         now = timezone.now()
         for name in ("ws-1", "ws-2"):
             actor = Actor.objects.create(name=name, hostname=name)
@@ -294,11 +293,10 @@ def test_the_migration_gives_each_source_its_alerts_actor():
             )
             for integration in (mde, other):
                 AlertSource.objects.create(alert=alert, integration=integration, first_seen_at=now, last_seen_at=now)
-        executor = MigrationExecutor(connection)
-        executor.migrate(after)
-        migrated = executor.loader.project_state(after).apps.get_model("defender", "AlertSource")
-        pairs = sorted(migrated.objects.values_list("alert__alert_id", "actor__name"))
+
+    def check(apps):
+        sources = apps.get_model("defender", "AlertSource").objects
+        pairs = sorted(sources.values_list("alert__alert_id", "actor__name"))
         assert pairs == [("ws-1", "ws-1"), ("ws-1", "ws-1"), ("ws-2", "ws-2"), ("ws-2", "ws-2")]
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    across_migration("0022_executions_and_outcomes", "0023_alert_source_actor", fill, check)

@@ -9,38 +9,28 @@ def copy_each_alerts_actor(apps, schema_editor):
     AlertSource.objects.update(actor_id=Subquery(Alert.objects.filter(pk=OuterRef("alert_id")).values("actor_id")[:1]))
 
 
+def source_actor(**options):
+    return models.ForeignKey(
+        db_constraint=False,
+        db_index=False,
+        editable=False,
+        on_delete=django.db.models.deletion.CASCADE,
+        related_name="+",
+        to="defender.actor",
+        **options,
+    )
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("defender", "0022_executions_and_outcomes"),
     ]
 
     operations = [
-        migrations.AddField(
-            model_name="alertsource",
-            name="actor",
-            field=models.ForeignKey(
-                db_constraint=False,
-                db_index=False,
-                editable=False,
-                null=True,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="+",
-                to="defender.actor",
-            ),
-        ),
+        # Nullable until every source has its alert's actor, then required.
+        migrations.AddField(model_name="alertsource", name="actor", field=source_actor(null=True)),
         migrations.RunPython(copy_each_alerts_actor, migrations.RunPython.noop),
-        migrations.AlterField(
-            model_name="alertsource",
-            name="actor",
-            field=models.ForeignKey(
-                db_constraint=False,
-                db_index=False,
-                editable=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="+",
-                to="defender.actor",
-            ),
-        ),
+        migrations.AlterField(model_name="alertsource", name="actor", field=source_actor()),
         migrations.AddIndex(
             model_name="alertsource",
             index=models.Index(fields=["actor", "integration", "alert"], name="alert_source_actor"),
