@@ -168,11 +168,15 @@ def _upsert(integration, tenant, rows, now):
             richer.update(found.values_list("alert_id", flat=True))
         rows = [row for row in rows if row["alert_id"] not in richer]
         inserted, moved = _upsert_batched(integration, tenant, ids, rows, now, actor_id)
-    # Actor.alert_count: the new rows, and the rows that moved here from another actor (an alert matched anew).
-    if inserted or moved:
-        Actor.objects.filter(pk=actor_id).update(alert_count=F("alert_count") + inserted + sum(moved.values()))
-    for other, count in moved.items():
-        Actor.objects.filter(pk=other).update(alert_count=Greatest(F("alert_count") - count, 0))
+    # Actor.alert_count: the new rows, and the rows that moved from one actor to another (an alert matched anew).
+    gained, lost = Counter({actor_id: inserted}), Counter()
+    for (was_on, now_on), count in moved.items():
+        gained[now_on] += count
+        lost[was_on] += count
+    for actor, count in (+gained).items():
+        Actor.objects.filter(pk=actor).update(alert_count=F("alert_count") + count)
+    for actor, count in lost.items():
+        Actor.objects.filter(pk=actor).update(alert_count=Greatest(F("alert_count") - count, 0))
 
 
 def _upsert_batched(integration, tenant, ids, rows, now, actor_id):
@@ -183,7 +187,7 @@ def _upsert_batched(integration, tenant, ids, rows, now, actor_id):
         found = Alert.objects.filter(tenant_id=tenant, alert_id__in=upserted[start : start + BATCH_SIZE])
         stored.update(found.values_list("alert_id", "actor_id"))
     inserted = sum(1 for alert_id in upserted if alert_id not in stored)
-    moved = Counter(owner for owner in stored.values() if owner != actor_id)
+    moved = Counter((owner, actor_id) for owner in stored.values() if owner != actor_id)
     Alert.objects.bulk_create(
         [_instance(row) for row in rows],
         batch_size=BATCH_SIZE,
@@ -242,43 +246,59 @@ def _upsert_copied(integration, tenant, ids, rows, now):
         # A temporary table has no statistics until analysed: without them the planner joined it to the alerts by a
         # nested loop, and storing 10,000 alerts again took 40 s instead of 2. The join needs only the keys'.
         cursor.execute(f"ANALYZE pg_temp.{staged} (tenant_id, alert_id, actor_id)")
-        # The rows that move here from another actor (an alert matched anew), locked until this transaction ends so
-        # that a store running at the same time cannot count them twice.
-        cursor.execute(
-            f"SELECT actor_id, count(*) FROM (SELECT alert.actor_id FROM {alert_table} alert JOIN {staged} new "  # noqa: S608
-            "ON alert.tenant_id = new.tenant_id AND alert.alert_id = new.alert_id "
-            "WHERE alert.actor_id <> new.actor_id AND alert.detail_rank <= new.detail_rank FOR UPDATE OF alert) moving "
-            "GROUP BY actor_id"
-        )
-        moved = dict(cursor.fetchall())
         assignments = ", ".join(f"{connection.ops.quote_name(column)} = EXCLUDED.{column}" for column in updated)
         # xmax is 0 only on a row this statement inserted: an updated row carries the updating transaction's ID.
         cursor.execute(
             f"WITH stored AS (INSERT INTO {alert_table} ({names}) SELECT {names} FROM {staged} "  # noqa: S608
             f"ON CONFLICT (tenant_id, alert_id) DO UPDATE SET {assignments} "
             # Checked on the row as it is once a store running at the same time has committed it.
-            f"WHERE {alert_table}.detail_rank <= EXCLUDED.detail_rank RETURNING (xmax = 0) AS inserted) "
-            "SELECT count(*) FILTER (WHERE inserted) FROM stored"
+            f"WHERE {alert_table}.detail_rank <= EXCLUDED.detail_rank RETURNING id, (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted), array_agg(id) FILTER (WHERE NOT inserted), array_agg(id) "
+            "FROM stored"
         )
-        inserted = cursor.fetchone()[0]
-        # The source's actor is the row's own (a richer copy kept its actor), and the other integrations' sources of
-        # an alert that moved here move with it.
-        cursor.execute(
-            f"INSERT INTO {source_table} (alert_id, actor_id, integration_id, first_seen_at, last_seen_at) "  # noqa: S608
-            f"SELECT id, actor_id, %s, %s, %s FROM {alert_table} WHERE tenant_id = %s AND alert_id = ANY(%s) "
+        inserted, updated_keys, keys = cursor.fetchone()
+        actor_id = rows[0]["actor_id"]
+        moved = _move_sources(cursor, actor_id, updated_keys) if updated_keys else {}
+        upsert_source = (
             "ON CONFLICT (alert_id, integration_id) DO UPDATE "
-            "SET last_seen_at = EXCLUDED.last_seen_at, actor_id = EXCLUDED.actor_id",
-            [integration.pk, now, now, tenant, ids],
+            "SET last_seen_at = EXCLUDED.last_seen_at, actor_id = EXCLUDED.actor_id"
         )
-        if moved:
+        columns = f"INSERT INTO {source_table} (alert_id, actor_id, integration_id, first_seen_at, last_seen_at) "
+        if len(keys or ()) == len(rows):
+            # Every row was written, so each is this actor's: the keys the upsert returned, not looked up again.
             cursor.execute(
-                f"UPDATE {source_table} source SET actor_id = alert.actor_id FROM {alert_table} alert "  # noqa: S608
-                "WHERE alert.tenant_id = %s AND alert.alert_id = ANY(%s) AND source.alert_id = alert.id "
-                "AND source.actor_id <> alert.actor_id",
-                [tenant, ids],
+                f"{columns} SELECT unnest(%s::bigint[]), %s, %s, %s, %s {upsert_source}",
+                [keys, actor_id, integration.pk, now, now],
+            )
+        else:
+            # A richer copy was kept, on the actor it is on: each row's own key and actor.
+            cursor.execute(
+                f"{columns} SELECT id, actor_id, %s, %s, %s FROM {alert_table} "  # noqa: S608
+                f"WHERE tenant_id = %s AND alert_id = ANY(%s) {upsert_source}",
+                [integration.pk, now, now, tenant, ids],
             )
         cursor.execute(f"DROP TABLE pg_temp.{staged}")
     return inserted, moved
+
+
+def _move_sources(cursor, actor_id: int, keys: list[int]) -> dict[tuple[int, int], int]:
+    """Move to ``actor_id`` the sources of the alerts the upsert just updated (``keys``, now that actor's) that still
+    name another actor: alerts matched anew. Returns how many alerts went from which actor to which.
+
+    The sources tell the actor each alert had. They are read in a statement after the upsert, not before it nor in
+    it: an alert that another store has inserted and not yet committed is invisible to a read that starts before
+    that store commits, and the upsert waits for it (counted before, such an alert stayed on the first actor's count
+    and sources)."""
+    source_table = AlertSource._meta.db_table
+    # The source table a second time, as "before": RETURNING gives the updated row, and it the row as it was.
+    cursor.execute(
+        f"WITH moved AS (UPDATE {source_table} source SET actor_id = %s FROM {source_table} before "  # noqa: S608
+        "WHERE source.alert_id = ANY(%s) AND source.actor_id <> %s AND before.id = source.id "
+        "RETURNING before.actor_id AS was_on, source.alert_id) "
+        "SELECT was_on, count(DISTINCT alert_id) FROM moved GROUP BY was_on",
+        [actor_id, keys, actor_id],
+    )
+    return {(was_on, actor_id): count for was_on, count in cursor.fetchall()}
 
 
 _LZ4: dict[str, bool] = {}

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from defender import alert_store, presets
-from defender.models import Alert, AlertSource
+from defender.models import Actor, Alert, AlertSource
 from defender.services.alerts import Alert as DefenderAlert
 from defender.services.alerts import Evidence
 from tests.factories import TENANT_ID, make_actor, make_integration
@@ -269,41 +269,36 @@ def test_no_source_row_outlives_its_alert_on_any_delete_path():
     assert not Alert.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_siem_copy_stored_while_the_defender_api_stores_the_same_alert_never_replaces_it():
-    # Forced, not hoped for: the Defender API's store holds its transaction open until the SIEM exporter's store is
-    # seen waiting on the row (PostgreSQL's own lock view), then commits.
+def store_while_another_holds_the_row(first, second):
+    """Run ``first`` in a transaction held open until ``second``, on another connection, is seen waiting on a row lock
+    (PostgreSQL's own lock view); then commit it and let ``second`` finish. Forced, not hoped for."""
     from django.db import connection, connections
 
     if connection.vendor != "postgresql":
         pytest.skip("Only PostgreSQL runs two stores at once; SQLite takes one writer at a time.")
-    actor = make_actor()
-    mde = make_integration(name="Defender API")
-    siem = make_integration(name="SIEM", api_flavour=presets.SIEM, resource="https://graph.windows.net", api_version="")
-    evidence = (Evidence(entity_type="Process", process_name="powershell.exe", detection_status="Blocked"),)
     stored, waiting, failures = threading.Event(), threading.Event(), []
 
-    def defender_api():
+    def holding():
         try:
             with transaction.atomic():
-                alert_store.store_alerts(actor, mde, [defender_alert(evidence=evidence)])
+                first()
                 stored.set()
-                assert waiting.wait(60), "the SIEM store never waited on the row"
-        except BaseException as error:  # reported by the test below
+                assert waiting.wait(60), "the second store never waited on the row"
+        except BaseException as error:  # reported below
             failures.append(error)
         finally:
             connections.close_all()
 
-    def siem_exporter():
+    def waiting_on_it():
         try:
             assert stored.wait(60)
-            alert_store.store_alerts(actor, siem, [defender_alert(status="Unknown", first_event=None, evidence=())])
+            second()
         except BaseException as error:
             failures.append(error)
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=defender_api), threading.Thread(target=siem_exporter)]
+    threads = [threading.Thread(target=holding), threading.Thread(target=waiting_on_it)]
     for thread in threads:
         thread.start()
     assert stored.wait(60)
@@ -320,6 +315,36 @@ def test_a_siem_copy_stored_while_the_defender_api_stores_the_same_alert_never_r
     for thread in threads:
         thread.join(60)
     assert not failures, failures
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_siem_copy_stored_while_the_defender_api_stores_the_same_alert_never_replaces_it():
+    actor = make_actor()
+    mde = make_integration(name="Defender API")
+    siem = make_integration(name="SIEM", api_flavour=presets.SIEM, resource="https://graph.windows.net", api_version="")
+    evidence = (Evidence(entity_type="Process", process_name="powershell.exe", detection_status="Blocked"),)
+    poorer = defender_alert(status="Unknown", first_event=None, evidence=())
+    store_while_another_holds_the_row(
+        lambda: alert_store.store_alerts(actor, mde, [defender_alert(evidence=evidence)]),
+        lambda: alert_store.store_alerts(actor, siem, [poorer]),
+    )
     row = Alert.objects.get()
     assert (row.status, row.evidence[0]["detection_status"]) == ("New", "Blocked")
     assert sorted(row.integrations.values_list("name", flat=True)) == ["Defender API", "SIEM"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_alert_matched_anew_while_another_integration_stores_it_moves_with_every_source():
+    first, second = make_actor(name="first"), make_actor(name="second", hostname="ws-2")
+    integration, other = make_integration(), make_integration(name="Other")
+    store_while_another_holds_the_row(
+        lambda: alert_store.store_alerts(first, integration, [defender_alert()]),
+        lambda: alert_store.store_alerts(second, other, [defender_alert()]),
+    )
+    row = Alert.objects.get()
+    assert row.actor == second
+    assert sorted(AlertSource.objects.values_list("integration__name", "actor__name")) == [
+        ("Defender EU", "second"),
+        ("Other", "second"),
+    ]
+    assert [Actor.objects.get(pk=actor.pk).alert_count for actor in (first, second)] == [0, 1]
