@@ -368,26 +368,42 @@ def _mde_alerts(api: Any, settings: Any, names: tuple[str, ...], window: Window)
     without_evidence = False
     for machine_id, (reported, matched) in machines.items():
         path = f"{prefix}/machines/{quote(machine_id, safe='')}/alerts"
+        # Each page is read while Defender prepares the next.
         try:
-            listed = list(api.iter_items(path, {"$filter": time_filter, "$expand": "evidence"}, settings.page_size))
+            listed = api.iter_items(
+                path, {"$filter": time_filter, "$expand": "evidence"}, settings.page_size, read_ahead=True
+            )
+            machine_alerts, machine_unreadable = _read_mde(listed, reported, matched, portal, window)
         except ApiFailed as failure:
             if failure.code != 400:
                 raise
             # The page for this call documents no OData options: where it refuses $expand, the alerts still come.
-            listed = list(api.iter_items(path, {"$filter": time_filter}, settings.page_size))
+            listed = api.iter_items(path, {"$filter": time_filter}, settings.page_size, read_ahead=True)
+            machine_alerts, machine_unreadable = _read_mde(listed, reported, matched, portal, window)
             without_evidence = True
-        for raw in listed:
-            alert = from_mde(raw, reported, matched, portal)
-            if alert is None:
-                unreadable += 1
-            elif active_in(alert, window):
-                alerts.append(alert)
+        alerts += machine_alerts
+        unreadable += machine_unreadable
     found = ", ".join(reported for reported, _ in machines.values())
     note = " Defender refused to send their evidence ($expand=evidence), so none is shown." if without_evidence else ""
     if not alerts:
         raised = "sent no alerts it could read" if unreadable else "raised no alerts"
         return alerts, with_unreadable(f"Defender knows {found} but {raised} on it in that window.", unreadable)
     return alerts, with_unreadable(f"{_count(alerts)} on {found}.", unreadable) + note
+
+
+def _read_mde(
+    listed: Iterable[Any], reported: str, matched: str, portal: str, window: Window
+) -> tuple[list[Alert], int]:
+    """The alerts of one machine that were active in the window, and how many could not be read."""
+    alerts: list[Alert] = []
+    unreadable = 0
+    for raw in listed:
+        alert = from_mde(raw, reported, matched, portal)
+        if alert is None:
+            unreadable += 1
+        elif active_in(alert, window):
+            alerts.append(alert)
+    return alerts, unreadable
 
 
 # --- Graph --------------------------------------------------------------------------------------------------------

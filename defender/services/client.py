@@ -2,10 +2,12 @@
 401, paging, and the API's error answers in words a person can act on. Requests go through transport.Transport,
 each after taking a slot of the app and tenant's call budget (budget.py); a 429 pauses that budget for everyone."""
 
+import contextvars
 import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -238,57 +240,71 @@ class ApiClient:
         params: Params = None,
         page_size: int | None = None,
         headers: Mapping[str, str] | None = None,
+        read_ahead: bool = False,
     ) -> Iterator[Any]:
-        """Yield the items of a list endpoint page by page, never holding more than one page.
+        """Yield the items of a list endpoint page by page, never holding more than two pages.
 
         Follows @odata.nextLink; where the link is missing but a full page came back (the Defender API omits it
         when $top is given), asks for the next page with $skip. A bare JSON array (the SIEM API) is one page.
         A link to a page already read, or more than MAX_PAGES pages, fails rather than looping.
+
+        With ``read_ahead`` the next page is asked for while the caller reads this one, so Defender's time to
+        answer overlaps the caller's time to read. Only for a caller that reads every page: when it stops early,
+        the page being fetched is still one call of the budget. The caller must not use this client meanwhile.
         """
         first_url = self.url(path)
         base_params: dict[str, Any] = dict(params or {})
         if page_size:
             base_params["$top"] = page_size
-        url: str = first_url
-        query: Params = base_params
         followed = {requested_url(first_url, base_params)}
         received = 0
         page = 1
         previous_first: object = None
-        while True:
-            data = self.get_json(url, query, page, headers)
-            if isinstance(data, list):
-                yield from data
-                return
-            items = data.get("value") if isinstance(data, dict) else None
-            if not isinstance(items, list):
-                raise BadResponse(f"Page {page} of {path} had no list of results; no partial result shown.")
-            if items and page > 1 and items[0] == previous_first:
-                raise BadResponse(f"{self.api_name} sent page {page} of {path} twice: it ignores $skip.")
-            previous_first = items[0] if items else None
-            yield from items
-            received += len(items)
-            next_link = data.get("@odata.nextLink")
-            if next_link:
-                url, query = self._own_link(next_link, path, page), None
-                if requested_url(url, None) in followed:
-                    raise BadResponse(
-                        f"{self.api_name} repeated a page of {path}: the link on page {page} leads to a page already "
-                        "read; stopped there, no partial result shown.",
-                        "The service is paging wrongly; try again later, or with a different page size.",
+        reader = _ReadAhead(self.get_json) if read_ahead else _ReadOnDemand(self.get_json)
+        try:
+            reader.ask(first_url, base_params, page, headers)
+            while True:
+                data = reader.answer()
+                if isinstance(data, list):
+                    yield from data
+                    return
+                items = data.get("value") if isinstance(data, dict) else None
+                if not isinstance(items, list):
+                    raise BadResponse(f"Page {page} of {path} had no list of results; no partial result shown.")
+                if items and page > 1 and items[0] == previous_first:
+                    raise BadResponse(f"{self.api_name} sent page {page} of {path} twice: it ignores $skip.")
+                previous_first = items[0] if items else None
+                received += len(items)
+                stop: Exception | None = None
+                next_link = data.get("@odata.nextLink")
+                if next_link:
+                    url, query = self._own_link(next_link, path, page), None
+                    if requested_url(url, None) in followed:
+                        stop = BadResponse(
+                            f"{self.api_name} repeated a page of {path}: the link on page {page} leads to a page "
+                            "already read; stopped there, no partial result shown.",
+                            "The service is paging wrongly; try again later, or with a different page size.",
+                        )
+                    followed.add(requested_url(url, None))
+                elif page_size and len(items) >= page_size:
+                    url, query = first_url, {**base_params, "$skip": received}
+                else:
+                    yield from items
+                    return
+                if stop is None and page >= MAX_PAGES:
+                    stop = ApiFailed(
+                        f"{self.api_name} had more than {MAX_PAGES:,} pages of {path} ({received:,} results so far); "
+                        "stopped there, no partial result shown.",
+                        "Ask for a shorter time window, or raise the page size in Advanced options.",
                     )
-                followed.add(requested_url(url, None))
-            elif page_size and len(items) >= page_size:
-                url, query = first_url, {**base_params, "$skip": received}
-            else:
-                return
-            if page >= MAX_PAGES:
-                raise ApiFailed(
-                    f"{self.api_name} had more than {MAX_PAGES:,} pages of {path} ({received:,} results so far); "
-                    "stopped there, no partial result shown.",
-                    "Ask for a shorter time window, or raise the page size in Advanced options.",
-                )
-            page += 1
+                if stop is None:
+                    reader.ask(url, query, page + 1, headers)
+                yield from items
+                if stop is not None:
+                    raise stop
+                page += 1
+        finally:
+            reader.close()
 
     def _own_link(self, link: object, path: str, page: int) -> str:
         """A next link must stay on the API's own origin: the bearer token goes with it."""
@@ -303,3 +319,42 @@ class ApiClient:
             other = urlsplit(link).hostname if isinstance(link, str) else None
             raise BadResponse(f"Page {page} of {path} linked to another host ({other}); not followed.")
         return link
+
+
+class _ReadOnDemand:
+    """Each page asked for when the caller wants it."""
+
+    def __init__(self, get_json: Callable[..., Any]) -> None:
+        self._get_json = get_json
+        self._asked: tuple[Any, ...] = ()
+
+    def ask(self, *request: Any) -> None:
+        self._asked = request
+
+    def answer(self) -> Any:
+        return self._get_json(*self._asked)
+
+    def close(self) -> None:
+        pass
+
+
+class _ReadAhead:
+    """Each page fetched on a thread of its own from the moment it is asked for, with the caller's context (its
+    call-budget priority); its failure is raised to the caller when it wants the page."""
+
+    def __init__(self, get_json: Callable[..., Any]) -> None:
+        self._get_json = get_json
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+        self._pending: Future[Any] | None = None
+
+    def ask(self, *request: Any) -> None:
+        self._pending = self._pool.submit(contextvars.copy_context().run, self._get_json, *request)
+
+    def answer(self) -> Any:
+        assert self._pending is not None
+        pending, self._pending = self._pending, None
+        return pending.result()
+
+    def close(self) -> None:
+        # A page still in flight is waited for (each call has its timeouts): the client is the caller's again after.
+        self._pool.shutdown(wait=True)
