@@ -9,6 +9,7 @@ class DefenderConfig(AppConfig):
 
     def ready(self):
         from defender import logins
+        from defender.fields import json_as_text
         from defender.models import Integration
         from defender.roles import sync_group_permissions
         from integrations_site.private_files import make_sqlite_file_private
@@ -19,6 +20,7 @@ class DefenderConfig(AppConfig):
         # A deleted integration's schedules (health check, alert sweep) go with it.
         post_delete.connect(_integration_deleted, sender=Integration, dispatch_uid="defender-health-schedule")
         connection_created.connect(make_sqlite_file_private, dispatch_uid="defender-private-sqlite-file")
+        connection_created.connect(json_as_text, dispatch_uid="defender-json-as-text")
         _configure_call_budget()
 
 

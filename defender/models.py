@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from defender import destinations, encryption, enums, presets, validators
-from defender.fields import CertificatesField, EncryptedTextField, has_secret
+from defender.fields import CertificatesField, EncryptedTextField, StoredJSONField, has_secret
 from defender.kinds import DEFENDER_ATP, KIND_CHOICES
 from defender.services.client_certificate import parse_certificate_credential
 from defender.services.connection import ConnectionSettings, ProxySettings, bare_host, split_host_list
@@ -669,7 +669,7 @@ class Alert(models.Model):
     machine_name = models.CharField(max_length=253, blank=True, help_text="The machine as Defender reports it.")
     matched_name = models.CharField(max_length=253, blank=True, help_text="The actor's name that matched it.")
     device_id = models.CharField("device ID", max_length=200, blank=True)
-    mitre_techniques = models.JSONField("MITRE techniques", default=list, blank=True)
+    mitre_techniques = StoredJSONField("MITRE techniques", default=list, blank=True)
     incident_id = models.CharField("incident ID", max_length=200, blank=True)
     incident_url = models.URLField("incident URL", max_length=2000, blank=True)
     threat_family = models.CharField(max_length=256, blank=True)
@@ -682,8 +682,8 @@ class Alert(models.Model):
     product_name = models.CharField(max_length=256, blank=True)
     portal_url = models.URLField("Defender portal URL", max_length=2000, blank=True)
     # A list of services.alerts.Evidence as dicts (at most MOST_EVIDENCE); the table never loads it, the detail does.
-    evidence = models.JSONField(default=list, blank=True)
-    raw = models.JSONField(default=dict, blank=True)
+    evidence = StoredJSONField(default=list, blank=True)
+    raw = StoredJSONField(default=dict, blank=True)
     first_seen_at = models.DateTimeField(editable=False)
     updated_at = models.DateTimeField(editable=False)
 

@@ -3,6 +3,7 @@
 Alerts built by hand cover what the simulator does not vary.
 """
 
+import logging
 import threading
 import time
 from dataclasses import replace
@@ -348,3 +349,29 @@ def test_an_alert_matched_anew_while_another_integration_stores_it_moves_with_ev
         ("Other", "second"),
     ]
     assert [Actor.objects.get(pk=actor.pk).alert_count for actor in (first, second)] == [0, 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_alert_stored_by_two_integrations_at_once_is_one_row_counted_once(caplog):
+    # The second store looked for the alert before the first committed it, so it tries to copy it in as new, waits on
+    # the first's row, and is refused by the unique constraint: it stores through the upsert instead, at once.
+    caplog.set_level(logging.INFO, logger="defender.alert_store")
+    actor = make_actor()
+    integration, other = make_integration(), make_integration(name="Other")
+    store_while_another_holds_the_row(
+        lambda: alert_store.store_alerts(actor, integration, [defender_alert(), defender_alert("da2")]),
+        lambda: alert_store.store_alerts(actor, other, [defender_alert(status="Resolved"), defender_alert("da3")]),
+    )
+    assert sorted(Alert.objects.values_list("alert_id", "status")) == [
+        ("da2", "New"),
+        ("da3", "New"),
+        ("da638000000000000000_1", "Resolved"),
+    ]
+    assert sorted(AlertSource.objects.values_list("alert__alert_id", "integration__name")) == [
+        ("da2", "Defender EU"),
+        ("da3", "Other"),
+        ("da638000000000000000_1", "Defender EU"),
+        ("da638000000000000000_1", "Other"),
+    ]
+    assert Actor.objects.get(pk=actor.pk).alert_count == 3
+    assert "again" not in caplog.text, "the refused copy was taken for a value the database refused"
