@@ -49,3 +49,33 @@ def test_the_same_alert_stored_by_two_integrations_of_a_tenant_becomes_one_row_n
         "Graph": "dod",
         "Other": "commercial",
     }
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("migrated_back_to_the_latest")
+def test_the_raw_answer_evidence_and_techniques_survive_the_change_to_json_text_and_back():
+    json_text = [("defender", "0024_alert_json_as_text")]
+    before = [("defender", "0023_alert_source_actor")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    Actor, Alert = old.get_model("defender", "Actor"), old.get_model("defender", "Alert")
+    actor = Actor.objects.create(name="Finance workstation", hostname="ws-fin-07")
+    now = timezone.now()
+    kept = {
+        "raw": {"id": "da1", "evidence": [{"sha1": "ab" * 20}], "big": 2**70},
+        "evidence": [{"entity_type": "File", "file_name": "x.ps1"}],
+        "mitre_techniques": ["T1059.001"],
+    }
+    Alert.objects.create(tenant_id="t-1", actor=actor, alert_id="da1", first_seen_at=now, updated_at=now, **kept)
+
+    for target in (json_text, before, json_text):
+        executor = MigrationExecutor(connection)
+        executor.migrate(target)
+        Alert = executor.loader.project_state(target).apps.get_model("defender", "Alert")
+        assert Alert.objects.values(*kept).get() == kept
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_typeof(raw)::text, pg_typeof(evidence)::text FROM defender_alert")
+            assert cursor.fetchone() == ("json", "json")
+    assert Alert.objects.filter(mitre_techniques=["T1059.001"]).count() == 1
