@@ -199,6 +199,13 @@ DATABASES = {
         conn_max_age=env.integer("DATABASE_CONN_MAX_AGE", 60),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # PostgreSQL compiles a query to machine code once its estimated cost is high, which pays off for long analytical
+    # queries and not for a page's: on an actor with 100,000 alerts, compiling the window's count took 25 ms of 65.
+    # Off for this site's connections only, unless DATABASE_URL's options say otherwise.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    if "jit" not in _options.get("options", ""):
+        _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -134,6 +134,36 @@ def test_production_database_comes_from_database_url(tmp_path):
     assert "django.db.backends.postgresql" in result.stdout, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("postgres://someone@db.example:5432/director", "-c jit=off"),
+        ("postgres://someone@db.example:5432/director?options=-c%20statement_timeout%3D5000", None),
+        ("postgres://someone@db.example:5432/director?options=-c%20jit%3Don", "-c jit=on"),
+    ],
+)
+def test_postgresql_compiles_no_query_to_machine_code_unless_database_url_says_so(url, options, tmp_path):
+    result = run_manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'].get('options'))",
+        extra_env={**PRODUCTION, "DATABASE_URL": url},
+        tmp_path=tmp_path,
+    )
+    assert result.stdout.splitlines()[-1] == (options or "-c statement_timeout=5000 -c jit=off"), result.stderr
+
+
+@pytest.mark.django_db
+def test_the_suites_postgresql_connections_run_without_jit():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("JIT compiling is PostgreSQL's; this database is SQLite.")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
+
+
 def mode(path):
     return stat.S_IMODE(path.stat().st_mode)
 
