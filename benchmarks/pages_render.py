@@ -63,7 +63,7 @@ def configure(folder, database_url=""):
 def populate():
     from django.contrib.auth.models import Group, User
 
-    from defender.models import Actor, Alert, AlertFetch, AlertSource, Integration
+    from defender.models import Actor, Alert, AlertFetch, AlertSource, Integration, recount_alerts
     from defender.roles import ADMINISTRATORS
 
     admin = User.objects.create_user("bench-admin", password="bench-only-password")
@@ -112,11 +112,14 @@ def populate():
     # Each alert returned by one of the asked integrations, in turn.
     AlertSource.objects.bulk_create(
         (
-            AlertSource(alert_id=pk, integration=asked[number % len(asked)], first_seen_at=now, last_seen_at=now)
+            AlertSource(
+                alert_id=pk, actor=actor, integration=asked[number % len(asked)], first_seen_at=now, last_seen_at=now
+            )
             for number, pk in enumerate(Alert.objects.order_by("alert_id").values_list("pk", flat=True))
         ),
         batch_size=1000,
     )
+    recount_alerts([actor.pk])  # the count storing keeps, which bulk_create above does not
     for integration in asked:
         AlertFetch.objects.create(
             actor=actor,
