@@ -11,13 +11,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def _serve(alerts_on_bulk_machine: int, pipe) -> None:
+def _serve(alerts_on_bulk_machine: int, pipe, fleet: tuple[int, int, int] | None = None) -> None:
     from defender.simulator import Simulator
 
-    simulator = Simulator(seed=1, alerts_on_bulk_machine=alerts_on_bulk_machine).start()
+    if fleet:
+        alerts, machines, seed = fleet
+        simulator = Simulator(seed=seed)
+        names = simulator.seed_fleet(alerts, machines)
+        simulator.start()
+    else:
+        simulator, names = Simulator(seed=1, alerts_on_bulk_machine=alerts_on_bulk_machine).start(), []
     try:
         pipe.send(
             {
+                "fleet_names": names,
                 "host": simulator.host,
                 "port": simulator.port,
                 "siem_host": simulator.siem_host,
@@ -31,7 +38,11 @@ def _serve(alerts_on_bulk_machine: int, pipe) -> None:
                 "app": {"client_id": simulator.app.client_id, "client_secret": simulator.app.client_secret},
             }
         )
-        pipe.recv()  # until told to stop, or the benchmark's end closes the pipe
+        # Until told to stop, or the benchmark's end closes the pipe: the counters asked for, or reset.
+        while (asked := pipe.recv()) != "stop":
+            if asked == "reset":
+                simulator.reset_counters()
+            pipe.send(simulator.api_calls)
     except EOFError:
         pass
     finally:
@@ -39,18 +50,31 @@ def _serve(alerts_on_bulk_machine: int, pipe) -> None:
 
 
 @contextmanager
-def simulator_process(alerts_on_bulk_machine: int) -> Iterator[types.SimpleNamespace]:
+def simulator_process(
+    alerts_on_bulk_machine: int = 0, fleet: tuple[int, int, int] | None = None
+) -> Iterator[types.SimpleNamespace]:
     """A started simulator in a child process: what a client needs of it (tests.fixtures.connection.settings_for
-    takes it), with its bulk machine holding ``alerts_on_bulk_machine`` alerts."""
+    takes it), with its bulk machine holding ``alerts_on_bulk_machine`` alerts, or, with ``fleet`` (alerts,
+    machines, seed), that many alerts seeded on that many machines, whose names it gives as ``fleet_names``.
+    ``api_calls()`` and ``reset_counters()`` ask the simulator's call count, and reset it."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
-    child = context.Process(target=_serve, args=(alerts_on_bulk_machine, theirs), daemon=True)
+    child = context.Process(target=_serve, args=(alerts_on_bulk_machine, theirs, fleet), daemon=True)
     child.start()
     try:
         if not ours.poll(120):
             raise RuntimeError("the simulator process did not start within 2 minutes")
         facts = ours.recv()
-        yield types.SimpleNamespace(**{**facts, "app": types.SimpleNamespace(**facts["app"])})
+
+        def ask(what: str) -> int:
+            ours.send(what)
+            return ours.recv()
+
+        yield types.SimpleNamespace(
+            **{**facts, "app": types.SimpleNamespace(**facts["app"])},
+            api_calls=lambda: ask("calls"),
+            reset_counters=lambda: ask("reset"),
+        )
     finally:
         ours.send("stop")
         child.join(timeout=30)

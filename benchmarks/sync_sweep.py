@@ -28,47 +28,46 @@ def actors_for(names, total):
 
 
 def run(arguments):
+    from benchmarks.simulator_process import simulator_process
     from defender import presets
     from defender.models import Integration
     from defender.operations import sync
-    from defender.simulator import Simulator
 
-    with tempfile.TemporaryDirectory(prefix="sync-sweep-") as ca_folder:
-        simulator = Simulator(seed=5, ca_path=Path(ca_folder) / "ca.pem")
-        names = simulator.seed_fleet(arguments.alerts, arguments.machines)
-        with simulator:
-            actors_for(names, arguments.actors)
-            integration = Integration(
-                name="Sweep benchmark",
-                host=simulator.host,
-                port=simulator.port,
-                auth_url=simulator.auth_url,
-                tenant_id=simulator.tenant_id,
-                client_id=simulator.app.client_id,
-                client_secret=simulator.app.client_secret,
-                ca_certificate=simulator.ca_pem,
-                api_flavour=presets.MDE,
-                resource="https://api.securitycenter.microsoft.com",
-                read_timeout=120.0,
-            )
-            integration.save()
+    # The simulator in a process of its own, as Defender is: in this one it would take turns with the sweep for the
+    # interpreter lock, and the next page could not be prepared while this one is stored.
+    with simulator_process(fleet=(arguments.alerts, arguments.machines, 5)) as simulator:
+        actors_for(simulator.fleet_names, arguments.actors)
+        integration = Integration(
+            name="Sweep benchmark",
+            host=simulator.host,
+            port=simulator.port,
+            auth_url=simulator.auth_url,
+            tenant_id=simulator.tenant_id,
+            client_id=simulator.app.client_id,
+            client_secret=simulator.app.client_secret,
+            ca_certificate=simulator.ca_pem,
+            api_flavour=presets.MDE,
+            resource="https://api.securitycenter.microsoft.com",
+            read_timeout=120.0,
+        )
+        integration.save()
+        print(
+            f"{arguments.actors:,} actors, {arguments.machines} machines, {arguments.alerts:,} alerts "
+            f"({'PostgreSQL' if arguments.database_url else 'SQLite'})"
+        )
+        for label in ("first sweep (lookback window)", "second sweep (nothing new)"):
+            simulator.reset_counters()
+            started = time.perf_counter()
+            summary = sync.sync_integration(integration)
+            elapsed = time.perf_counter() - started
             print(
-                f"{arguments.actors:,} actors, {arguments.machines} machines, {arguments.alerts:,} alerts "
-                f"({'PostgreSQL' if arguments.database_url else 'SQLite'})"
+                f"  {label:32} {elapsed:7.2f} s  {simulator.api_calls()} calls  {summary.fetched:,} fetched  "
+                f"{summary.stored:,} stored  {summary.actors_touched} actors touched"
+                + (f"  ERROR {summary.error}" if summary.error else "")
             )
-            for label in ("first sweep (lookback window)", "second sweep (nothing new)"):
-                simulator.reset_counters()
-                started = time.perf_counter()
-                summary = sync.sync_integration(integration)
-                elapsed = time.perf_counter() - started
-                print(
-                    f"  {label:32} {elapsed:7.2f} s  {simulator.api_calls} calls  {summary.fetched:,} fetched  "
-                    f"{summary.stored:,} stored  {summary.actors_touched} actors touched"
-                    + (f"  ERROR {summary.error}" if summary.error else "")
-                )
-            bound = math.ceil(arguments.alerts / 10000) + 2
-            print(f"  bound: {bound} calls for the first sweep, 2 for the second")
-            print(f"  Get alerts for every actor instead: about {2 * arguments.actors:,} calls")
+        bound = math.ceil(arguments.alerts / 10000) + 2
+        print(f"  bound: {bound} calls for the first sweep, 2 for the second")
+        print(f"  Get alerts for every actor instead: about {2 * arguments.actors:,} calls")
 
 
 def main():

@@ -3,6 +3,8 @@ a time across a page boundary read once, the unordered fallback when $orderby is
 takes (counted by the simulator)."""
 
 import math
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -153,3 +155,39 @@ def test_graph_and_siem_sweeps_read_the_alerts_updated_since_the_cursor(clean_fl
     assert pages[-1].cursor is not None and pages[-1].cursor >= since
     names = {item.reported.split(".")[0] for page in pages for item in page.alerts}
     assert {name.split(".")[0] for name in clean_fleet.fleet_names} <= names
+
+
+PATIENCE = 10.0  # seconds: far beyond what a page of 100 alerts takes, only so that a broken build fails, not hangs
+
+
+def calls_reach(sim, count):
+    deadline = time.monotonic() + PATIENCE
+    while sim.api_calls < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return sim.api_calls
+
+
+def read_ahead_threads():
+    return [thread for thread in threading.enumerate() if thread.name.startswith("read-ahead")]
+
+
+def test_the_next_page_is_asked_for_while_the_caller_stores_this_one(clean_fleet):
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    pages = sweep.sweep(api_client(settings_for(clean_fleet)), since, (), PAGE)
+    first = next(pages)
+    # The caller holds page 1 (as if storing it) and has asked for nothing more: page 2 is on its way all the same.
+    assert calls_reach(clean_fleet, 2) == 2
+    every = [first, *pages]
+    ids = ids_of(every)
+    assert len(ids) == len(set(ids)) and set(ids) == updated_since(clean_fleet, since)
+    assert clean_fleet.api_calls == len(every) <= math.ceil(len(ids) / PAGE) + 1
+    assert not read_ahead_threads()
+
+
+def test_a_sweep_stopped_after_a_page_waits_for_the_next_in_flight_and_asks_for_nothing_more(clean_fleet):
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    pages = sweep.sweep(api_client(settings_for(clean_fleet)), since, (), PAGE)
+    next(pages)
+    pages.close()  # storing page 1 failed, say
+    assert not read_ahead_threads()
+    assert clean_fleet.api_calls == 2

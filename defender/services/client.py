@@ -260,7 +260,7 @@ class ApiClient:
         received = 0
         page = 1
         previous_first: object = None
-        reader = _ReadAhead(self.get_json) if read_ahead else _ReadOnDemand(self.get_json)
+        reader = ReadAhead(self.get_json) if read_ahead else _ReadOnDemand(self.get_json)
         try:
             reader.ask(first_url, base_params, page, headers)
             while True:
@@ -338,9 +338,10 @@ class _ReadOnDemand:
         pass
 
 
-class _ReadAhead:
-    """Each page fetched on a thread of its own from the moment it is asked for, with the caller's context (its
-    call-budget priority); its failure is raised to the caller when it wants the page."""
+class ReadAhead:
+    """Each page fetched from the moment it is asked for, on one thread kept for the listing, with the caller's
+    context (its call-budget priority); its failure is raised to the caller when it wants the page. ``close`` waits
+    for a page still in flight. Used by ``iter_items`` and by the sweeps."""
 
     def __init__(self, get_json: Callable[..., Any]) -> None:
         self._get_json = get_json

@@ -16,7 +16,7 @@ from typing import Any
 
 from defender import presets
 from defender.services import alerts as parse
-from defender.services.client import MAX_PAGES, ApiClient
+from defender.services.client import MAX_PAGES, ApiClient, ReadAhead
 from defender.services.errors import ApiFailed, BadResponse, NotFound, Throttled
 from defender.services.untrusted import identifier, moment, text
 
@@ -102,47 +102,60 @@ def _items(data: Any, path: str, page: int) -> list[Any]:
 
 
 def _mde(api: ApiClient, keyset: _Keyset, top: int) -> Iterator[SweepPage]:
+    """Keyset pages, each asked for as soon as the one before is read: while the caller stores a page, the next is
+    on its way."""
     path = f"{parse.api_prefix(api.settings)}/alerts"
     portal = parse.portal_origin(api.settings)
-    skip = 0
-    for page in range(1, MAX_PAGES + 1):
-        start = keyset.cursor
-        params: dict[str, Any] = {
-            "$filter": f"lastUpdateTime ge {_time(start)}",
-            "$orderby": "lastUpdateTime asc",
-            "$expand": "evidence",
-            "$top": top,
-        }
-        if skip:
-            params["$skip"] = skip
-        try:
-            data = api.get_json(api.url(path), params, page)
-        except ApiFailed as failure:
-            if failure.code != 400 or page > 1:
-                raise
-            # The tenant refuses $orderby: the same alerts, unordered; the cursor moves once all are read.
-            yield from _mde_unordered(api, keyset, top, path, portal)
-            return
-        items = _items(data, path, page)
-        if not _ascending(items):
-            # The API ignored $orderby: a keyset over an unordered page would pass alerts not yet read.
-            if page > 1:
-                raise BadResponse(
-                    f"Page {page} of {path} was not in the order asked for ($orderby=lastUpdateTime asc); the sweep "
-                    "stopped there, the cursor after the pages stored.",
-                    "The next sweep starts there again.",
-                )
-            yield from _mde_unordered(api, keyset, top, path, portal)
-            return
-        alerts, unreadable = _read_mde(items, keyset, portal)
-        if len(items) < top:
+    pages = ReadAhead(api.get_json)
+    try:
+        start, skip = keyset.cursor, 0
+        pages.ask(api.url(path), _mde_query(start, skip, top), 1)
+        for page in range(1, MAX_PAGES + 1):
+            try:
+                data = pages.answer()
+            except ApiFailed as failure:
+                if failure.code != 400 or page > 1:
+                    raise
+                # The tenant refuses $orderby: the same alerts, unordered; the cursor moves once all are read.
+                yield from _mde_unordered(api, keyset, top, path, portal)
+                return
+            items = _items(data, path, page)
+            if not _ascending(items):
+                # The API ignored $orderby: a keyset over an unordered page would pass alerts not yet read.
+                if page > 1:
+                    raise BadResponse(
+                        f"Page {page} of {path} was not in the order asked for ($orderby=lastUpdateTime asc); the "
+                        "sweep stopped there, the cursor after the pages stored.",
+                        "The next sweep starts there again.",
+                    )
+                yield from _mde_unordered(api, keyset, top, path, portal)
+                return
+            alerts, unreadable = _read_mde(items, keyset, portal)
+            if len(items) < top:
+                yield SweepPage(alerts, unreadable, keyset.cursor, tuple(sorted(keyset.ids)))
+                return
+            # A full page: the next starts at its last update time. A page all of one time cannot move the cursor,
+            # so the next one skips what was read at that time instead.
+            skip = skip + len(items) if keyset.cursor == start else 0
+            start = keyset.cursor
+            if page < MAX_PAGES:
+                pages.ask(api.url(path), _mde_query(start, skip, top), page + 1)
             yield SweepPage(alerts, unreadable, keyset.cursor, tuple(sorted(keyset.ids)))
-            return
-        # A full page: the next starts at its last update time. A page all of one time cannot move the cursor, so
-        # the next one skips what was read at that time instead.
-        skip = skip + len(items) if keyset.cursor == start else 0
-        yield SweepPage(alerts, unreadable, keyset.cursor, tuple(sorted(keyset.ids)))
+    finally:
+        pages.close()
     raise ApiFailed(f"The sweep of {path} took more than {MAX_PAGES:,} pages; stopped there, the cursor kept.")
+
+
+def _mde_query(start: datetime, skip: int, top: int) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "$filter": f"lastUpdateTime ge {_time(start)}",
+        "$orderby": "lastUpdateTime asc",
+        "$expand": "evidence",
+        "$top": top,
+    }
+    if skip:
+        params["$skip"] = skip
+    return params
 
 
 def _ascending(items: list[Any]) -> bool:
