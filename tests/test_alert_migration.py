@@ -79,3 +79,23 @@ def test_the_raw_answer_evidence_and_techniques_survive_the_change_to_json_text_
             cursor.execute("SELECT pg_typeof(raw)::text, pg_typeof(evidence)::text FROM defender_alert")
             assert cursor.fetchone() == ("json", "json")
     assert Alert.objects.filter(mitre_techniques=["T1059.001"]).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("migrated_back_to_the_latest")
+def test_alerts_stored_before_the_json_migration_has_run_keep_their_json():
+    # The code of a release may run before its migration has: the columns are still jsonb, whose binary form is not
+    # JSON's text, so they are copied as text then.
+    from defender import alert_store
+    from defender.models import Alert
+    from tests.factories import make_actor, make_integration
+    from tests.test_alert_store import defender_alert
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("defender", "0023_alert_source_actor")])
+    actor, integration = make_actor(), make_integration()
+    alert_store.store_alerts(actor, integration, [defender_alert(raw={"id": "da1", "nested": {"n": [1, 2]}})])
+    alert_store.store_alerts(actor, integration, [defender_alert(raw={"id": "da1", "nested": {"n": [3]}})])
+    assert list(Alert.objects.values_list("raw", "mitre_techniques")) == [
+        ({"id": "da1", "nested": {"n": [3]}}, ["T1059.001"])
+    ]
