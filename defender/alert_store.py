@@ -240,15 +240,16 @@ def _upsert_copied(integration, tenant, ids, rows, now, actor_id):
             [tenant, ids],
         )
         stored = {alert_id for (alert_id,) in cursor.fetchall()}
+        copy_format = _copy_format(cursor)
         new = [row for row in rows if row["alert_id"] not in stored]
-        new_keys = _copy_new(cursor, new) if new else []
+        new_keys = _copy_new(cursor, new, copy_format) if new else []
         if new_keys is None:
             # A store running at the same time inserted one of them first: every row takes the upsert.
             new, new_keys = [], []
         staged = [row for row in rows if row["alert_id"] in stored] if new else rows
         inserted, moved, written_keys = len(new), {}, new_keys
         if staged:
-            staged_inserted, moved, staged_keys = _upsert_staged(cursor, staged, actor_id)
+            staged_inserted, moved, staged_keys = _upsert_staged(cursor, staged, actor_id, copy_format)
             inserted += staged_inserted
             if len(staged_keys) == len(staged):
                 written_keys = new_keys + staged_keys
@@ -270,7 +271,7 @@ def _upsert_copied(integration, tenant, ids, rows, now, actor_id):
     return inserted, moved
 
 
-def _copy_new(cursor, rows) -> list[int] | None:
+def _copy_new(cursor, rows, copy_format: tuple[str, list[str] | None]) -> list[int] | None:
     """COPY alerts not stored yet into the table, with keys from its own sequence (a COPY returns none), and return
     those keys; None, with nothing written, when one of them has been stored since it was looked for."""
     table = Alert._meta.db_table
@@ -281,13 +282,13 @@ def _copy_new(cursor, rows) -> list[int] | None:
         [table, len(rows)],
     )
     keys = [key for (key,) in cursor.fetchall()]
-    copy_format, types = _copy_format(cursor)  # asked before the COPY: a connection copying answers nothing else
+    options, types = copy_format
     try:
         # The savepoint keeps the transaction usable when the unique constraint refuses the COPY.
         with (
             transaction.atomic(),
             connection.wrap_database_errors,
-            cursor.cursor.copy(f"COPY {table} (id, {names}) FROM STDIN{copy_format}") as copy,
+            cursor.cursor.copy(f"COPY {table} (id, {names}) FROM STDIN{options}") as copy,
         ):
             if types:
                 copy.set_types(["bigint", *types])
@@ -298,7 +299,9 @@ def _copy_new(cursor, rows) -> list[int] | None:
     return keys
 
 
-def _upsert_staged(cursor, rows, actor_id) -> tuple[int, dict[tuple[int, int], int], list[int]]:
+def _upsert_staged(
+    cursor, rows, actor_id, copy_format: tuple[str, list[str] | None]
+) -> tuple[int, dict[tuple[int, int], int], list[int]]:
     """COPY the rows into a temporary table, then one INSERT … SELECT … ON CONFLICT DO UPDATE whose rule keeps a
     richer copy from a poorer one. Returns how many were inserted, the alerts that moved between actors, and the keys
     of every row written."""
@@ -311,8 +314,8 @@ def _upsert_staged(cursor, rows, actor_id) -> tuple[int, dict[tuple[int, int], i
     cursor.execute(
         f"CREATE TEMP TABLE {staged} ON COMMIT DROP AS SELECT {names} FROM {alert_table} WITH NO DATA"  # noqa: S608
     )
-    copy_format, types = _copy_format(cursor)
-    with cursor.cursor.copy(f"COPY {staged} ({names}) FROM STDIN{copy_format}") as copy:
+    options, types = copy_format
+    with cursor.cursor.copy(f"COPY {staged} ({names}) FROM STDIN{options}") as copy:
         if types:
             copy.set_types(types)
         for row in rows:
@@ -386,7 +389,8 @@ def _copy_format(cursor) -> tuple[str, list[str] | None]:
     the column's type, so an integer must be sent as wide as its column) and the JSON columns as text, which is
     json's binary form; a fifth less of the server's time than text, no timestamp or number parsed. Text while a
     JSON column is still jsonb (code deployed before its migration ran), whose binary form is not its text. Asked of
-    the catalog every time (a fraction of a millisecond), so that a migration is seen by a process already running."""
+    the catalog once a store (a fraction of a millisecond), before any COPY (a connection copying answers nothing
+    else), so that a migration is seen by a process already running."""
     cursor.execute(
         "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = %s::regclass",
         [Alert._meta.db_table],
@@ -398,7 +402,7 @@ def _copy_format(cursor) -> tuple[str, list[str] | None]:
 
 
 def _json(value: Any) -> str:
-    """JSON text for a jsonb column. orjson refuses integers past 64 bits, which JSON and PostgreSQL allow."""
+    """JSON text for a JSON column. orjson refuses integers past 64 bits, which JSON and PostgreSQL allow."""
     try:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:

@@ -5,7 +5,7 @@ COLUMNS = ("raw", "evidence", "mitre_techniques")
 
 
 def retype(apps, schema_editor, to):
-    # Both columns in one statement: PostgreSQL rewrites the table once, not once a column. Other databases keep
+    # The three columns in one statement: PostgreSQL rewrites the table once, not once a column. Other databases keep
     # JSON as text either way, so nothing changes there.
     if schema_editor.connection.vendor != "postgresql":
         return
